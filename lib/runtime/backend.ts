@@ -1,0 +1,113 @@
+/**
+ * Backend selection: `auto` takes Deno's WebGPU when it offers a hardware
+ * adapter, otherwise the wasm backend (SIMD). Software adapters such as Mesa
+ * llvmpipe report `isFallbackAdapter` and are slower than wasm, so `auto`
+ * passes them over; `--backend webgpu` still uses them on request.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import "@tensorflow/tfjs-backend-cpu";
+import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { registerProjectKernels } from "./kernels/mod.ts";
+
+/** The backends a command can ask for. */
+export type BackendName = "auto" | "webgpu" | "wasm" | "cpu";
+
+/** What {@link initBackend} chose and why. */
+export interface BackendInfo {
+  /** The tfjs backend in use. */
+  name: "webgpu" | "wasm" | "cpu";
+  /** The GPU adapter's description, when one was found. */
+  adapter?: string;
+  /** One sentence: why this backend. */
+  reason: string;
+}
+
+let current: BackendInfo | undefined;
+
+/** Describes a WebGPU adapter, or returns undefined when Deno offers none. */
+async function probeAdapter(): Promise<{ adapter: any; text: string; fallback: boolean } | undefined> {
+  const gpu = (globalThis.navigator as any)?.gpu;
+  if (!gpu) return undefined;
+  const adapter = await gpu.requestAdapter();
+  if (!adapter) return undefined;
+  const info = adapter.info ?? {};
+  const text = [info.vendor, info.architecture, info.device, info.description]
+    .filter((s: string | undefined) => s).join(" ") || "unknown adapter";
+  const fallback = Boolean(adapter.isFallbackAdapter ?? info.isFallbackAdapter);
+  return { adapter, text, fallback };
+}
+
+function wasmDir(): string {
+  const require = createRequire(import.meta.url);
+  return dirname(require.resolve("@tensorflow/tfjs-backend-wasm"));
+}
+
+async function useWasm(): Promise<void> {
+  const dir = wasmDir();
+  setWasmPaths({
+    "tfjs-backend-wasm.wasm": join(dir, "tfjs-backend-wasm.wasm"),
+    "tfjs-backend-wasm-simd.wasm": join(dir, "tfjs-backend-wasm-simd.wasm"),
+    "tfjs-backend-wasm-threaded-simd.wasm": join(dir, "tfjs-backend-wasm-threaded-simd.wasm"),
+  });
+  if (!(await tf.setBackend("wasm"))) throw new Error("the wasm backend failed to initialise");
+}
+
+async function useWebgpu(): Promise<void> {
+  await import("@tensorflow/tfjs-backend-webgpu");
+  if (!(await tf.setBackend("webgpu"))) throw new Error("the webgpu backend failed to initialise");
+}
+
+/**
+ * Selects and initialises a backend, registering the project's kernels.
+ * Calling it again with the same name is a no-op.
+ *
+ * @param name `auto` (default) picks WebGPU on a hardware adapter, else wasm.
+ * @param log where the one-line choice is printed; pass `null` for silence.
+ */
+export async function initBackend(
+  name: BackendName = "auto",
+  log: ((line: string) => void) | null = (l) => console.error(l),
+): Promise<BackendInfo> {
+  if (current && (name === "auto" || name === current.name)) return current;
+  registerProjectKernels();
+  let info: BackendInfo;
+  if (name === "cpu") {
+    await tf.setBackend("cpu");
+    info = { name: "cpu", reason: "asked for with --backend cpu" };
+  } else if (name === "wasm") {
+    await useWasm();
+    info = { name: "wasm", reason: "asked for with --backend wasm" };
+  } else {
+    const probe = await probeAdapter();
+    if (name === "webgpu") {
+      if (!probe) throw new Error("--backend webgpu: Deno offers no WebGPU adapter on this machine");
+      await useWebgpu();
+      info = {
+        name: "webgpu",
+        adapter: probe.text,
+        reason: probe.fallback
+          ? "asked for with --backend webgpu (a software fallback adapter: slower than wasm)"
+          : "asked for with --backend webgpu",
+      };
+    } else if (probe && !probe.fallback) {
+      await useWebgpu();
+      info = { name: "webgpu", adapter: probe.text, reason: "auto: a hardware WebGPU adapter" };
+    } else {
+      await useWasm();
+      info = {
+        name: "wasm",
+        adapter: probe?.text,
+        reason: probe
+          ? "auto: the only WebGPU adapter is a software fallback, slower than wasm"
+          : "auto: Deno offers no WebGPU adapter",
+      };
+    }
+  }
+  current = info;
+  log?.(
+    `backend: ${info.name}${info.adapter ? ` (adapter: ${info.adapter})` : ""} — ${info.reason}`,
+  );
+  return info;
+}
