@@ -32,10 +32,20 @@ export class Rng {
     if (this.#s.every((v) => v === 0)) this.#s[0] = 1;
   }
 
-  /** The state to store in a checkpoint; `new Rng(state)` continues from here. */
+  /**
+   * The state to store in a checkpoint; `new Rng(state)` or `setState`
+   * continues from here. It drops the cached spare normal draw, so the live
+   * generator and a restored one continue identically.
+   */
   state(): RngState {
     this.#spare = null;
     return [this.#s[0], this.#s[1], this.#s[2], this.#s[3]];
+  }
+
+  /** Continues from a saved state. */
+  setState(state: RngState): void {
+    this.#s.set(state);
+    this.#spare = null;
   }
 
   /** A uniform unsigned 32-bit integer. */

@@ -1,0 +1,113 @@
+/**
+ * `deno task bench`: the cases of shared/BENCH.md, one JSON line each, in
+ * the form of the PyTorch reference (`case`, `ms_per_iter`, `iters`,
+ * `params`) plus the backend, the tensor count drift and peak bytes. A train
+ * iteration is the trainer's own step (t and noise drawn, forward diffusion,
+ * loss, backward, Adam) with the loss read back, as `.item()` does there.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { resolveConfig } from "../models/config.ts";
+import { Ddpm, DDPM_KEYS } from "../models/ddpm.ts";
+import { countParams } from "../network/layers.ts";
+import { type BackendName, initBackend } from "../runtime/backend.ts";
+import { Rng } from "../runtime/rng.ts";
+import { Adam } from "../trainer/optim.ts";
+import { trainStep } from "../trainer/trainer.ts";
+import { benchMatmul } from "../bench/matmul.ts";
+
+/** One benchmark result line. */
+export interface BenchRecord {
+  case: string;
+  ms_per_iter: number;
+  iters: number;
+  params?: number;
+  backend: string;
+  /** Tensors alive after the timed iterations minus before (0 = no leak). */
+  tensor_drift?: number;
+  /** Peak bytes held by the backend during the case. */
+  peak_bytes?: number;
+}
+
+function ddpm(data: string, batch: number): Ddpm {
+  const config = {
+    model: "ddpm",
+    data,
+    ...resolveConfig(DDPM_KEYS, { batch, lr: 1e-3, grad_clip: 0, ema: [], T: 1000, schedule: "linear" }),
+  };
+  return new Ddpm(config);
+}
+
+async function timeTrain(name: string, data: string, batch: number, iters: number): Promise<BenchRecord> {
+  const model = ddpm(data, batch);
+  const rng = new Rng(0);
+  const init = model.init(rng);
+  const params: Record<string, tf.Variable> = {};
+  for (const [k, t] of Object.entries(init)) params[k] = tf.variable(t, true, `bench-${name}/${k}`);
+  tf.dispose(Object.values(init));
+  const adam = new Adam(params);
+  let peak = 0;
+  const once = async (step: number) => {
+    const r = trainStep(model, params, adam, rng, step, 1e-3, 0);
+    await r.loss.data();
+    peak = Math.max(peak, tf.memory().numBytes);
+    tf.dispose([r.loss, r.perSample]);
+  };
+  for (let i = 0; i < 2; i++) await once(i);
+  const before = tf.memory().numTensors;
+  const t0 = performance.now();
+  for (let i = 0; i < iters; i++) await once(2 + i);
+  const ms = (performance.now() - t0) / iters;
+  const drift = tf.memory().numTensors - before;
+  const params_ = countParams(params);
+  adam.dispose();
+  Object.values(params).forEach((v) => v.dispose());
+  model.dispose();
+  return { case: name, ms_per_iter: round(ms), iters, params: params_, backend: tf.getBackend(), tensor_drift: drift, peak_bytes: peak };
+}
+
+async function timeSample(
+  name: string,
+  data: string,
+  n: number,
+  sampler: string,
+  steps: number,
+): Promise<BenchRecord> {
+  const model = ddpm(data, 1);
+  const w = model.init(new Rng(0));
+  const go = () => model.sample(w, { n, sampler, steps, clip: "none" }, new Rng(1));
+  await go(); // warm-up, as the reference does
+  const before = tf.memory().numTensors;
+  const t0 = performance.now();
+  await go();
+  const ms = performance.now() - t0;
+  const drift = tf.memory().numTensors - before;
+  const params = countParams(w);
+  tf.dispose(Object.values(w));
+  model.dispose();
+  return { case: name, ms_per_iter: round(ms), iters: 1, params, backend: tf.getBackend(), tensor_drift: drift };
+}
+
+function round(x: number): number {
+  return Math.round(x * 100) / 100;
+}
+
+/** The benchmark cases by name. */
+export const BENCH_CASES: Record<string, () => Promise<BenchRecord | BenchRecord[]>> = {
+  "mlp-toy": () => timeTrain("mlp-toy", "8gaussians", 1024, 50),
+  "mnist-unet": () => timeTrain("mnist-unet", "mnist", 64, 5),
+  "sample-toy-ddpm1000": () => timeSample("sample-toy-ddpm1000", "8gaussians", 1024, "ddpm", 1000),
+  "sample-mnist-ddim50": () => timeSample("sample-mnist-ddim50", "mnist", 64, "ddim", 50),
+  "matmul": async () => (await benchMatmul()) as BenchRecord[],
+};
+
+/** Runs one case or all, printing one JSON line per result. */
+export async function benchCommand(opts: { case?: string; backend: BackendName }): Promise<void> {
+  await initBackend(opts.backend);
+  const names = opts.case ? [opts.case] : Object.keys(BENCH_CASES);
+  for (const name of names) {
+    const run = BENCH_CASES[name];
+    if (!run) throw new Error(`unknown bench case "${name}" (${Object.keys(BENCH_CASES).join(", ")})`);
+    const r = await run();
+    for (const rec of Array.isArray(r) ? r : [r]) console.log(JSON.stringify(rec));
+  }
+}

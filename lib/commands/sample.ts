@@ -1,0 +1,84 @@
+/**
+ * `deno task sample`: draws samples from a run and writes them: a PNG grid
+ * for images; a CSV plus a PNG scatter over the data for 2-D sets; a CSV of
+ * rows for tables.
+ */
+import * as fs from "node:fs";
+import { dirname, extname } from "node:path";
+import { stringify } from "csv-stringify/sync";
+import { sampleToy } from "../data/toy2d.ts";
+import type { SampleOutput, SampleRequest } from "../models/model.ts";
+import { type BackendName, initBackend } from "../runtime/backend.ts";
+import { blank, boundsOf, imageGrid, scatter, writePng } from "../runtime/png.ts";
+import { Progress } from "../runtime/progress.ts";
+import { Rng } from "../runtime/rng.ts";
+import { openRun } from "./run.ts";
+
+/** Options of {@link sampleCommand}. */
+export interface SampleCommandOptions {
+  run: string;
+  out: string;
+  n?: number;
+  label?: number;
+  sampler?: string;
+  steps?: number;
+  eta?: number;
+  ema?: string;
+  checkpoint?: number;
+  guidance?: number;
+  seed: number;
+  backend: BackendName;
+}
+
+/** Samples from a run and writes the file(s); returns the paths written. */
+export async function sampleCommand(opts: SampleCommandOptions): Promise<string[]> {
+  await initBackend(opts.backend);
+  const run = await openRun(opts.run, { checkpoint: opts.checkpoint, ema: opts.ema });
+  try {
+    const n = opts.n ?? 64;
+    const progress = new Progress(`sample ${n}`, 1);
+    const req: SampleRequest = {
+      n,
+      sampler: opts.sampler,
+      steps: opts.steps,
+      eta: opts.eta,
+      guidance: opts.guidance,
+      labels: opts.label !== undefined ? [opts.label] : undefined,
+      onProgress: (done, total) => {
+        progress.total = total;
+        progress.update(done);
+      },
+    };
+    const out = await run.model.sample(run.weights, req, new Rng(opts.seed));
+    return writeSamples(out, opts.out, String(run.config.data), opts.seed);
+  } finally {
+    run.close();
+  }
+}
+
+/** Writes samples in their natural form next to `out`; returns the paths. */
+export function writeSamples(out: SampleOutput, path: string, data: string, seed = 0): string[] {
+  fs.mkdirSync(dirname(path) || ".", { recursive: true });
+  const ext = extname(path).toLowerCase();
+  if (out.kind === "image") {
+    const png = ext === ".png" ? path : `${path}.png`;
+    const cols = out.labels ? Math.max(1, Math.round(out.n / 10)) : undefined;
+    writePng(png, imageGrid(out.images, out.n, out.height, out.width, cols));
+    return [png];
+  }
+  if (out.kind === "points") {
+    const base = ext === ".csv" || ext === ".png" ? path.slice(0, -ext.length) : path;
+    const rows = Array.from({ length: out.n }, (_, i) => Array.from(out.points.subarray(i * out.dim, (i + 1) * out.dim)));
+    fs.writeFileSync(`${base}.csv`, stringify([["x", "y"].slice(0, out.dim), ...rows]));
+    const real = sampleToy(data, out.n, new Rng(seed ^ 0xda7a));
+    const pic = blank(480, 480);
+    const b = boundsOf(real);
+    scatter(pic, real, b, [180, 180, 180]);
+    scatter(pic, out.points, b, [214, 39, 40]);
+    writePng(`${base}.png`, pic);
+    return [`${base}.csv`, `${base}.png`];
+  }
+  const csv = ext === ".csv" ? path : `${path}.csv`;
+  fs.writeFileSync(csv, stringify([out.header, ...out.rows]));
+  return [csv];
+}

@@ -1,0 +1,51 @@
+/** `deno task train`: trains (or resumes) one run of any zoo model. */
+import { join } from "node:path";
+import { resolveConfig } from "../models/config.ts";
+import type { RunConfig } from "../models/model.ts";
+import { modelEntry } from "../models/registry.ts";
+import { type BackendName, initBackend } from "../runtime/backend.ts";
+import { Progress } from "../runtime/progress.ts";
+import { train } from "../trainer/trainer.ts";
+
+/** Options of {@link trainCommand}. */
+export interface TrainCommandOptions {
+  model: string;
+  data: string;
+  steps?: number;
+  out?: string;
+  seed?: number;
+  set: RunConfig;
+  backend: BackendName;
+}
+
+/** Resolves the configuration, trains with a progress bar, returns the run directory. */
+export async function trainCommand(opts: TrainCommandOptions): Promise<string> {
+  const entry = modelEntry(opts.model);
+  const given: RunConfig = { ...opts.set };
+  if (opts.steps !== undefined) given.steps = opts.steps;
+  if (opts.seed !== undefined) given.seed = opts.seed;
+  const config = { model: opts.model, data: opts.data, ...resolveConfig(entry.keys, given) };
+  const out = opts.out ?? join("runs", "train", `${opts.model}-${opts.data.replace(/[^\w.-]+/g, "_")}-${stamp()}`);
+  const backend = await initBackend(opts.backend);
+  const progress = new Progress(`train ${opts.model}/${opts.data}`, config.steps as number);
+  const result = await train({
+    runDir: out,
+    entry,
+    config,
+    backend: backend.name,
+    onProgress: (p) =>
+      progress.update(
+        p.step,
+        `loss ${p.loss.toFixed(4)}  bands ${p.bands.map((b) => b.toFixed(3)).join(" ")}  ${
+          p.stepsPerSec.toFixed(1)
+        } steps/s`,
+      ),
+  });
+  if (result.resumedFrom > 0) console.error(`resumed from step ${result.resumedFrom}`);
+  console.error(`run directory: ${out}`);
+  return out;
+}
+
+function stamp(): string {
+  return new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-");
+}

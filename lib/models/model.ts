@@ -1,0 +1,105 @@
+/**
+ * What every member of the zoo provides to the trainer and the commands: a
+ * configuration with documented defaults, parameters, a training loss on a
+ * batch it draws itself, and sampling. The trainer and the commands know
+ * nothing else about a model.
+ */
+import type * as tf from "@tensorflow/tfjs-core";
+import type { Weights } from "../network/layers.ts";
+import type { Rng } from "../runtime/rng.ts";
+
+/** A configuration value as `--set key=value` and experiment files give it. */
+export type ConfigValue = number | string | boolean | number[] | string[];
+
+/** A flat configuration: trainer keys and model keys together. */
+export type RunConfig = Record<string, ConfigValue>;
+
+/** One configuration key a model or the trainer understands. */
+export interface KeySpec {
+  /** Default value. */
+  default: ConfigValue;
+  /** One line for `--help` and error messages. */
+  help: string;
+  /** Allowed values, when it is a choice. */
+  choices?: readonly string[];
+}
+
+/** The loss of one training batch. */
+export interface BatchLoss {
+  /** The scalar to minimise (weighted as the configuration says). */
+  loss: tf.Scalar;
+  /** Unweighted loss per sample [B], for the loss-per-timestep-band report. */
+  perSample: tf.Tensor1D;
+  /** Each sample's diffusion time as a fraction of the process in [0, 1). */
+  position: Float32Array;
+}
+
+/** What `sample` and `eval` ask of a model. */
+export interface SampleRequest {
+  /** Number of samples. */
+  n: number;
+  /** Sampler name (the model's default when absent). */
+  sampler?: string;
+  /** Sampling steps (the model's default when absent). */
+  steps?: number;
+  /** DDIM η. */
+  eta?: number;
+  /** x0 clipping. */
+  clip?: "none" | "static" | "dynamic";
+  /** Class label(s) for conditional models: one label, or one per sample. */
+  labels?: number[];
+  /** Classifier-free guidance scale. */
+  guidance?: number;
+  /** Progress callback (steps done, total). */
+  onProgress?: (done: number, total: number) => void;
+}
+
+/** Samples, in the data's own form. */
+export type SampleOutput =
+  | {
+    kind: "image";
+    /** [n, height, width, channels] in [−1, 1]. */
+    images: Float32Array;
+    n: number;
+    height: number;
+    width: number;
+    channels: number;
+    /** The label of each image, for conditional models. */
+    labels?: Int32Array;
+  }
+  | { kind: "points"; points: Float32Array; n: number; dim: number }
+  | { kind: "table"; header: string[]; rows: (string | number)[][] };
+
+/** A trainable, sampleable member of the zoo. */
+export interface ZooModel {
+  /** Registry name (`ddpm`, `score`, `d3pm`, `tabddpm`). */
+  readonly name: string;
+  /** Fresh parameters. */
+  init(rng: Rng): Weights;
+  /** The loss of one batch, drawn from the model's data with `rng`. */
+  loss(w: Weights, rng: Rng, step: number): BatchLoss;
+  /** Called after each step with the per-sample losses, when {@link wantsLosses}. */
+  observe?(perSample: Float32Array): void;
+  /** Whether {@link observe} wants the per-sample losses every step. */
+  readonly wantsLosses?: boolean;
+  /** State to keep in checkpoints besides weights (e.g. loss-aware histories). */
+  extraState?(): unknown;
+  /** Restores {@link extraState}. */
+  restoreExtraState?(state: unknown): void;
+  /** Draws samples with the given weights (raw or an EMA). */
+  sample(w: Weights, req: SampleRequest, rng: Rng): Promise<SampleOutput>;
+  /** Frees data held on the backend. */
+  dispose(): void;
+}
+
+/** A registry entry: the keys a model takes and how to build it. */
+export interface ModelEntry {
+  /** One line for `--help`. */
+  description: string;
+  /** The model's own configuration keys. */
+  keys: Record<string, KeySpec>;
+  /** The datasets it trains on (for help and validation messages). */
+  data: string;
+  /** Builds the model for a resolved configuration. */
+  create(config: RunConfig): Promise<ZooModel>;
+}

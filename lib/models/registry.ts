@@ -1,0 +1,20 @@
+/** The model zoo: every model the commands can train, by name. */
+import { DDPM_ENTRY } from "./ddpm.ts";
+import type { ModelEntry } from "./model.ts";
+import { didYouMean } from "../runtime/text.ts";
+
+/** Model name → registry entry. */
+export const MODELS: Record<string, ModelEntry> = {
+  ddpm: DDPM_ENTRY,
+};
+
+/** Looks a model up, or fails naming the valid ones. */
+export function modelEntry(name: string): ModelEntry {
+  const e = MODELS[name];
+  if (!e) {
+    throw new Error(
+      `unknown model "${name}"${didYouMean(name, Object.keys(MODELS))}; models: ${Object.keys(MODELS).join(", ")}`,
+    );
+  }
+  return e;
+}

@@ -1,0 +1,169 @@
+/**
+ * Functional building blocks for the networks: parameters live in a flat
+ * record of named tensors ({@link Weights}), and every layer is a function of
+ * (weights, name, input). Raw weights, EMA weights and checkpoints are all the
+ * same kind of record, so sampling with an EMA is just a different record.
+ *
+ * Images are NHWC throughout (tfjs's native layout).
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import type { Rng } from "../runtime/rng.ts";
+
+/** Named parameter tensors of a network. */
+export type Weights = Record<string, tf.Tensor>;
+
+/** A denoiser: any function of (x_t, t, cond) to a tensor shaped like x_t. */
+export interface Network {
+  /** Creates fresh parameters, drawn from `rng` (PyTorch's default initialisation). */
+  init(rng: Rng): Weights;
+  /** Applies the network: x [B, ...], t [B] (float), cond [B] (class index) or undefined. */
+  apply(w: Weights, x: tf.Tensor, t: tf.Tensor1D, cond?: tf.Tensor1D): tf.Tensor;
+}
+
+/** Uniform(-bound, bound) values as a tensor. */
+function uniformTensor(shape: number[], bound: number, rng: Rng): tf.Tensor {
+  const n = shape.reduce((a, b) => a * b, 1);
+  const v = new Float32Array(n);
+  for (let i = 0; i < n; i++) v[i] = (2 * rng.uniform() - 1) * bound;
+  return tf.tensor(v, shape);
+}
+
+/** Adds a Linear(fin → fout) layer's `.w` [fin, fout] and `.b` [fout] (PyTorch init). */
+export function initDense(w: Weights, name: string, fin: number, fout: number, rng: Rng): void {
+  const bound = 1 / Math.sqrt(fin);
+  w[`${name}.w`] = uniformTensor([fin, fout], bound, rng);
+  w[`${name}.b`] = uniformTensor([fout], bound, rng);
+}
+
+/** Adds a k×k convolution's `.w` [k, k, cin, cout] and `.b` [cout] (PyTorch init). */
+export function initConv(
+  w: Weights,
+  name: string,
+  k: number,
+  cin: number,
+  cout: number,
+  rng: Rng,
+): void {
+  const bound = 1 / Math.sqrt(cin * k * k);
+  w[`${name}.w`] = uniformTensor([k, k, cin, cout], bound, rng);
+  w[`${name}.b`] = uniformTensor([cout], bound, rng);
+}
+
+/** Adds a normalisation layer's scale `.g` (ones) and shift `.b` (zeros). */
+export function initNorm(w: Weights, name: string, c: number): void {
+  w[`${name}.g`] = tf.ones([c]);
+  w[`${name}.b`] = tf.zeros([c]);
+}
+
+/** Adds an embedding table `.w` [n, d] drawn from N(0, 1) (PyTorch init). */
+export function initEmbedding(w: Weights, name: string, n: number, d: number, rng: Rng): void {
+  w[`${name}.w`] = tf.tensor(rng.normalArray(n * d), [n, d]);
+}
+
+/** Linear layer on the last axis: x [..., fin] → [..., fout], with an optional fused activation. */
+export function dense(
+  w: Weights,
+  name: string,
+  x: tf.Tensor,
+  activation?: "relu",
+): tf.Tensor {
+  const W = w[`${name}.w`] as tf.Tensor2D;
+  const shape = x.shape;
+  const x2 = shape.length === 2 ? (x as tf.Tensor2D) : tf.reshape(x, [-1, shape.at(-1)!]) as tf.Tensor2D;
+  const y = tf.fused.matMul({ a: x2, b: W, bias: w[`${name}.b`], activation }); // [N, fout]
+  return shape.length === 2 ? y : tf.reshape(y, [...shape.slice(0, -1), W.shape[1]]);
+}
+
+/** Convolution with 'same' padding: x [B, H, W, cin] → [B, H/stride, W/stride, cout]. */
+export function conv(w: Weights, name: string, x: tf.Tensor4D, stride: 1 | 2 = 1): tf.Tensor4D {
+  const filter = w[`${name}.w`] as tf.Tensor4D;
+  if (filter.shape[0] === 1 && stride === 1) {
+    const [B, H, W] = x.shape;
+    const y = dense({ [`${name}.w`]: tf.reshape(filter, filter.shape.slice(2)), [`${name}.b`]: w[`${name}.b`] }, name, x);
+    return tf.reshape(y, [B, H, W, filter.shape[3]]);
+  }
+  return tf.fused.conv2d({ x, filter, strides: stride, pad: "same", bias: w[`${name}.b`] });
+}
+
+/** SiLU (swish): x · sigmoid(x). */
+export function silu<T extends tf.Tensor>(x: T): T {
+  return tf.mul(x, tf.sigmoid(x)) as T;
+}
+
+/** GroupNorm over NHWC: statistics per sample and group of channels, eps 1e-5. */
+export function groupNorm(w: Weights, name: string, x: tf.Tensor4D, groups = 8): tf.Tensor4D {
+  const [B, H, W, C] = x.shape;
+  const g = tf.reshape(x, [B, H * W, groups, C / groups]); // [B, HW, G, C/G]
+  const { mean, variance } = tf.moments(g, [1, 3], true); // [B, 1, G, 1]
+  const normed = tf.mul(tf.sub(g, mean), tf.rsqrt(tf.add(variance, 1e-5)));
+  const y = tf.reshape(normed, [B, H, W, C]);
+  return tf.add(tf.mul(y, w[`${name}.g`]), w[`${name}.b`]);
+}
+
+/** LayerNorm over the last axis, eps 1e-5. */
+export function layerNorm(w: Weights, name: string, x: tf.Tensor): tf.Tensor {
+  const { mean, variance } = tf.moments(x, -1, true);
+  const y = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, 1e-5)));
+  return tf.add(tf.mul(y, w[`${name}.g`]), w[`${name}.b`]);
+}
+
+/**
+ * Embedding lookup as one-hot × table, so its gradient is a matmul on every
+ * backend: idx [B] (integer-valued floats or ints) → [B, d].
+ */
+export function embed(w: Weights, name: string, idx: tf.Tensor1D): tf.Tensor2D {
+  const table = w[`${name}.w`] as tf.Tensor2D;
+  const oh = tf.oneHot(tf.cast(idx, "int32"), table.shape[0]); // [B, n]
+  return tf.matMul(tf.cast(oh, "float32"), table);
+}
+
+/** Nearest-neighbour ×2 upsampling: [B, H, W, C] → [B, 2H, 2W, C]. */
+export function upsample2x(x: tf.Tensor4D): tf.Tensor4D {
+  const [B, H, W, C] = x.shape;
+  const y = tf.broadcastTo(tf.reshape(x, [B, H, 1, W, 1, C]), [B, H, 2, W, 2, C]);
+  return tf.reshape(y, [B, 2 * H, 2 * W, C]);
+}
+
+/**
+ * Multi-head attention core: q [B, h, N, d], k and v [B, h, M, d] →
+ * [B, h, N, d], with the attention weights [B, h, N, M] when asked for.
+ */
+export function attend(
+  q: tf.Tensor4D,
+  k: tf.Tensor4D,
+  v: tf.Tensor4D,
+): { out: tf.Tensor4D; weights: tf.Tensor4D } {
+  const d = q.shape[3];
+  const scores = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(d)); // [B, h, N, M]
+  const weights = tf.softmax(scores) as tf.Tensor4D;
+  return { out: tf.matMul(weights, v) as tf.Tensor4D, weights };
+}
+
+/**
+ * Sinusoidal time embedding as in DDPM: t [B] → [B, dim] = [cos(t·f), sin(t·f)]
+ * with f_i = 10000^(-i / (dim/2)).
+ */
+export function sinusoidalEmbedding(t: tf.Tensor1D, dim: number): tf.Tensor2D {
+  const half = dim / 2;
+  const freqs = new Float32Array(half);
+  for (let i = 0; i < half; i++) freqs[i] = Math.exp(-Math.log(10000) * i / half);
+  const args = tf.mul(tf.reshape(tf.cast(t, "float32"), [-1, 1]), tf.tensor2d(freqs, [1, half])); // [B, half]
+  return tf.concat([tf.cos(args), tf.sin(args)], 1) as tf.Tensor2D;
+}
+
+/**
+ * Random Fourier time embedding: fixed Gaussian frequencies w ~ N(0, scale²),
+ * t [B] → [B, dim] = [sin(2π w t), cos(2π w t)].
+ */
+export function fourierEmbedding(t: tf.Tensor1D, freqs: Float32Array): tf.Tensor2D {
+  const proj = tf.mul(
+    tf.reshape(tf.cast(t, "float32"), [-1, 1]),
+    tf.mul(tf.tensor2d(freqs, [1, freqs.length]), 2 * Math.PI),
+  ); // [B, dim/2]
+  return tf.concat([tf.sin(proj), tf.cos(proj)], 1) as tf.Tensor2D;
+}
+
+/** Number of scalars in a weight record. */
+export function countParams(w: Weights): number {
+  return Object.values(w).reduce((n, t) => n + t.size, 0);
+}

@@ -1,0 +1,73 @@
+/**
+ * Checkpoints: a directory `ckpt/step-NNNNNNNN/` with `state.json` (step, RNG
+ * state, optimizer count, anything else the trainer needs) and `tensors.bin`
+ * (every named tensor as float32, offsets in state.json). Written to a
+ * temporary directory and renamed into place, so a crash never leaves a
+ * half-written checkpoint where a resume would read it.
+ */
+import type * as tf from "@tensorflow/tfjs-core";
+import * as fs from "node:fs";
+import { join } from "node:path";
+import { readTensors, type TensorEntry, writeTensors } from "../runtime/tensorfile.ts";
+
+
+/** What a checkpoint holds besides tensors. */
+export type CheckpointState = Record<string, unknown> & { step: number };
+
+/** The checkpoint directory name of a step. */
+export function checkpointName(step: number): string {
+  return `step-${String(step).padStart(8, "0")}`;
+}
+
+/** Writes a checkpoint atomically; returns its path relative to the run directory. */
+export async function saveCheckpoint(
+  runDir: string,
+  state: CheckpointState,
+  tensors: Record<string, tf.Tensor>,
+): Promise<string> {
+  const rel = join("ckpt", checkpointName(state.step));
+  const final = join(runDir, rel);
+  const tmp = `${final}.tmp-${Deno.pid}`;
+  fs.rmSync(tmp, { recursive: true, force: true });
+  fs.mkdirSync(tmp, { recursive: true });
+  const entries = await writeTensors(join(tmp, "tensors.bin"), tensors);
+  fs.writeFileSync(join(tmp, "state.json"), JSON.stringify({ ...state, tensors: entries }));
+  fs.rmSync(final, { recursive: true, force: true });
+  fs.renameSync(tmp, final);
+  return rel;
+}
+
+/** The steps of the complete checkpoints in a run directory, ascending. */
+export function listCheckpoints(runDir: string): number[] {
+  const dir = join(runDir, "ckpt");
+  if (!fs.existsSync(dir)) return [];
+  return fs.readdirSync(dir)
+    .map((n) => /^step-(\d{8})$/.exec(n))
+    .filter((m): m is RegExpExecArray => m !== null)
+    .filter((m) => fs.existsSync(join(dir, m[0], "state.json")))
+    .map((m) => Number(m[1]))
+    .sort((a, b) => a - b);
+}
+
+/** Reads a checkpoint: its state and its tensors (the caller owns and frees them). */
+export function loadCheckpoint(
+  runDir: string,
+  step: number,
+): { state: CheckpointState; tensors: Record<string, tf.Tensor> } {
+  const dir = join(runDir, "ckpt", checkpointName(step));
+  if (!fs.existsSync(join(dir, "state.json"))) {
+    throw new Error(`${dir}: no checkpoint at step ${step} (have: ${listCheckpoints(runDir).join(", ") || "none"})`);
+  }
+  const state = JSON.parse(fs.readFileSync(join(dir, "state.json"), "utf8"));
+  const tensors = readTensors(join(dir, "tensors.bin"), state.tensors as TensorEntry[]);
+  delete state.tensors;
+  return { state, tensors };
+}
+
+/** Removes old checkpoints, keeping the newest `keep` and every step in `pinned`. */
+export function pruneCheckpoints(runDir: string, keep: number, pinned: Set<number>): void {
+  const steps = listCheckpoints(runDir);
+  for (const s of steps.slice(0, Math.max(0, steps.length - keep))) {
+    if (!pinned.has(s)) fs.rmSync(join(runDir, "ckpt", checkpointName(s)), { recursive: true, force: true });
+  }
+}

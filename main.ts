@@ -1,0 +1,125 @@
+/**
+ * The command line: one shape for every model of the zoo. This file only
+ * parses arguments and calls into lib/.
+ */
+import { Command, InvalidArgumentError, Option } from "commander";
+import { parseSets } from "./lib/models/config.ts";
+import { MODELS } from "./lib/models/registry.ts";
+import { TRAINER_KEYS } from "./lib/models/config.ts";
+import type { BackendName } from "./lib/runtime/backend.ts";
+
+function int(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+    return n;
+  };
+}
+
+function num(v: string): number {
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new InvalidArgumentError("must be a number");
+  return n;
+}
+
+function collect(v: string, prev: string[]): string[] {
+  return [...prev, v];
+}
+
+const backendOption = () =>
+  new Option("--backend <name>", "tfjs backend: auto picks WebGPU on a hardware adapter, else wasm")
+    .choices(["auto", "webgpu", "wasm", "cpu"]).default("auto");
+
+function keyHelp(): string {
+  const lines = ["", "Trainer keys (--set key=value):"];
+  for (const [k, s] of Object.entries(TRAINER_KEYS)) lines.push(`  ${k.padEnd(18)} ${s.help} (default ${JSON.stringify(s.default)})`);
+  for (const [name, e] of Object.entries(MODELS)) {
+    lines.push("", `Model "${name}": ${e.description}`, `  data: ${e.data}`);
+    for (const [k, s] of Object.entries(e.keys)) {
+      lines.push(`  ${k.padEnd(18)} ${s.help}${s.choices ? ` [${s.choices.join("|")}]` : ""} (default ${JSON.stringify(s.default)})`);
+    }
+  }
+  return lines.join("\n");
+}
+
+const program = new Command()
+  .name("deno task")
+  .description("Diffusion-model workbench: train the zoo, sample, evaluate, sweep and compare experiments.")
+  .showHelpAfterError();
+
+program.command("train")
+  .description("Train (or resume) a run; progress with ETA on stderr, events in <out>/events.jsonl.")
+  .requiredOption("--model <name>", `model: ${Object.keys(MODELS).join(", ")}`)
+  .requiredOption("--data <dataset>", "dataset: mnist, 8gaussians, 25gaussians, swissroll, moons, checkerboard, a table name or a .csv file")
+  .option("--steps <n>", "training steps (default 2000)", int("--steps"))
+  .option("--out <dir>", "run directory; an existing one with checkpoints is resumed (default runs/train/<model>-<data>-<time>)")
+  .option("--seed <n>", "seed (default 0)", int("--seed"))
+  .option("--set <key=value>", "any configuration key, repeatable (see below)", collect, [])
+  .addOption(backendOption())
+  .addHelpText("after", keyHelp)
+  .action(async (o) => {
+    const { trainCommand } = await import("./lib/commands/train.ts");
+    await trainCommand({ ...o, set: parseSets(o.set), backend: o.backend as BackendName });
+  });
+
+program.command("sample")
+  .description("Draw samples from a run: a PNG grid for images, CSV + PNG scatter for 2-D data, CSV rows for tables.")
+  .requiredOption("--run <dir>", "run directory")
+  .requiredOption("--out <file>", "output file (.png for images, .csv for points and tables)")
+  .option("--n <n>", "number of samples", int("--n"), 64)
+  .option("--label <l>", "class label for conditional models (default: one row per class)", int("--label"))
+  .option("--sampler <name>", "sampler: ddpm, ddim, dpmpp2m, em (score model); default: the run's")
+  .option("--steps <k>", "sampling steps (default: the run's)", int("--steps"))
+  .option("--eta <eta>", "DDIM η (0 = deterministic)", num)
+  .option("--ema <decay>", "weights: raw or a tracked EMA decay (default: the largest tracked)")
+  .option("--checkpoint <step>", "checkpoint step (default: latest)", int("--checkpoint"))
+  .option("--guidance <w>", "classifier-free guidance scale (conditional models)", num)
+  .option("--seed <n>", "seed", int("--seed"), 0)
+  .addOption(backendOption())
+  .action(async (o) => {
+    const { sampleCommand } = await import("./lib/commands/sample.ts");
+    const paths = await sampleCommand({ ...o, backend: o.backend as BackendName });
+    for (const p of paths) console.log(p);
+  });
+
+program.command("eval")
+  .description("Evaluate a run: prints one JSON line per metric, {\"metric\", \"value\", \"n\", \"spread\", …}.")
+  .requiredOption("--run <dir>", "run directory")
+  .option("--metric <m>", "metric, repeatable (default: the dataset's usual ones)", collect, [])
+  .option("--n <n>", "samples to draw", int("--n"))
+  .option("--sampler <name>", "sampler (default: the run's)")
+  .option("--steps <k>", "sampling steps (default: the run's)", int("--steps"))
+  .option("--eta <eta>", "DDIM η", num)
+  .option("--ema <decay>", "weights: raw or a tracked EMA decay")
+  .option("--checkpoint <step>", "checkpoint step (default: latest)", int("--checkpoint"))
+  .option("--guidance <w>", "classifier-free guidance scale", num)
+  .option("--seed <n>", "seed", int("--seed"), 0)
+  .option("--set <key=value>", "extra evaluation settings, repeatable", collect, [])
+  .addOption(backendOption())
+  .action(async (o) => {
+    const { evalCommand } = await import("./lib/commands/eval.ts");
+    await evalCommand({ ...o, backend: o.backend as BackendName });
+  });
+
+program.command("visualize")
+  .description("Write the figures of seed 004: time embeddings, the forward process on MNIST, ᾱ and log-SNR per schedule.")
+  .option("--out <dir>", "output folder", "runs/figures")
+  .addOption(backendOption())
+  .action(async (o) => {
+    const { visualizeCommand } = await import("./lib/commands/visualize.ts");
+    for (const p of await visualizeCommand({ out: o.out, backend: o.backend as BackendName })) console.log(p);
+  });
+
+program.command("bench")
+  .description("Benchmarks of ../shared/BENCH.md: one JSON line per case, comparable with the PyTorch reference.")
+  .option("--case <name>", "run one case only")
+  .addOption(backendOption())
+  .action(async (o) => {
+    const { benchCommand } = await import("./lib/commands/bench.ts");
+    await benchCommand({ case: o.case, backend: o.backend as BackendName });
+  });
+
+await program.parseAsync(["deno", "main.ts", ...Deno.args]).catch((e: unknown) => {
+  console.error(`error: ${e instanceof Error ? e.message : String(e)}`);
+  Deno.exit(1);
+});
