@@ -70,6 +70,18 @@ export type SampleOutput =
   | { kind: "points"; points: Float32Array; n: number; dim: number }
   | { kind: "table"; header: string[]; rows: (string | number)[][] };
 
+/** One evaluation result, as `deno task eval` prints it. */
+export interface MetricResult {
+  metric: string;
+  value: number;
+  /** Samples (or test items) it was computed on. */
+  n: number;
+  /** Bootstrap standard deviation of the value. */
+  spread: number;
+  /** Anything else worth recording (per-class values, settings). */
+  [extra: string]: unknown;
+}
+
 /** A trainable, sampleable member of the zoo. */
 export interface ZooModel {
   /** Registry name (`ddpm`, `score`, `d3pm`, `tabddpm`). */
@@ -88,6 +100,11 @@ export interface ZooModel {
   restoreExtraState?(state: unknown): void;
   /** Draws samples with the given weights (raw or an EMA). */
   sample(w: Weights, req: SampleRequest, rng: Rng): Promise<SampleOutput>;
+  /**
+   * Model-specific metrics that are not computed from samples (D3PM's
+   * bits per dimension, say); returns undefined for metrics it does not own.
+   */
+  evaluate?(w: Weights, metric: string, n: number, rng: Rng): Promise<MetricResult | undefined>;
   /** Frees data held on the backend. */
   dispose(): void;
 }
