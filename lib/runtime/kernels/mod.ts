@@ -1,12 +1,26 @@
 /**
  * Project kernels that fill gaps in tfjs-backend-wasm 4.22.0 (gradients the
- * models need) and replace its slow transposed BatchMatMul.
+ * models need) and replace its slow transposed BatchMatMul, plus tfjs-core's
+ * gradient functions, which Deno's CommonJS load of tfjs-core leaves out.
  */
+import { registerWasmBatchMatMul } from "./batch_mat_mul.ts";
+import { registerWasmConv2DBackpropFilter } from "./conv2d_backprop_filter.ts";
+import { registerWasmFusedMatMul } from "./fused_mat_mul.ts";
+import { registerAllGradients } from "./gradients.ts";
+import { registerWasmUnsortedSegmentSum } from "./unsorted_segment_sum.ts";
 
 let registered = false;
 
-/** Registers every project kernel once; later calls do nothing. */
+/**
+ * Registers every project kernel (and tfjs-core's gradients) once; later
+ * calls do nothing. Call it before the first op runs on wasm.
+ */
 export function registerProjectKernels(): void {
   if (registered) return;
   registered = true;
+  registerAllGradients();
+  registerWasmConv2DBackpropFilter();
+  registerWasmUnsortedSegmentSum();
+  registerWasmBatchMatMul();
+  registerWasmFusedMatMul();
 }
