@@ -1,10 +1,12 @@
 /**
  * Project kernels that fill gaps in tfjs-backend-wasm 4.22.0 (gradients the
- * models need) and replace its slow transposed BatchMatMul, plus tfjs-core's
+ * models need) and replace its slow ones (transposed BatchMatMul and
+ * _FusedMatMul, Conv2DBackpropInput), plus tfjs-core's
  * gradient functions, which Deno's CommonJS load of tfjs-core leaves out.
  */
 import { registerWasmBatchMatMul } from "./batch_mat_mul.ts";
 import { registerWasmConv2DBackpropFilter } from "./conv2d_backprop_filter.ts";
+import { registerWasmConv2DBackpropInput } from "./conv2d_backprop_input.ts";
 import { registerWasmFusedMatMul } from "./fused_mat_mul.ts";
 import { registerAllGradients } from "./gradients.ts";
 import { registerWasmUnsortedSegmentSum } from "./unsorted_segment_sum.ts";
@@ -20,6 +22,7 @@ export function registerProjectKernels(): void {
   registered = true;
   registerAllGradients();
   registerWasmConv2DBackpropFilter();
+  registerWasmConv2DBackpropInput();
   registerWasmUnsortedSegmentSum();
   registerWasmBatchMatMul();
   registerWasmFusedMatMul();
