@@ -90,7 +90,7 @@ const convCases: {
   x: number[];
   w: number[];
   stride: 1 | 2;
-  pad: "same" | "valid";
+  pad: "same" | "valid" | tf.backend_util.ExplicitPadding;
 }[] = [
   { x: [2, 8, 8, 3], w: [3, 3, 3, 4], stride: 1, pad: "same" },
   { x: [2, 8, 8, 3], w: [3, 3, 3, 4], stride: 2, pad: "same" },
@@ -99,6 +99,8 @@ const convCases: {
   { x: [1, 9, 7, 2], w: [3, 3, 2, 3], stride: 1, pad: "valid" },
   { x: [3, 9, 9, 2], w: [3, 3, 2, 3], stride: 2, pad: "valid" },
   { x: [1, 5, 5, 3], w: [2, 2, 3, 2], stride: 2, pad: "same" },
+  { x: [1, 4, 5, 2], w: [3, 3, 2, 2], stride: 1, pad: [[0, 0], [0, 3], [1, 0], [0, 0]] },
+  { x: [2, 7, 6, 2], w: [3, 3, 2, 3], stride: 2, pad: [[0, 0], [2, 0], [0, 2], [0, 0]] },
 ];
 
 Deno.test("wasm lacks no kernel that training needs", () => {
@@ -160,6 +162,37 @@ Deno.test("Conv2DBackpropFilter kernel matches cpu, NHWC and NCHW", async () => 
   }
 });
 
+Deno.test("Conv2DBackpropInput kernel matches cpu, NHWC and NCHW", async () => {
+  for (const [i, c] of convCases.entries()) {
+    const outShape = tf.backend_util.computeConv2DInfo(
+      c.x as [number, number, number, number],
+      c.w as [number, number, number, number],
+      c.stride,
+      1,
+      c.pad,
+    ).outShape;
+    const [b, h, w, ch] = c.x;
+    const run = (format: "NHWC" | "NCHW") => (dy: tf.Tensor, filter: tf.Tensor) => {
+      const dx = tf.engine().runKernel(tf.Conv2DBackpropInput, {
+        dy: format === "NHWC" ? dy : tf.transpose(dy, [0, 3, 1, 2]),
+        filter,
+      }, {
+        strides: c.stride,
+        pad: c.pad,
+        dataFormat: format,
+        inputShape: format === "NHWC" ? c.x : [b, ch, h, w],
+      }) as tf.Tensor;
+      return format === "NHWC" ? dx : tf.transpose(dx, [0, 2, 3, 1]);
+    };
+    const inputs = [data(outShape, 45 + i), data(c.w, 35 + i)];
+    await agree(`backprop input ${c.x} ${c.w} NHWC`, inputs, run("NHWC"));
+    const wasmNchw = await on("wasm", inputs, run("NCHW"));
+    const cpuNhwc = await on("cpu", inputs, run("NHWC"));
+    await tf.setBackend("wasm");
+    assertClose(wasmNchw, cpuNhwc, `backprop input ${c.x} ${c.w} NCHW`);
+  }
+});
+
 Deno.test("gather gradient (UnsortedSegmentSum) matches cpu", async () => {
   const ids = (shape: number[], n: number, seed: number): Plain => ({
     shape,
@@ -204,6 +237,16 @@ Deno.test("matMul and fused.matMul with transposes match cpu, with gradients", a
         await agree(`fused ${label} grads`, [...inputs, data([n], 80)], weightedGrads(fused));
       }
     }
+  }
+});
+
+Deno.test("transposed matMul with a broadcast batch matches cpu", async () => {
+  for (const [sa, sb] of [[[1, 7, 5], [3, 4, 7]], [[2, 7, 5], [1, 4, 7]]]) {
+    await agree(
+      `matMul ${sa}ᵀ·${sb}ᵀ`,
+      [data(sa, 1), data(sb, 2)],
+      (a, b) => tf.matMul(a, b, true, true),
+    );
   }
 });
 
