@@ -117,11 +117,14 @@ export function embed(w: Weights, name: string, idx: tf.Tensor1D): tf.Tensor2D {
   return tf.matMul(tf.cast(oh, "float32"), table);
 }
 
-/** Nearest-neighbour ×2 upsampling: [B, H, W, C] → [B, 2H, 2W, C]. */
+/**
+ * Nearest-neighbour ×2 upsampling: [B, H, W, C] → [B, 2H, 2W, C], as two
+ * rank-4 tiles (tfjs has tile gradients up to rank 4).
+ */
 export function upsample2x(x: tf.Tensor4D): tf.Tensor4D {
   const [B, H, W, C] = x.shape;
-  const y = tf.broadcastTo(tf.reshape(x, [B, H, 1, W, 1, C]), [B, H, 2, W, 2, C]);
-  return tf.reshape(y, [B, 2 * H, 2 * W, C]);
+  const wide = tf.reshape(tf.tile(tf.reshape(x, [B * H, W, 1, C]), [1, 1, 2, 1]), [B, H, 1, 2 * W * C]); // [B, H, 1, 2W·C]
+  return tf.reshape(tf.tile(wide, [1, 1, 2, 1]), [B, 2 * H, 2 * W, C]);
 }
 
 /**
