@@ -1,0 +1,290 @@
+/**
+ * TabDDPM (Kotelnikov et al. 2023): one denoiser over a table's rows, with
+ * Gaussian diffusion for the numeric columns and multinomial diffusion for
+ * the categorical ones. Numeric columns go through a quantile transform to
+ * N(0, 1) (inverted on output; integer columns rounded and clipped to their
+ * observed range); categorical and boolean columns become one-hot slices.
+ *
+ * The network (MLPDiffusion or ResNetDiffusion) sees [x_num,t ‖ onehot_t]
+ * and returns [ε̂ ‖ logits]; the loss is L_gauss + L_multi / F, where F is the
+ * number of categorical features. TabDDPM feeds the log one-hot to the
+ * network; here it is the one-hot itself (an affine map of it, better
+ * scaled).
+ *
+ * A categorical `target` conditions the model on its class (the network's
+ * label embedding), and sampling draws the classes from their training
+ * frequencies. A numeric (regression) target stays an ordinary numeric
+ * column, diffused with the rest and unconditioned, as TabDDPM does for
+ * regression.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { GaussianDiffusion } from "../diffusion/gaussian.ts";
+import { MultinomialDiffusion } from "../diffusion/multinomial.ts";
+import { makeSampler, SAMPLERS, spacedTimesteps } from "../diffusion/samplers.ts";
+import { makeSchedule, type ScheduleKind } from "../diffusion/schedules.ts";
+import type { Network, Weights } from "../network/layers.ts";
+import { MLPDiffusion, ResNetDiffusion } from "../network/mlp.ts";
+import type { Rng } from "../runtime/rng.ts";
+import type {
+  BatchLoss,
+  KeySpec,
+  RunConfig,
+  SampleOutput,
+  SampleRequest,
+  ZooModel,
+} from "./model.ts";
+
+/** Configuration keys of the TabDDPM model (besides the trainer's). */
+export const TABDDPM_KEYS: Record<string, KeySpec> = {
+  T: { default: 1000, help: "diffusion steps (Gaussian and multinomial)" },
+  schedule: { default: "linear", help: "noise schedule", choices: ["linear", "cosine", "sigmoid"] },
+  batch: { default: 256, help: "batch size (rows drawn with replacement)" },
+  network: { default: "mlp", help: "denoiser", choices: ["mlp", "resnet"] },
+  d_layers: {
+    default: [256, 256],
+    help:
+      "mlp: hidden widths; resnet: one block per entry, width d_layers[0], inner width twice that",
+  },
+  d_emb: { default: 128, help: "width of the input projection and the time embedding" },
+  target: {
+    default: "",
+    help: "target column: a categorical one conditions the model, a numeric one stays a feature",
+  },
+  blanks: { default: "drop", help: "blank-cell policy of the table loader" },
+  drop: { default: [], help: 'columns to leave out, e.g. ["Name"]' },
+  sampler: { default: "ddpm", help: "default sampler of the numeric part", choices: SAMPLERS },
+  sample_steps: { default: 0, help: "default sampling steps (0 = T)" },
+  spacing: { default: "leading", help: "timestep spacing for fewer steps" },
+};
+
+/** A numeric column as the model encodes it. */
+export interface NumericFeature {
+  /** Column name. */
+  name: string;
+  /** Whether values are integers (rounded on output). */
+  integer: boolean;
+  /** Observed minimum (integer columns are clipped to it on output). */
+  min: number;
+  /** Observed maximum. */
+  max: number;
+}
+
+/** A categorical (or boolean) column: category index i stands for `categories[i]`. */
+export interface CategoricalFeature {
+  /** Column name. */
+  name: string;
+  /** The labels, as the table writes them. */
+  categories: string[];
+}
+
+/** A table as model features: numeric columns quantile-normal, categorical ones as indices. */
+export interface TableFeatures {
+  /** Every column name, in the table's order. */
+  header: string[];
+  /** Number of rows. */
+  n: number;
+  /** Numeric feature columns (a regression target among them). */
+  numeric: NumericFeature[];
+  /** Transformed numeric values [n, numeric.length], row-major, ~N(0, 1) per column. */
+  xNum: Float32Array;
+  /** Categorical feature columns (not the conditioning target). */
+  categorical: CategoricalFeature[];
+  /** Category indices [n, categorical.length], row-major. */
+  xCat: Int32Array;
+  /** The classification target the model is conditioned on, with each row's class. */
+  target?: { feature: CategoricalFeature; y: Int32Array };
+  /** Rows in the table's column order from model-space values of `m` rows (inverse transforms, labels). */
+  decode(
+    xNum: Float32Array,
+    xCat: Int32Array,
+    y: Int32Array | undefined,
+    m: number,
+  ): (string | number)[][];
+}
+
+/** A TabDDPM over one table. */
+export class TabDdpm implements ZooModel {
+  readonly name = "tabddpm";
+  /** The table's features. */
+  readonly features: TableFeatures;
+  /** The Gaussian process of the numeric columns. */
+  readonly gauss: GaussianDiffusion;
+  /** The multinomial process of the categorical columns (absent when there are none). */
+  readonly multi?: MultinomialDiffusion;
+  /** The denoiser over [numeric ‖ one-hot]. */
+  readonly network: Network;
+  readonly batchSize: number;
+  /** Number of numeric features. */
+  readonly dNum: number;
+  /** Width of the one-hot part (ΣK_i). */
+  readonly dCat: number;
+  #xNum: tf.Tensor2D;
+  #xCat: tf.Tensor2D;
+  #y?: tf.Tensor1D;
+
+  /** Builds the model for a resolved configuration over already loaded features. */
+  constructor(readonly config: RunConfig, features: TableFeatures) {
+    this.features = features;
+    const schedule = makeSchedule({ kind: config.schedule as ScheduleKind, T: config.T as number });
+    this.gauss = new GaussianDiffusion(schedule, "eps");
+    const K = features.categorical.map((c) => c.categories.length);
+    if (K.length > 0) this.multi = new MultinomialDiffusion(schedule, K);
+    this.dNum = features.numeric.length;
+    this.dCat = this.multi?.dim ?? 0;
+    const dIn = this.dNum + this.dCat;
+    if (dIn === 0) throw new Error(`tabddpm: ${config.data} has no feature columns left to model`);
+    const numClasses = features.target?.feature.categories.length ?? 0;
+    const layers = config.d_layers as number[];
+    const dEmb = config.d_emb as number;
+    this.network = config.network === "resnet"
+      ? new ResNetDiffusion({
+        dIn,
+        dMain: layers[0],
+        dHidden: 2 * layers[0],
+        blocks: layers.length,
+        dEmb,
+        numClasses,
+      })
+      : new MLPDiffusion({ dIn, dEmb, layers, numClasses });
+    this.batchSize = config.batch as number;
+    const n = features.n;
+    this.#xNum = tf.tensor2d(features.xNum, [n, this.dNum]);
+    this.#xCat = tf.tensor2d(features.xCat, [n, K.length], "int32");
+    if (features.target) this.#y = tf.tensor1d(features.target.y, "int32");
+  }
+
+  /** Fresh network parameters. */
+  init(rng: Rng): Weights {
+    return this.network.init(rng);
+  }
+
+  /** The network on [x_num ‖ one-hot]: ε̂ [B, dNum] and logits [B, dCat]. */
+  #denoise(
+    w: Weights,
+    xNum: tf.Tensor,
+    logXCat: tf.Tensor | undefined,
+    t: tf.Tensor1D,
+    cond?: tf.Tensor1D,
+  ) {
+    const B = xNum.shape[0];
+    const x = logXCat ? tf.concat([xNum, tf.exp(logXCat)], 1) : xNum; // [B, dNum + dCat]
+    const out = this.network.apply(w, x, t, cond);
+    return {
+      eps: tf.slice(out, [0, 0], [B, this.dNum]), // [B, dNum]
+      logits: tf.slice(out, [0, this.dNum], [B, this.dCat]), // [B, dCat]
+    };
+  }
+
+  /** L_gauss + L_multi / F on one batch of rows drawn with replacement. */
+  loss(w: Weights, rng: Rng, _step: number): BatchLoss {
+    const B = this.batchSize;
+    const T = this.gauss.T;
+    const t = new Int32Array(B);
+    const rows = new Int32Array(B);
+    for (let i = 0; i < B; i++) {
+      rows[i] = rng.int(this.features.n);
+      t[i] = rng.int(T);
+    }
+    const idx = tf.tensor1d(rows, "int32");
+    const xNum = tf.gather(this.#xNum, idx); // [B, dNum]
+    const noise = tf.randomNormal([B, this.dNum], 0, 1, "float32", rng.seed());
+    const xNumT = this.gauss.qSample(xNum, t, noise);
+    const multi = this.multi;
+    const logX0 = multi
+      ? multi.indexToLogOneHot(tf.gather(this.#xCat, idx) as tf.Tensor2D)
+      : undefined; // [B, dCat]
+    const logXt = multi && logX0 ? multi.qSample(logX0, t, rng) : undefined;
+    const cond = this.#y ? tf.cast(tf.gather(this.#y, idx), "float32") as tf.Tensor1D : undefined;
+    const { eps, logits } = this.#denoise(w, xNumT, logXt, tf.tensor1d(Float32Array.from(t)), cond);
+    let perSample = tf.zeros([B]) as tf.Tensor1D;
+    if (this.dNum > 0) perSample = tf.add(perSample, tf.mean(tf.squaredDifference(eps, noise), 1));
+    if (multi && logX0 && logXt) {
+      const lMulti = multi.perSampleLoss(logits, logX0, logXt, t); // [B]
+      perSample = tf.add(perSample, tf.div(lMulti, multi.numClasses.length));
+    }
+    const loss = tf.mean(perSample) as tf.Scalar;
+    const position = Float32Array.from(t, (v) => v / T);
+    return { loss, perSample, position };
+  }
+
+  /**
+   * Draws rows: numeric columns with any Gaussian sampler, categorical ones
+   * with multinomial ancestral steps on the same (possibly respaced) chain,
+   * then decodes them to the table's own labels, types and column order.
+   */
+  async sample(w: Weights, req: SampleRequest, rng: Rng): Promise<SampleOutput> {
+    const T = this.gauss.T;
+    const name = req.sampler ?? (this.config.sampler as string);
+    const steps = req.steps ?? ((this.config.sample_steps as number) || T);
+    const spacing = this.config.spacing as string;
+    const sampler = makeSampler(name, this.gauss.schedule, "eps", { eta: req.eta, spacing });
+    const use = spacedTimesteps(T, steps, spacing); // ascending
+    const abar = use.map((i) => this.gauss.schedule.alphasCumprod[i]);
+    const F = this.multi?.numClasses.length ?? 0;
+    const n = req.n;
+    const num = new Float32Array(n * this.dNum);
+    const cat = new Int32Array(n * F);
+    const y = this.features.target ? this.#labels(req, rng) : undefined;
+    const chunk = 4096;
+    for (let start = 0; start < n; start += chunk) {
+      const m = Math.min(chunk, n - start);
+      const ts = sampler.setTimesteps(steps); // descending
+      const cond = y ? tf.tensor1d(y.subarray(start, start + m), "float32") : undefined;
+      let xNum = tf.randomNormal([m, this.dNum], 0, 1, "float32", rng.seed());
+      let logX = this.multi?.noise(m, rng);
+      for (let i = 0; i < ts.length; i++) {
+        const k = ts.length - 1 - i;
+        const prev: [tf.Tensor, tf.Tensor | undefined] = [xNum, logX];
+        [xNum, logX] = tf.tidy(() => {
+          const t = tf.fill([m], ts[i]) as tf.Tensor1D;
+          const { eps, logits } = this.#denoise(w, xNum, logX, t, cond);
+          const nextNum = sampler.step(eps, i, xNum, rng);
+          const nextCat = this.multi && logX
+            ? this.multi.step(logits, logX, abar[k], k === 0 ? 1 : abar[k - 1], rng)
+            : undefined;
+          return [nextNum, nextCat];
+        });
+        tf.dispose(prev.filter((p): p is tf.Tensor => p !== undefined));
+        req.onProgress?.(start * steps + (i + 1) * m, n * steps);
+        if (i % 25 === 24) await new Promise((r) => setTimeout(r, 0));
+      }
+      sampler.reset();
+      num.set(await xNum.data() as Float32Array, start * this.dNum);
+      if (this.multi && logX) {
+        const idx = this.multi.argmaxIndices(logX);
+        cat.set(await idx.data() as Int32Array, start * F);
+        idx.dispose();
+      }
+      tf.dispose([xNum, ...(logX ? [logX] : []), ...(cond ? [cond] : [])]);
+    }
+    return {
+      kind: "table",
+      header: this.features.header,
+      rows: this.features.decode(num, cat, y, n),
+    };
+  }
+
+  /** The class of each sample: the request's labels, or draws from the training frequencies. */
+  #labels(req: SampleRequest, rng: Rng): Int32Array {
+    const target = this.features.target!;
+    const out = new Int32Array(req.n);
+    const K = target.feature.categories.length;
+    for (let i = 0; i < req.n; i++) {
+      const label = req.labels
+        ? req.labels[req.labels.length === 1 ? 0 : i]
+        : target.y[rng.int(target.y.length)];
+      if (!Number.isInteger(label) || label < 0 || label >= K) {
+        throw new Error(
+          `tabddpm: label ${label} is not a class of ${target.feature.name} (0 to ${K - 1})`,
+        );
+      }
+      out[i] = label;
+    }
+    return out;
+  }
+
+  /** Frees the table held on the backend. */
+  dispose(): void {
+    tf.dispose([this.#xNum, this.#xCat, ...(this.#y ? [this.#y] : [])]);
+  }
+}
