@@ -3,6 +3,7 @@
  * run, with optional warmup: decay_eff = min(decay, 1 − (1 + step/γ)^−p).
  */
 import * as tf from "@tensorflow/tfjs-core";
+import { variableFrom } from "./optim.ts";
 
 /** EMA warmup (Karras et al. / improved-diffusion style). */
 export interface EmaWarmup {
@@ -31,7 +32,7 @@ export class EmaSet {
   ) {
     for (const d of decays) {
       const avg: Record<string, tf.Variable> = {};
-      for (const [k, p] of Object.entries(params)) avg[k] = tf.variable(tf.clone(p), false);
+      for (const [k, p] of Object.entries(params)) avg[k] = variableFrom(tf.clone(p));
       this.averages.set(String(d), avg);
     }
   }

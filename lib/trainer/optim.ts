@@ -20,6 +20,13 @@ export interface OptimizerConfig {
   weightDecay?: number;
 }
 
+/** A non-trainable variable holding `t`'s values; `t` itself is freed. */
+export function variableFrom(t: tf.Tensor): tf.Variable {
+  const v = tf.variable(t, false);
+  t.dispose();
+  return v;
+}
+
 /** Adam / AdamW state: first and second moments per parameter and the step count. */
 export class Adam {
   readonly config: Required<OptimizerConfig>;
@@ -32,8 +39,8 @@ export class Adam {
   constructor(params: Record<string, tf.Variable>, config: OptimizerConfig = {}) {
     this.config = { kind: "adam", beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, ...config };
     for (const [name, p] of Object.entries(params)) {
-      this.moments[`m/${name}`] = tf.variable(tf.zerosLike(p), false);
-      this.moments[`v/${name}`] = tf.variable(tf.zerosLike(p), false);
+      this.moments[`m/${name}`] = variableFrom(tf.zerosLike(p));
+      this.moments[`v/${name}`] = variableFrom(tf.zerosLike(p));
     }
   }
 
