@@ -19,7 +19,7 @@ export const TRAINER_KEYS: Record<string, KeySpec> = {
   min_lr: { default: 0, help: "learning rate at the end of the decay" },
   grad_clip: { default: 1, help: "clip the global gradient norm to this (0 = off)" },
   ema: { default: [0.999], help: "EMA decays tracked in the run, e.g. [0.999,0.9999]" },
-  ema_warmup: { default: false, help: "EMA warmup: decay = min(d, 1 - (1 + step/ema_gamma)^-ema_power)" },
+  ema_warmup: { default: true, help: "EMA warmup: decay = min(d, 1 - (1 + step/ema_gamma)^-ema_power)" },
   ema_gamma: { default: 1, help: "γ of the EMA warmup" },
   ema_power: { default: 2 / 3, help: "p of the EMA warmup" },
   log_every: { default: 50, help: "steps between loss reports" },
