@@ -1,11 +1,13 @@
 /** The model zoo: every model the commands can train, by name. */
 import { DDPM_ENTRY } from "./ddpm.ts";
 import type { ModelEntry } from "./model.ts";
+import { TABDDPM_ENTRY } from "./tabddpm.ts";
 import { didYouMean } from "../runtime/text.ts";
 
 /** Model name → registry entry. */
 export const MODELS: Record<string, ModelEntry> = {
   ddpm: DDPM_ENTRY,
+  tabddpm: TABDDPM_ENTRY,
 };
 
 /** Looks a model up, or fails naming the valid ones. */

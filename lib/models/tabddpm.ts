@@ -18,6 +18,15 @@
  * regression.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import {
+  type BlankReport,
+  BUILTIN_TABLES,
+  loadTable,
+  MISSING,
+  type NumericBlankPolicy,
+  QuantileTransformer,
+  type Table,
+} from "../data/tabular.ts";
 import { GaussianDiffusion } from "../diffusion/gaussian.ts";
 import { MultinomialDiffusion } from "../diffusion/multinomial.ts";
 import { makeSampler, SAMPLERS, spacedTimesteps } from "../diffusion/samplers.ts";
@@ -28,6 +37,7 @@ import type { Rng } from "../runtime/rng.ts";
 import type {
   BatchLoss,
   KeySpec,
+  ModelEntry,
   RunConfig,
   SampleOutput,
   SampleRequest,
@@ -50,7 +60,12 @@ export const TABDDPM_KEYS: Record<string, KeySpec> = {
     default: "",
     help: "target column: a categorical one conditions the model, a numeric one stays a feature",
   },
-  blanks: { default: "drop", help: "blank-cell policy of the table loader" },
+  blanks: {
+    default: "drop-row",
+    help:
+      "blank numeric cells: drop their rows or fill the column mean (blank labels become a category)",
+    choices: ["drop-row", "mean"],
+  },
   drop: { default: [], help: 'columns to leave out, e.g. ["Name"]' },
   sampler: { default: "ddpm", help: "default sampler of the numeric part", choices: SAMPLERS },
   sample_steps: { default: 0, help: "default sampling steps (0 = T)" },
@@ -91,6 +106,8 @@ export interface TableFeatures {
   categorical: CategoricalFeature[];
   /** Category indices [n, categorical.length], row-major. */
   xCat: Int32Array;
+  /** What the loader did with blank cells. */
+  blanks?: BlankReport;
   /** The classification target the model is conditioned on, with each row's class. */
   target?: { feature: CategoricalFeature; y: Int32Array };
   /** Rows in the table's column order from model-space values of `m` rows (inverse transforms, labels). */
@@ -288,3 +305,96 @@ export class TabDdpm implements ZooModel {
     tf.dispose([this.#xNum, this.#xCat, ...(this.#y ? [this.#y] : [])]);
   }
 }
+
+/**
+ * A loaded table as model features: numeric and integer columns through a
+ * quantile transform fitted on the table; categorical and boolean columns as
+ * codes. A categorical or boolean `target` becomes the conditioning class; a
+ * numeric one stays a feature. Decoding inverts the transform, rounds and
+ * clips integer columns to their observed range, and writes labels
+ * ({@link MISSING} as a blank cell).
+ */
+export function tableFeatures(table: Table, target = ""): TableFeatures {
+  const spec = target ? table.columns.find((c) => c.name === target) : undefined;
+  if (target && !spec) {
+    throw new Error(
+      `tabddpm: target "${target}" is not a column of ${table.name} (${
+        table.columns.map((c) => c.name).join(", ")
+      })`,
+    );
+  }
+  const conditioned = spec?.categories ? spec : undefined;
+  const numCols = table.columns.filter((c) => !c.categories);
+  const catCols = table.columns.filter((c) => c.categories && c !== conditioned);
+  const n = table.rows;
+  const transforms = numCols.map((c) => QuantileTransformer.fit(table.numeric[c.name]));
+  const xNum = new Float32Array(n * numCols.length);
+  numCols.forEach((c, j) => {
+    const z = transforms[j].transform(table.numeric[c.name]);
+    for (let i = 0; i < n; i++) xNum[i * numCols.length + j] = z[i];
+  });
+  const xCat = new Int32Array(n * catCols.length);
+  catCols.forEach((c, j) => {
+    const codes = table.categorical[c.name];
+    for (let i = 0; i < n; i++) xCat[i * catCols.length + j] = codes[i];
+  });
+  const numeric = numCols.map((c) => ({
+    name: c.name,
+    integer: c.integer,
+    min: c.min!,
+    max: c.max!,
+  }));
+  const categorical = catCols.map((c) => ({ name: c.name, categories: c.categories! }));
+  const label = (
+    categories: string[],
+    code: number,
+  ) => (categories[code] === MISSING ? "" : categories[code]);
+  const decode = (num: Float32Array, cat: Int32Array, y: Int32Array | undefined, m: number) => {
+    const dNum = numeric.length;
+    const cols = table.columns.map((c): (i: number) => string | number => {
+      if (c === conditioned) return (i) => label(c.categories!, y![i]);
+      const j = numCols.indexOf(c);
+      if (j >= 0) {
+        const x = transforms[j].inverse(Array.from({ length: m }, (_, i) => num[i * dNum + j]));
+        return c.integer
+          ? (i) => Math.min(c.max!, Math.max(c.min!, Math.round(x[i])))
+          : (i) => x[i];
+      }
+      const k = catCols.indexOf(c);
+      return (i) => label(c.categories!, cat[i * catCols.length + k]);
+    });
+    return Array.from({ length: m }, (_, i) => cols.map((f) => f(i)));
+  };
+  return {
+    header: table.columns.map((c) => c.name),
+    n,
+    numeric,
+    xNum,
+    categorical,
+    xCat,
+    blanks: table.blanks,
+    target: conditioned
+      ? {
+        feature: { name: conditioned.name, categories: conditioned.categories! },
+        y: table.categorical[conditioned.name],
+      }
+      : undefined,
+    decode,
+  };
+}
+
+/** The registry entry of the TabDDPM model. */
+export const TABDDPM_ENTRY: ModelEntry = {
+  description:
+    "TabDDPM: Gaussian + multinomial diffusion over a table's rows, optionally conditioned on a target",
+  keys: TABDDPM_KEYS,
+  data: `a .csv file, ${BUILTIN_TABLES.join(", ")}`,
+  create: (config) => {
+    const table = loadTable(String(config.data), {
+      blanks: config.blanks as NumericBlankPolicy,
+      drop: config.drop as string[],
+      constantColumns: "drop",
+    });
+    return Promise.resolve(new TabDdpm(config, tableFeatures(table, config.target as string)));
+  },
+};
