@@ -1,11 +1,22 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
+import { parse } from "csv-parse/sync";
+import * as fs from "node:fs";
+import { join } from "node:path";
+import { writeSamples } from "../../lib/commands/sample.ts";
+import { loadTable, MISSING } from "../../lib/data/tabular.ts";
 import { resolveConfig } from "../../lib/models/config.ts";
-import { TabDdpm, TABDDPM_KEYS, type TableFeatures } from "../../lib/models/tabddpm.ts";
+import type { RunConfig } from "../../lib/models/model.ts";
+import {
+  TabDdpm,
+  TABDDPM_ENTRY,
+  TABDDPM_KEYS,
+  type TableFeatures,
+} from "../../lib/models/tabddpm.ts";
 import { Rng } from "../../lib/runtime/rng.ts";
 import { trainStep } from "../../lib/trainer/trainer.ts";
 import { Adam } from "../../lib/trainer/optim.ts";
-import { useBackend } from "../helpers.ts";
+import { assertClose, useBackend } from "../helpers.ts";
 
 await useBackend("wasm");
 
@@ -83,5 +94,120 @@ Deno.test("training steps and sampling keep numTensors constant", async () => {
   if (out.kind === "table") assert.equal(out.rows.length, 10);
   adam.dispose();
   tf.dispose(Object.values(params));
+  model.dispose();
+});
+
+/** A CSV with quoted commas, quotes, non-ASCII labels, an integer, a float, a boolean and blanks. */
+const CSV = [
+  "city,count,score,flag,kind",
+  '"Zürich, CH",3,1.25,true,a',
+  "東京,7,-0.5,false,b",
+  '"say ""hi""",5,2.75,yes,a',
+  '"Zürich, CH",12,0.125,no,',
+  "東京,,3.5,true,b",
+  "Ørsted,4,1.0,false,a",
+].join("\n") + "\n";
+
+function tempCsv(text: string): string {
+  const dir = Deno.makeTempDirSync({ prefix: "tabddpm-test-" });
+  const path = join(dir, "table.csv");
+  fs.writeFileSync(path, text, "utf-8");
+  return path;
+}
+
+function tabConfig(data: string, set: RunConfig = {}): RunConfig {
+  return {
+    model: "tabddpm",
+    data,
+    ...resolveConfig(TABDDPM_KEYS, { T: 20, d_layers: [16], ...set }),
+  };
+}
+
+Deno.test("CSV → features → CSV keeps labels, integer types and values", async () => {
+  const path = tempCsv(CSV);
+  const model = await TABDDPM_ENTRY.create(tabConfig(path, { target: "flag" })) as TabDdpm;
+  const f = model.features;
+  assert.deepEqual(f.header, ["city", "count", "score", "flag", "kind"]);
+  assert.equal(f.n, 5, "the row with a blank count is dropped");
+  assert.deepEqual(f.categorical.map((c) => c.name), ["city", "kind"]);
+  assert.equal(f.target?.feature.name, "flag");
+  const rows = f.decode(f.xNum, f.xCat, f.target?.y, f.n);
+  const out = join(Deno.makeTempDirSync(), "back.csv");
+  writeSamples({ kind: "table", header: f.header, rows }, out, path);
+  const back = fs.readFileSync(out, "utf-8");
+  assert.ok(
+    back.includes('"Zürich, CH",3,') && back.includes('"say ""hi""",5,'),
+    "quoting survives",
+  );
+  const want = [
+    ["Zürich, CH", "3", 1.25, "true", "a"],
+    ["東京", "7", -0.5, "false", "b"],
+    ['say "hi"', "5", 2.75, "true", "a"],
+    ["Zürich, CH", "12", 0.125, "false", ""],
+    ["Ørsted", "4", 1, "false", "a"],
+  ];
+  const got = parse(back) as string[][];
+  assert.deepEqual(got[0], f.header);
+  got.slice(1).forEach((row, i) =>
+    row.forEach((cell, j) => {
+      if (j === 2) assertClose(Number(cell), want[i][j] as number, 1e-5, 1e-5, `row ${i} score`);
+      else assert.equal(cell, want[i][j], `row ${i} column ${f.header[j]}`);
+    })
+  );
+  model.dispose();
+});
+
+Deno.test("the blank-cell policy as the model applies it", async () => {
+  const path = tempCsv(CSV);
+  const dropped = await TABDDPM_ENTRY.create(tabConfig(path)) as TabDdpm;
+  assert.equal(dropped.features.n, 5);
+  assert.deepEqual(dropped.features.blanks?.columns.map((c) => [c.column, c.action]), [[
+    "count",
+    "drop-row",
+  ], ["kind", "category"]]);
+  dropped.dispose();
+  const filled = await TABDDPM_ENTRY.create(tabConfig(path, { blanks: "mean" })) as TabDdpm;
+  const f = filled.features;
+  assert.equal(f.n, 6);
+  const count = f.blanks?.columns.find((c) => c.column === "count");
+  assert.equal(count?.action, "mean");
+  assert.equal(count?.fill, 6, "mean of 3, 7, 5, 12, 4 rounded");
+  const rows = f.decode(f.xNum, f.xCat, undefined, f.n);
+  assert.equal(rows[4][1], 6);
+  assert.equal(rows[3][4], "", "a blank label stays a blank cell");
+  assert.ok(f.categorical.find((c) => c.name === "kind")?.categories.includes(MISSING));
+  filled.dispose();
+});
+
+Deno.test("samples keep categories, integer types and ranges through a CSV", async () => {
+  const path = tempCsv(CSV);
+  const model = await TABDDPM_ENTRY.create(tabConfig(path, { target: "city" })) as TabDdpm;
+  const w = model.init(new Rng(3));
+  const out = await model.sample(w, { n: 200, steps: 10 }, new Rng(4));
+  const file = join(Deno.makeTempDirSync(), "samples.csv");
+  writeSamples(out, file, path);
+  const real = loadTable(path);
+  const synth = loadTable(file, {
+    types: { count: "integer", flag: "boolean", city: "categorical" },
+    constantColumns: "drop",
+  });
+  assert.equal(synth.rows, 200);
+  for (const c of synth.columns) {
+    const r = real.columns.find((x) => x.name === c.name)!;
+    if (c.categories) {
+      for (const label of c.categories) {
+        assert.ok(r.categories!.includes(label), `${c.name}: unknown label ${label}`);
+      }
+    } else {
+      assert.ok(
+        c.min! >= r.min! - 1e-9 && c.max! <= r.max! + 1e-9,
+        `${c.name} leaves [${r.min}, ${r.max}]`,
+      );
+      if (r.integer) {
+        assert.ok(synth.numeric[c.name].every(Number.isInteger), `${c.name} is not integer`);
+      }
+    }
+  }
+  tf.dispose(Object.values(w));
   model.dispose();
 });
