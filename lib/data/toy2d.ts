@@ -1,27 +1,48 @@
 /**
- * 2-D toy distributions drawn from a seeded RNG, in the conventions of the
- * FFJORD / TabDDPM toy code: points roughly within [−4, 4]².
+ * 2-D toy distributions drawn from the project's seeded {@link Rng}, in the
+ * conventions of the FFJORD toy code (`toy_data.py`; 25gaussians from
+ * WGAN-GP's): every set has per-coordinate standard deviation between about
+ * 0.7 and 2.3, with points within roughly [−4, 4]².
  */
 import type { Rng } from "../runtime/rng.ts";
 import { didYouMean } from "../runtime/text.ts";
 
 /** The toy datasets by name. */
-export const TOY_DATASETS = ["8gaussians", "25gaussians", "swissroll", "moons", "checkerboard"] as const;
+export const TOY_DATASETS = [
+  "8gaussians",
+  "25gaussians",
+  "swissroll",
+  "moons",
+  "checkerboard",
+] as const;
+
+/** A toy dataset name. */
+export type ToyName = (typeof TOY_DATASETS)[number];
 
 /** Whether a dataset name is a toy set. */
-export function isToy(name: string): boolean {
+export function isToy(name: string): name is ToyName {
   return (TOY_DATASETS as readonly string[]).includes(name);
 }
 
+/** Radius of the 8gaussians circle: FFJORD's scale 4 divided by 1.414. */
+const RING_RADIUS = 4 / 1.414;
+
 /**
- * Draws `n` points: [n·2] (x, y) pairs. The sets:
- * - `8gaussians`: centres at angle kπ/4 on the circle of radius 2, std 0.1.
- * - `25gaussians`: centres on the grid {−2, −1, 0, 1, 2}², std 0.05.
- * - `swissroll`: the 2-D swiss roll (t ∈ [1.5π, 4.5π], (t cos t, t sin t)/5) plus N(0, 0.1²) noise.
- * - `moons`: two interleaving half circles (scikit-learn's), centred, ×1.5, plus N(0, 0.05²).
- * - `checkerboard`: uniform over the 8 black squares of a 4×4 board on [−2, 2]².
+ * Draws `n` points as [n·2] interleaved (x, y) pairs, deterministically from
+ * `rng`. The sets (FFJORD's constants):
+ * - `8gaussians`: centres at angles kπ/4 on the circle of radius 4/1.414 ≈ 2.83,
+ *   each an isotropic Gaussian of std 0.5/1.414 ≈ 0.354; modes equally likely.
+ * - `25gaussians`: centres on the grid {−2, −1, 0, 1, 2}² × 2/2.828 (spacing ≈ 0.707),
+ *   std 0.05/2.828 ≈ 0.0177 (WGAN-GP's).
+ * - `swissroll`: scikit-learn's swiss roll with noise 1, (x, z) over 5:
+ *   t ~ U[1.5π, 4.5π], ((t cos t, t sin t) + N(0, I)) / 5; radius 0.94–2.83, noise std 0.2.
+ * - `moons`: scikit-learn's two moons with noise 0.1 (angle uniform on [0, π], moon
+ *   chosen with probability ½), then ×2 and shifted by (−1, −0.2).
+ * - `checkerboard`: uniform over the 8 squares of side 2 of a 4×4 board on [−4, 4]²
+ *   where ⌊x/2⌋ + ⌊y/2⌋ is even.
  */
 export function sampleToy(name: string, n: number, rng: Rng): Float32Array {
+  if (!Number.isInteger(n) || n < 0) throw new Error(`sampleToy: n must be a count ≥ 0, got ${n}`);
   const out = new Float32Array(2 * n);
   const put = (i: number, x: number, y: number) => {
     out[2 * i] = x;
@@ -31,36 +52,49 @@ export function sampleToy(name: string, n: number, rng: Rng): Float32Array {
     case "8gaussians":
       for (let i = 0; i < n; i++) {
         const a = (rng.int(8) * Math.PI) / 4;
-        put(i, 2 * Math.cos(a) + 0.1 * rng.normal(), 2 * Math.sin(a) + 0.1 * rng.normal());
+        const s = 0.5 / 1.414;
+        put(
+          i,
+          RING_RADIUS * Math.cos(a) + s * rng.normal(),
+          RING_RADIUS * Math.sin(a) + s * rng.normal(),
+        );
       }
       break;
     case "25gaussians":
       for (let i = 0; i < n; i++) {
-        put(i, rng.int(5) - 2 + 0.05 * rng.normal(), rng.int(5) - 2 + 0.05 * rng.normal());
+        const x = 2 * (rng.int(5) - 2) + 0.05 * rng.normal();
+        const y = 2 * (rng.int(5) - 2) + 0.05 * rng.normal();
+        put(i, x / 2.828, y / 2.828);
       }
       break;
     case "swissroll":
       for (let i = 0; i < n; i++) {
         const t = 1.5 * Math.PI * (1 + 2 * rng.uniform());
-        put(i, (t * Math.cos(t)) / 5 + 0.1 * rng.normal(), (t * Math.sin(t)) / 5 + 0.1 * rng.normal());
+        put(i, (t * Math.cos(t) + rng.normal()) / 5, (t * Math.sin(t) + rng.normal()) / 5);
       }
       break;
     case "moons":
       for (let i = 0; i < n; i++) {
         const a = Math.PI * rng.uniform();
-        const [x, y] = rng.uniform() < 0.5 ? [Math.cos(a), Math.sin(a)] : [1 - Math.cos(a), 0.5 - Math.sin(a)];
-        put(i, 1.5 * (x - 0.5) + 0.05 * rng.normal(), 1.5 * (y - 0.25) + 0.05 * rng.normal());
+        const outer = rng.uniform() < 0.5;
+        const x = (outer ? Math.cos(a) : 1 - Math.cos(a)) + 0.1 * rng.normal();
+        const y = (outer ? Math.sin(a) : 0.5 - Math.sin(a)) + 0.1 * rng.normal();
+        put(i, 2 * x - 1, 2 * y - 0.2);
       }
       break;
     case "checkerboard":
       for (let i = 0; i < n; i++) {
-        const cx = rng.int(4);
-        const cy = 2 * rng.int(2) + ((cx + 1) % 2);
-        put(i, cx - 2 + rng.uniform(), cy - 2 + rng.uniform());
+        const x1 = 4 * rng.uniform() - 2;
+        const x2 = rng.uniform() - 2 * rng.int(2) + (((Math.floor(x1) % 2) + 2) % 2);
+        put(i, 2 * x1, 2 * x2);
       }
       break;
     default:
-      throw new Error(`unknown 2-D dataset "${name}"${didYouMean(name, TOY_DATASETS)}; choose from ${TOY_DATASETS.join(", ")}`);
+      throw new Error(
+        `unknown 2-D dataset "${name}"${didYouMean(name, TOY_DATASETS)}; choose from ${
+          TOY_DATASETS.join(", ")
+        }`,
+      );
   }
   return out;
 }

@@ -1,0 +1,723 @@
+/**
+ * Tables for tabular diffusion: CSV files (parsed strictly with csv-parse)
+ * or the built-in tables of the npm package `vega-datasets`, with column
+ * type inference, an explicit blank-cell policy, CSV writing and a quantile
+ * transformer to N(0, 1) (TabDDPM's numeric preprocessing).
+ *
+ * A table holds plain typed arrays: numeric and integer columns as
+ * Float64Array, categorical and boolean ones as Int32Array category codes.
+ */
+import * as fs from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { parse } from "csv-parse/sync";
+import { stringify } from "csv-stringify/sync";
+import { didYouMean } from "../runtime/text.ts";
+
+/** How a column is read: floats, integers, labels, or true/false/yes/no. */
+export type ColumnType = "numeric" | "integer" | "categorical" | "boolean";
+
+/** Every column type, for validation and messages. */
+export const COLUMN_TYPES: readonly ColumnType[] = ["numeric", "integer", "categorical", "boolean"];
+
+/** What to do with blank cells in numeric and integer columns. */
+export type NumericBlankPolicy = "drop-row" | "mean";
+
+/** The category that blank cells of categorical and boolean columns become. */
+export const MISSING = "__missing__";
+
+/** The built-in tables (from `vega-datasets`). */
+export const BUILTIN_TABLES = ["penguins", "seattle-weather", "cars"] as const;
+
+/** A built-in table name. */
+export type BuiltinTable = (typeof BUILTIN_TABLES)[number];
+
+/** The vega-datasets file of each built-in table. */
+const BUILTIN_FILES: Record<BuiltinTable, string> = {
+  penguins: "penguins.json",
+  "seattle-weather": "seattle-weather.csv",
+  cars: "cars.json",
+};
+
+/** Cell texts (trimmed, case-insensitive) that count as blank. */
+const BLANK_TEXTS = new Set(["", "na", "n/a", "nan", "null", "none"]);
+
+/** Boolean spellings (case-insensitive). */
+const TRUE_TEXTS = new Set(["true", "yes"]);
+const FALSE_TEXTS = new Set(["false", "no"]);
+
+/** A decimal or scientific number (what inference accepts as numeric). */
+const NUMBER_RE = /^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$/;
+
+/** One column's description. */
+export interface ColumnSpec {
+  /** The header name. */
+  name: string;
+  /** The (inferred or overridden) type. */
+  type: ColumnType;
+  /** Whether values are whole numbers (true for "integer" columns only). */
+  integer: boolean;
+  /**
+   * Categorical and boolean columns: code i stands for `categories[i]`.
+   * Categorical labels are sorted (code-unit order) with {@link MISSING} last
+   * when present; boolean columns are `["false", "true"]` (+ {@link MISSING}).
+   */
+  categories?: string[];
+  /** Numeric and integer columns: the smallest value kept. */
+  min?: number;
+  /** Numeric and integer columns: the largest value kept. */
+  max?: number;
+}
+
+/** What happened to one column's blank cells. */
+export interface BlankEntry {
+  /** Column name. */
+  column: string;
+  /** Blank cells in the source (before any row was dropped). */
+  blanks: number;
+  /**
+   * `drop-row`: their rows were dropped; `mean`: filled with the column mean
+   * (rounded for integer columns); `category`: they became {@link MISSING}.
+   */
+  action: "drop-row" | "mean" | "category";
+  /** For `mean`: the fill value. */
+  fill?: number;
+}
+
+/** The blank-cell report of a load. */
+export interface BlankReport {
+  /** Columns that had blanks (columns without blanks are left out). */
+  columns: BlankEntry[];
+  /** Rows dropped for blank numeric cells. */
+  droppedRows: number;
+  /** Columns dropped for holding a single value (with `constantColumns: "drop"`). */
+  droppedColumns: string[];
+}
+
+/** A loaded table. */
+export interface Table {
+  /** The built-in name, or the CSV path. */
+  name: string;
+  /** The kept columns in file order. */
+  columns: ColumnSpec[];
+  /** Number of rows kept. */
+  rows: number;
+  /** Numeric and integer columns by name: [rows]. */
+  numeric: Record<string, Float64Array>;
+  /** Categorical and boolean columns by name: [rows] codes into `categories`. */
+  categorical: Record<string, Int32Array>;
+  /** What was done with blank cells and constant columns. */
+  blanks: BlankReport;
+}
+
+/** Options of {@link loadTable}. */
+export interface LoadTableOptions {
+  /** Column types that replace the inferred ones; an unknown column is an error. @default {} */
+  types?: Record<string, ColumnType>;
+  /** Blank numeric/integer cells: drop their rows, or fill with the column mean. @default "drop-row" */
+  blanks?: NumericBlankPolicy;
+  /** A column holding a single value: an error naming it, or drop it silently (reported). @default "error" */
+  constantColumns?: "error" | "drop";
+  /** Columns to leave out before anything else; an unknown column is an error. @default [] */
+  drop?: string[];
+}
+
+/** A cell as read from the source: CSV text, or a JSON value. */
+type Cell = string | number | boolean | null | undefined;
+
+/** Raw rows with where each came from (for messages). */
+interface RawTable {
+  name: string;
+  header: string[];
+  rows: Cell[][];
+  /** Where row i is in the source, e.g. "line 12" or "record 4". */
+  where: (i: number) => string;
+}
+
+/** The folder of the vega-datasets data files. */
+function vegaDir(): string {
+  const require = createRequire(import.meta.url);
+  return join(dirname(require.resolve("vega-datasets/package.json")), "data");
+}
+
+/** Whether a name is a built-in table. */
+export function isBuiltinTable(name: string): name is BuiltinTable {
+  return (BUILTIN_TABLES as readonly string[]).includes(name);
+}
+
+/** Parses CSV text strictly; errors give the path, line and column. */
+function parseCsvText(text: string, path: string): RawTable {
+  let parsed: { record: string[]; info: { lines: number } }[];
+  try {
+    parsed = parse(text, {
+      info: true,
+      bom: true,
+      skip_empty_lines: true,
+    }) as unknown as typeof parsed;
+  } catch (e) {
+    const err = e as Error & { code?: string; lines?: number; column?: unknown; index?: number };
+    if (err.lines === undefined) throw new Error(`${path}: ${err.message}`);
+    const col = typeof err.column === "number" ? err.column : err.index ?? 0;
+    throw new Error(
+      `${path}: malformed CSV at line ${err.lines}, column ${
+        col + 1
+      } (${err.code}): ${err.message}`,
+    );
+  }
+  if (parsed.length === 0) throw new Error(`${path}: empty table (no header and no rows)`);
+  const header = parsed[0].record;
+  checkHeader(header, path);
+  const rows = parsed.slice(1);
+  return {
+    name: path,
+    header,
+    rows: rows.map((r) => r.record),
+    where: (i) => `${path}:${rows[i].info.lines}`,
+  };
+}
+
+/** Header names must be non-empty and distinct. */
+function checkHeader(header: string[], source: string): void {
+  const seen = new Set<string>();
+  header.forEach((h, j) => {
+    if (h.trim() === "") throw new Error(`${source}: header column ${j + 1} has no name`);
+    if (seen.has(h)) throw new Error(`${source}: header names column "${h}" twice`);
+    seen.add(h);
+  });
+}
+
+/** Reads a CSV file or a built-in table into raw rows. */
+function readRaw(source: string): RawTable {
+  if (isBuiltinTable(source)) {
+    const path = join(vegaDir(), BUILTIN_FILES[source]);
+    if (path.endsWith(".csv")) return { ...parseCsvText(readText(path), path), name: source };
+    const records = JSON.parse(readText(path)) as Record<string, Cell>[];
+    if (!Array.isArray(records) || records.length === 0) {
+      throw new Error(`${path}: empty table (no records)`);
+    }
+    const header = Object.keys(records[0]);
+    checkHeader(header, path);
+    return {
+      name: source,
+      header,
+      rows: records.map((r) => header.map((h) => r[h])),
+      where: (i) => `${path} record ${i + 1}`,
+    };
+  }
+  return parseCsvText(readText(source), source);
+}
+
+/** A file's UTF-8 text; a missing file is reported with its path. */
+function readText(path: string): string {
+  if (!fs.existsSync(path)) {
+    const hint = path.endsWith(".csv")
+      ? ""
+      : ` (not a file; built-in tables: ${BUILTIN_TABLES.join(", ")})${
+        didYouMean(path, BUILTIN_TABLES)
+      }`;
+    throw new Error(`${path}: no such file${hint}`);
+  }
+  return new TextDecoder("utf-8", { fatal: true }).decode(fs.readFileSync(path));
+}
+
+/** Whether a cell is blank (null, or a blank text). */
+function isBlank(c: Cell): boolean {
+  if (c === null || c === undefined) return true;
+  if (typeof c === "number") return Number.isNaN(c);
+  if (typeof c === "boolean") return false;
+  return BLANK_TEXTS.has(c.trim().toLowerCase());
+}
+
+/** A cell as a number, or NaN when it is not one. */
+function toNumber(c: Cell): number {
+  if (typeof c === "number") return c;
+  if (typeof c === "string" && NUMBER_RE.test(c.trim())) return Number(c.trim());
+  return NaN;
+}
+
+/** A cell as a boolean, or undefined when it is not one. */
+function toBoolean(c: Cell): boolean | undefined {
+  if (typeof c === "boolean") return c;
+  if (typeof c !== "string") return undefined;
+  const s = c.trim().toLowerCase();
+  return TRUE_TEXTS.has(s) ? true : FALSE_TEXTS.has(s) ? false : undefined;
+}
+
+/** Whether a numeric cell is written as a whole number ("3", 3; not "3.0" or "3e0"). */
+function looksInteger(c: Cell): boolean {
+  if (typeof c === "number") return Number.isInteger(c);
+  return typeof c === "string" && /^[+-]?\d+$/.test(c.trim());
+}
+
+/** Infers a column's type from its non-blank cells. */
+function inferType(cells: Cell[]): ColumnType {
+  const present = cells.filter((c) => !isBlank(c));
+  if (present.length === 0) return "categorical";
+  if (present.every((c) => toBoolean(c) !== undefined)) return "boolean";
+  if (present.every((c) => Number.isFinite(toNumber(c)))) {
+    return present.every(looksInteger) ? "integer" : "numeric";
+  }
+  return "categorical";
+}
+
+/** A cell's label text for categorical columns. */
+function label(c: Cell): string {
+  return typeof c === "string" ? c : String(c);
+}
+
+/**
+ * Loads a table: a built-in name ({@link BUILTIN_TABLES}) or a CSV path
+ * (UTF-8, header row first, parsed strictly). Types are inferred per column
+ * from the non-blank cells — boolean when all are true/false/yes/no
+ * (case-insensitive), integer when all are whole numbers written without a
+ * point or exponent, numeric when all are numbers, categorical otherwise —
+ * and `options.types` overrides them.
+ *
+ * Blank cells ("", NA, N/A, NaN, null, None; JSON null): categorical and
+ * boolean columns give them the category {@link MISSING}; numeric and
+ * integer columns follow `options.blanks`. The returned `blanks` report says
+ * how many each column had and what was done.
+ *
+ * Errors name the source: a missing file, malformed CSV (line and column),
+ * an empty table, a cell that does not fit an overridden type (line and
+ * column name), a column with a single value, an unknown column in `types`
+ * or `drop`.
+ */
+export function loadTable(source: string, options: LoadTableOptions = {}): Table {
+  const raw = readRaw(source);
+  return buildTable(raw, options);
+}
+
+/** Types, blanks, codes and ranges from raw rows. */
+function buildTable(raw: RawTable, options: LoadTableOptions): Table {
+  const { name, header, rows, where } = raw;
+  const policy = options.blanks ?? "drop-row";
+  if (policy !== "drop-row" && policy !== "mean") {
+    throw new Error(`${name}: blank policy "${policy}" is not "drop-row" or "mean"`);
+  }
+  const constantPolicy = options.constantColumns ?? "error";
+  const types = options.types ?? {};
+  for (const col of [...Object.keys(types), ...(options.drop ?? [])]) {
+    if (!header.includes(col)) {
+      throw new Error(
+        `${name}: no column "${col}"${didYouMean(col, header)}; columns: ${header.join(", ")}`,
+      );
+    }
+  }
+  for (const [col, t] of Object.entries(types)) {
+    if (!COLUMN_TYPES.includes(t)) {
+      throw new Error(
+        `${name}: column "${col}": type "${t}" is not one of ${COLUMN_TYPES.join(", ")}`,
+      );
+    }
+  }
+  if (rows.length === 0) throw new Error(`${name}: empty table (a header but no rows)`);
+
+  const kept = header.map((h, j) => ({ h, j })).filter(({ h }) =>
+    !(options.drop ?? []).includes(h)
+  );
+  const cellsOf = (j: number) => rows.map((r) => r[j]);
+  const plans = kept.map(({ h, j }) => {
+    const cells = cellsOf(j);
+    const type = types[h] ?? inferType(cells);
+    const blank = cells.map(isBlank);
+    return { name: h, type, cells, blank, blanks: blank.filter(Boolean).length };
+  });
+
+  // Numeric parsing (errors point at the cell), then rows to drop.
+  const values = new Map<string, Float64Array>();
+  const dropRow = new Uint8Array(rows.length);
+  for (const p of plans) {
+    if (p.type !== "numeric" && p.type !== "integer") continue;
+    const v = new Float64Array(rows.length);
+    p.cells.forEach((c, i) => {
+      if (p.blank[i]) {
+        v[i] = NaN;
+        if (policy === "drop-row") dropRow[i] = 1;
+        return;
+      }
+      const x = toNumber(c);
+      if (!Number.isFinite(x) || (p.type === "integer" && !Number.isInteger(x))) {
+        throw new Error(
+          `${where(i)}: column "${p.name}": ${JSON.stringify(c)} is not ${
+            p.type === "integer" ? "an integer" : "a number"
+          }`,
+        );
+      }
+      v[i] = x;
+    });
+    values.set(p.name, v);
+  }
+  const keepIdx: number[] = [];
+  for (let i = 0; i < rows.length; i++) if (!dropRow[i]) keepIdx.push(i);
+  if (keepIdx.length === 0) {
+    throw new Error(`${name}: every one of the ${rows.length} rows has a blank numeric cell`);
+  }
+
+  const columns: ColumnSpec[] = [];
+  const numeric: Record<string, Float64Array> = {};
+  const categorical: Record<string, Int32Array> = {};
+  const report: BlankReport = {
+    columns: [],
+    droppedRows: rows.length - keepIdx.length,
+    droppedColumns: [],
+  };
+  const n = keepIdx.length;
+  for (const p of plans) {
+    let spec: ColumnSpec;
+    let distinct: number;
+    let example: string;
+    if (p.type === "numeric" || p.type === "integer") {
+      const src = values.get(p.name)!;
+      const out = new Float64Array(n);
+      let sum = 0;
+      let count = 0;
+      keepIdx.forEach((i, k) => {
+        out[k] = src[i];
+        if (!Number.isNaN(src[i])) [sum, count] = [sum + src[i], count + 1];
+      });
+      if (count === 0) throw new Error(`${name}: column "${p.name}" has only blank cells`);
+      if (p.blanks > 0) {
+        if (policy === "mean") {
+          const fill = p.type === "integer" ? Math.round(sum / count) : sum / count;
+          for (let k = 0; k < n; k++) if (Number.isNaN(out[k])) out[k] = fill;
+          report.columns.push({ column: p.name, blanks: p.blanks, action: "mean", fill });
+        } else report.columns.push({ column: p.name, blanks: p.blanks, action: "drop-row" });
+      }
+      let min = Infinity;
+      let max = -Infinity;
+      for (const x of out) [min, max] = [Math.min(min, x), Math.max(max, x)];
+      distinct = new Set(out).size;
+      example = String(out[0]);
+      spec = { name: p.name, type: p.type, integer: p.type === "integer", min, max };
+      numeric[p.name] = out;
+    } else {
+      const labels = keepIdx.map((i) => {
+        if (p.blank[i]) return MISSING;
+        if (p.type === "categorical") return label(p.cells[i]);
+        const b = toBoolean(p.cells[i]);
+        if (b === undefined) {
+          throw new Error(
+            `${where(i)}: column "${p.name}": ${
+              JSON.stringify(p.cells[i])
+            } is not a boolean (true/false/yes/no)`,
+          );
+        }
+        return String(b);
+      });
+      const present = [...new Set(labels)].filter((l) => l !== MISSING);
+      const categories = p.type === "boolean" ? ["false", "true"] : present.sort();
+      if (labels.includes(MISSING)) categories.push(MISSING);
+      const code = new Map(categories.map((c, k) => [c, k]));
+      categorical[p.name] = Int32Array.from(labels, (l) => code.get(l)!);
+      const blanksKept = p.blanks > 0 && keepIdx.some((i) => p.blank[i]);
+      if (p.blanks > 0) {
+        report.columns.push({ column: p.name, blanks: p.blanks, action: "category" });
+      }
+      distinct = present.length + (blanksKept ? 1 : 0);
+      example = labels[0];
+      spec = { name: p.name, type: p.type, integer: false, categories };
+    }
+    if (distinct <= 1) {
+      if (constantPolicy === "drop") {
+        report.droppedColumns.push(p.name);
+        delete numeric[p.name];
+        delete categorical[p.name];
+        continue;
+      }
+      throw new Error(
+        `${name}: column "${p.name}" holds a single value (${
+          JSON.stringify(example)
+        }) in all ${n} rows; leave it out (drop) or load with constantColumns: "drop"`,
+      );
+    }
+    columns.push(spec);
+  }
+  if (columns.length === 0) throw new Error(`${name}: no columns left`);
+  return { name, columns, rows: n, numeric, categorical, blanks: report };
+}
+
+/** A value in a record from {@link tableToRecords}. */
+export type RecordValue = string | number | boolean | null;
+
+/** Options of {@link tableToRecords}. */
+export interface ToRecordsOptions {
+  /** Which rows, in order. @default every row */
+  rows?: ArrayLike<number>;
+  /** {@link MISSING} cells become `null` (true) or keep the label (false). @default true */
+  missingAsNull?: boolean;
+}
+
+/**
+ * Rows back as records keyed by column name in column order: numeric values
+ * as numbers (integer columns rounded to integers), categorical codes as
+ * their labels, boolean codes as `true`/`false`. Works on any arrays shaped
+ * like the table's (e.g. decoded samples), given as `table`'s fields.
+ */
+export function tableToRecords(
+  table: Pick<Table, "columns" | "numeric" | "categorical" | "rows">,
+  options: ToRecordsOptions = {},
+): Record<string, RecordValue>[] {
+  const missingAsNull = options.missingAsNull ?? true;
+  const idx = options.rows ?? Array.from({ length: table.rows }, (_, i) => i);
+  const out: Record<string, RecordValue>[] = [];
+  for (let k = 0; k < idx.length; k++) {
+    const i = idx[k];
+    if (!(i >= 0 && i < table.rows)) {
+      throw new Error(`tableToRecords: row ${i} outside 0..${table.rows - 1}`);
+    }
+    const rec: Record<string, RecordValue> = {};
+    for (const c of table.columns) {
+      if (c.categories) {
+        const code = table.categorical[c.name][i];
+        const lab = c.categories[code];
+        if (lab === undefined) {
+          throw new Error(
+            `tableToRecords: column "${c.name}" row ${i}: code ${code} has no category`,
+          );
+        }
+        if (lab === MISSING && missingAsNull) rec[c.name] = null;
+        else rec[c.name] = c.type === "boolean" && lab !== MISSING ? lab === "true" : lab;
+      } else {
+        const x = table.numeric[c.name][i];
+        rec[c.name] = c.integer ? Math.round(x) : x;
+      }
+    }
+    out.push(rec);
+  }
+  return out;
+}
+
+/**
+ * Writes a CSV file (UTF-8, "\n" line ends): the header in the given order,
+ * then the rows, either arrays in header order or records keyed by header
+ * name. Fields with commas, quotes or line breaks are quoted (quotes
+ * doubled); `null`/`undefined` become empty cells; booleans true/false.
+ */
+export function writeCsv(
+  path: string,
+  header: string[],
+  rows: (RecordValue | undefined)[][] | Record<string, RecordValue | undefined>[],
+): void {
+  checkHeader(header, path);
+  const arrays = rows.map((r, i) => {
+    if (Array.isArray(r)) {
+      if (r.length !== header.length) {
+        throw new Error(
+          `${path}: row ${i + 1} has ${r.length} fields, the header ${header.length}`,
+        );
+      }
+      return r;
+    }
+    return header.map((h) => r[h]);
+  });
+  const text = stringify([header, ...arrays], {
+    cast: { boolean: (b: boolean) => (b ? "true" : "false") },
+    record_delimiter: "unix",
+  });
+  fs.writeFileSync(path, text, { encoding: "utf-8" });
+}
+
+/** Options of {@link QuantileTransformer.fit}. */
+export interface QuantileOptions {
+  /** Number of quantiles (clamped to the number of values). @default min(1000, n) */
+  nQuantiles?: number;
+}
+
+/**
+ * sklearn's BOUNDS_THRESHOLD: CDF values this close to 0 or 1 map to the ends;
+ * outputs are clipped just beyond Φ⁻¹(1 − BOUNDS), so the ends map back exactly.
+ */
+const BOUNDS = 1e-7;
+
+/**
+ * Maps a numeric column to a standard normal through its empirical CDF, as
+ * scikit-learn's `QuantileTransformer(output_distribution="normal")`:
+ * `nQuantiles` quantiles at evenly spaced levels (linear interpolation
+ * between order statistics), values interpolated to a level (ties get the
+ * middle of their levels), then the normal quantile function, clipped to
+ * ±Φ⁻¹(1 − 1e−7) ≈ ±5.2. {@link QuantileTransformer.inverse} maps back.
+ */
+export class QuantileTransformer {
+  /** The fitted quantiles, non-decreasing. */
+  readonly quantiles: Float64Array;
+  /** Their levels: 0, 1/(q−1), …, 1. */
+  readonly references: Float64Array;
+
+  private constructor(quantiles: Float64Array) {
+    this.quantiles = quantiles;
+    const q = quantiles.length;
+    this.references = Float64Array.from({ length: q }, (_, i) => (q === 1 ? 0 : i / (q - 1)));
+  }
+
+  /** Fits to finite values (at least one). */
+  static fit(values: ArrayLike<number>, options: QuantileOptions = {}): QuantileTransformer {
+    const n = values.length;
+    if (n === 0) throw new Error("QuantileTransformer.fit: no values");
+    const sorted = Float64Array.from(values).sort();
+    if (!Number.isFinite(sorted[0]) || !Number.isFinite(sorted[n - 1])) {
+      throw new Error("QuantileTransformer.fit: values must be finite (no NaN or ±Infinity)");
+    }
+    const q = Math.max(1, Math.min(options.nQuantiles ?? 1000, n));
+    const quantiles = new Float64Array(q);
+    for (let i = 0; i < q; i++) {
+      const pos = q === 1 ? 0 : (i / (q - 1)) * (n - 1);
+      const lo = Math.floor(pos);
+      const hi = Math.min(lo + 1, n - 1);
+      quantiles[i] = sorted[lo] + (pos - lo) * (sorted[hi] - sorted[lo]);
+    }
+    return new QuantileTransformer(quantiles);
+  }
+
+  /** Restores a transformer from its {@link QuantileTransformer.quantiles}. */
+  static fromQuantiles(quantiles: ArrayLike<number>): QuantileTransformer {
+    const q = Float64Array.from(quantiles);
+    if (q.length === 0) throw new Error("QuantileTransformer.fromQuantiles: no quantiles");
+    for (let i = 1; i < q.length; i++) {
+      if (!(q[i] >= q[i - 1])) {
+        throw new Error(`QuantileTransformer.fromQuantiles: quantile ${i} decreases`);
+      }
+    }
+    return new QuantileTransformer(q);
+  }
+
+  /** Values → approximately N(0, 1). */
+  transform(x: ArrayLike<number>): Float64Array {
+    const qs = this.quantiles;
+    const refs = this.references;
+    const last = qs.length - 1;
+    const negQ = Float64Array.from(qs, (_, i) => -qs[last - i]);
+    const negR = Float64Array.from(refs, (_, i) => -refs[last - i]);
+    const clip = normalPpf(1 - (BOUNDS - Number.EPSILON));
+    const out = new Float64Array(x.length);
+    for (let i = 0; i < x.length; i++) {
+      const v = x[i];
+      let p: number;
+      if (v - BOUNDS < qs[0]) p = 0;
+      else if (v + BOUNDS > qs[last]) p = 1;
+      else p = 0.5 * (interp(v, qs, refs) - interp(-v, negQ, negR));
+      out[i] = Math.max(-clip, Math.min(clip, normalPpf(p)));
+    }
+    return out;
+  }
+
+  /** N(0, 1) values → the original scale (within the fitted range). */
+  inverse(z: ArrayLike<number>): Float64Array {
+    const qs = this.quantiles;
+    const last = qs.length - 1;
+    const out = new Float64Array(z.length);
+    for (let i = 0; i < z.length; i++) {
+      const p = normalCdf(z[i]);
+      if (p - BOUNDS < 0) out[i] = qs[0];
+      else if (p + BOUNDS > 1) out[i] = qs[last];
+      else out[i] = interp(p, this.references, qs);
+    }
+    return out;
+  }
+}
+
+/** numpy.interp: piecewise-linear through (xp, fp), xp non-decreasing, constant outside. */
+function interp(x: number, xp: Float64Array, fp: Float64Array): number {
+  const last = xp.length - 1;
+  if (!(x >= xp[0])) return fp[0];
+  if (x >= xp[last]) return fp[last];
+  let lo = 0;
+  let hi = last;
+  while (hi - lo > 1) {
+    const mid = (lo + hi) >>> 1;
+    if (xp[mid] <= x) lo = mid;
+    else hi = mid;
+  }
+  return fp[lo] + ((fp[hi] - fp[lo]) * (x - xp[lo])) / (xp[hi] - xp[lo]);
+}
+
+/** Standard normal CDF Φ(x), accurate to ~1e−15 relative (erfc by series or continued fraction). */
+export function normalCdf(x: number): number {
+  if (Number.isNaN(x)) return NaN;
+  const t = Math.abs(x) / Math.SQRT2;
+  const tail = 0.5 * erfc(t); // P(Z > |x|)
+  return x >= 0 ? 1 - tail : tail;
+}
+
+/** erfc(t) for t ≥ 0. */
+function erfc(t: number): number {
+  if (t < 2.5) {
+    // erf(t) = 2/√π e^{−t²} Σ 2ⁿ t^{2n+1} / (1·3·…·(2n+1)): positive terms, no cancellation.
+    let term = t;
+    let sum = t;
+    for (let k = 1; k < 200 && term > 1e-17 * sum; k++) {
+      term *= (2 * t * t) / (2 * k + 1);
+      sum += term;
+    }
+    return 1 - (2 / Math.sqrt(Math.PI)) * Math.exp(-t * t) * sum;
+  }
+  // Continued fraction erfc(t) = e^{−t²}/√π · 1/(t + (1/2)/(t + 1/(t + (3/2)/(t + …)))), modified Lentz.
+  const tiny = 1e-300;
+  let f = t;
+  let c = t;
+  let d = 0;
+  for (let k = 1; k < 500; k++) {
+    const a = k / 2;
+    d = t + a * d;
+    d = d === 0 ? tiny : 1 / d;
+    c = t + a / c;
+    if (c === 0) c = tiny;
+    const delta = c * d;
+    f *= delta;
+    if (Math.abs(delta - 1) < 1e-16) break;
+  }
+  return Math.exp(-t * t) / (Math.sqrt(Math.PI) * f);
+}
+
+/**
+ * Standard normal quantile Φ⁻¹(p) (Acklam's approximation refined by one
+ * Halley step on {@link normalCdf}); ±Infinity at 0 and 1.
+ */
+export function normalPpf(p: number): number {
+  if (!(p >= 0 && p <= 1)) return NaN;
+  if (p === 0) return -Infinity;
+  if (p === 1) return Infinity;
+  const a = [
+    -39.69683028665376,
+    220.9460984245205,
+    -275.9285104469687,
+    138.357751867269,
+    -30.66479806614716,
+    2.506628277459239,
+  ];
+  const b = [
+    -54.47609879822406,
+    161.5858368580409,
+    -155.6989798598866,
+    66.80131188771972,
+    -13.28068155288572,
+  ];
+  const c = [
+    -0.007784894002430293,
+    -0.3223964580411365,
+    -2.400758277161838,
+    -2.549732539343734,
+    4.374664141464968,
+    2.938163982698783,
+  ];
+  const d = [0.007784695709041462, 0.3224671290700398, 2.445134137142996, 3.754408661907416];
+  const pl = 0.02425;
+  let x: number;
+  if (p < pl) {
+    const q = Math.sqrt(-2 * Math.log(p));
+    x = (((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+      ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+  } else if (p <= 1 - pl) {
+    const q = p - 0.5;
+    const r = q * q;
+    x = ((((((a[0] * r + a[1]) * r + a[2]) * r + a[3]) * r + a[4]) * r + a[5]) * q) /
+      (((((b[0] * r + b[1]) * r + b[2]) * r + b[3]) * r + b[4]) * r + 1);
+  } else {
+    const q = Math.sqrt(-2 * Math.log(1 - p));
+    x = -(((((c[0] * q + c[1]) * q + c[2]) * q + c[3]) * q + c[4]) * q + c[5]) /
+      ((((d[0] * q + d[1]) * q + d[2]) * q + d[3]) * q + 1);
+  }
+  const e = normalCdf(x) - p;
+  const u = e * Math.sqrt(2 * Math.PI) * Math.exp((x * x) / 2);
+  return x - u / (1 + (x * u) / 2);
+}

@@ -1,0 +1,284 @@
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import { join } from "node:path";
+import {
+  loadTable,
+  MISSING,
+  normalCdf,
+  normalPpf,
+  QuantileTransformer,
+  tableToRecords,
+  writeCsv,
+} from "../../lib/data/tabular.ts";
+import { Rng } from "../../lib/runtime/rng.ts";
+import { assertClose, meanStd } from "../helpers.ts";
+
+const dir = Deno.makeTempDirSync({ prefix: "dmw-tabular-" });
+let files = 0;
+/** Writes CSV text to a fresh temp file and returns its path. */
+function csv(text: string): string {
+  const path = join(dir, `t${files++}.csv`);
+  fs.writeFileSync(path, text);
+  return path;
+}
+
+/** Asserts that `fn` throws an Error whose message contains every fragment. */
+function throwsWith(fn: () => unknown, ...fragments: string[]): void {
+  assert.throws(fn, (e: Error) => {
+    for (const f of fragments) assert.ok(e.message.includes(f), `"${f}" not in: ${e.message}`);
+    return true;
+  });
+}
+
+Deno.test("type inference: integer, numeric, boolean, categorical; overrides", () => {
+  const path = csv(
+    "id,x,flag,colour,code\n1,0.5,yes,red,007\n2,1e3,No,blue,12\n3,-2,TRUE,red,3\n4,.25,false,green,4\n",
+  );
+  const t = loadTable(path);
+  assert.equal(t.name, path);
+  assert.equal(t.rows, 4);
+  const types = Object.fromEntries(t.columns.map((c) => [c.name, c.type]));
+  assert.deepEqual(types, {
+    id: "integer",
+    x: "numeric",
+    flag: "boolean",
+    colour: "categorical",
+    code: "integer",
+  });
+  assert.deepEqual([...t.numeric.x], [0.5, 1000, -2, 0.25]);
+  assert.deepEqual([...t.numeric.code], [7, 12, 3, 4]);
+  const x = t.columns.find((c) => c.name === "x")!;
+  assert.equal(x.min, -2);
+  assert.equal(x.max, 1000);
+  assert.equal(x.integer, false);
+  assert.equal(t.columns[0].integer, true);
+  const colour = t.columns.find((c) => c.name === "colour")!;
+  assert.deepEqual(colour.categories, ["blue", "green", "red"]);
+  assert.deepEqual([...t.categorical.colour], [2, 0, 2, 1]);
+  assert.deepEqual(t.columns.find((c) => c.name === "flag")!.categories, ["false", "true"]);
+  assert.deepEqual([...t.categorical.flag], [1, 0, 1, 0]);
+
+  const o = loadTable(path, { types: { code: "categorical", id: "numeric" } });
+  assert.deepEqual(o.columns.find((c) => c.name === "code")!.categories, ["007", "12", "3", "4"]);
+  assert.equal(o.columns[0].type, "numeric");
+  assert.equal(o.columns[0].integer, false);
+  throwsWith(
+    () => loadTable(path, { types: { colour: "numeric" } }),
+    `${path}:2`,
+    `"colour"`,
+    `"red" is not a number`,
+  );
+  throwsWith(
+    () => loadTable(path, { types: { x: "integer" } }),
+    `${path}:2`,
+    `"x"`,
+    "not an integer",
+  );
+  throwsWith(
+    () => loadTable(path, { types: { colur: "numeric" } }),
+    path,
+    `no column "colur"`,
+    `did you mean "colour"`,
+  );
+  throwsWith(() => loadTable(path, { drop: ["nope"] }), path, `no column "nope"`);
+  assert.deepEqual(loadTable(path, { drop: ["id"] }).columns.map((c) => c.name), [
+    "x",
+    "flag",
+    "colour",
+    "code",
+  ]);
+});
+
+Deno.test("quoted fields with commas, quotes, newlines and non-ASCII labels round-trip", () => {
+  const header = ["naïve, name", "value", "n", "ok"];
+  const rows = [
+    ['Zürich, "the city"', 1.5, 3, true],
+    ["東京\nline two", -2.25, 4, false],
+    ["plain", 0, 5, true],
+    ['Zürich, "the city"', 7, 6, null],
+  ];
+  const path = join(dir, "roundtrip.csv");
+  writeCsv(path, header, rows);
+  const text = new TextDecoder().decode(fs.readFileSync(path));
+  assert.ok(text.startsWith('"naïve, name",value,n,ok\n"Zürich, ""the city""",1.5,3,true\n'), text);
+  const t = loadTable(path);
+  assert.deepEqual(t.columns.map((c) => c.name), header);
+  assert.deepEqual(t.columns.map((c) => c.type), ["categorical", "numeric", "integer", "boolean"]);
+  const back = tableToRecords(t);
+  assert.deepEqual(back, rows.map((r) => Object.fromEntries(header.map((h, j) => [h, r[j]]))));
+  assert.ok(Number.isInteger(back[0].n));
+  // Records in, header order kept (not the records' key order).
+  const again = join(dir, "again.csv");
+  writeCsv(again, ["ok", "n"], back.map((r) => ({ n: r.n, ok: r.ok })));
+  assert.ok(fs.readFileSync(again, "utf-8").startsWith("ok,n\ntrue,3\nfalse,4\n"));
+  // Selected rows, and MISSING kept as a label on request.
+  assert.deepEqual(tableToRecords(t, { rows: [3], missingAsNull: false })[0].ok, MISSING);
+  throwsWith(
+    () => writeCsv(join(dir, "bad.csv"), ["a", "b"], [[1]]),
+    "bad.csv",
+    "row 1 has 1 fields",
+  );
+});
+
+Deno.test("malformed CSV errors give the file, line and column", () => {
+  const p1 = csv('a,b,c\n1,2,3\n4,"5"x,6\n');
+  throwsWith(() => loadTable(p1), p1, "line 3", "column 2", "Invalid Closing Quote");
+  const p2 = csv("a,b\n1,2\n3,4,5\n");
+  throwsWith(() => loadTable(p2), p2, "line 3", "Invalid Record Length");
+  const p3 = csv('a,b\n1,"unterminated\n');
+  throwsWith(() => loadTable(p3), p3, "line", "Quote Not Closed");
+  throwsWith(() => loadTable(csv("a,a\n1,2\n")), `column "a" twice`);
+});
+
+Deno.test("missing files and empty tables say so", () => {
+  const missing = join(dir, "nope", "absent.csv");
+  throwsWith(() => loadTable(missing), missing, "no such file");
+  throwsWith(() => loadTable("penguin"), "penguin: no such file", `did you mean "penguins"`);
+  const header = csv("a,b\n");
+  throwsWith(() => loadTable(header), header, "empty table");
+  const empty = csv("");
+  throwsWith(() => loadTable(empty), empty, "empty table");
+});
+
+Deno.test("blank cells: drop-row (default) or mean for numbers, a missing category otherwise", () => {
+  const path = csv("x,k,c,b\n1.5,10,a,yes\n,20,,no\nNA,30,b,\n4,null,a,yes\n5,50,NaN,no\n");
+  const t = loadTable(path);
+  assert.equal(t.rows, 2);
+  assert.deepEqual([...t.numeric.x], [1.5, 5]);
+  assert.deepEqual([...t.numeric.k], [10, 50]);
+  assert.deepEqual(t.blanks, {
+    columns: [
+      { column: "x", blanks: 2, action: "drop-row" },
+      { column: "k", blanks: 1, action: "drop-row" },
+      { column: "c", blanks: 2, action: "category" },
+      { column: "b", blanks: 1, action: "category" },
+    ],
+    droppedRows: 3,
+    droppedColumns: [],
+  });
+  assert.deepEqual(t.columns[2].categories, ["a", MISSING]);
+  assert.deepEqual([...t.categorical.c], [0, 1]);
+
+  const m = loadTable(path, { blanks: "mean" });
+  assert.equal(m.rows, 5);
+  assert.deepEqual([...m.numeric.x], [1.5, 3.5, 3.5, 4, 5]);
+  assert.deepEqual([...m.numeric.k], [10, 20, 30, 28, 50]); // integer column: mean 27.5 rounded
+  assert.deepEqual(m.blanks.columns[0], { column: "x", blanks: 2, action: "mean", fill: 3.5 });
+  assert.equal(m.blanks.droppedRows, 0);
+  assert.deepEqual(m.columns[2].categories, ["a", "b", MISSING]);
+  assert.deepEqual(m.columns[3].categories, ["false", "true", MISSING]);
+  assert.deepEqual([...m.categorical.b], [1, 0, 2, 1, 0]);
+  assert.deepEqual(tableToRecords(m, { rows: [2] })[0], { x: 3.5, k: 30, c: "b", b: null });
+});
+
+Deno.test("a column with a single value is named, or dropped on request", () => {
+  const path = csv("a,const,b\n1,k,x\n2,k,y\n3,k,x\n");
+  throwsWith(
+    () => loadTable(path),
+    path,
+    `column "const" holds a single value ("k") in all 3 rows`,
+  );
+  const t = loadTable(path, { constantColumns: "drop" });
+  assert.deepEqual(t.columns.map((c) => c.name), ["a", "b"]);
+  assert.deepEqual(t.blanks.droppedColumns, ["const"]);
+  // Constant only after blank rows are dropped.
+  const p2 = csv("a,b\n1,x\n,y\n1,z\n");
+  throwsWith(() => loadTable(p2), `column "a" holds a single value ("1") in all 2 rows`);
+});
+
+Deno.test("built-in tables: penguins, seattle-weather, cars", () => {
+  const p = loadTable("penguins");
+  assert.equal(p.name, "penguins");
+  assert.deepEqual(p.columns.map((c) => [c.name, c.type]), [
+    ["Species", "categorical"],
+    ["Island", "categorical"],
+    ["Beak Length (mm)", "numeric"],
+    ["Beak Depth (mm)", "numeric"],
+    ["Flipper Length (mm)", "integer"],
+    ["Body Mass (g)", "integer"],
+    ["Sex", "categorical"],
+  ]);
+  assert.equal(p.rows, 342);
+  assert.equal(p.blanks.droppedRows, 2);
+  assert.deepEqual(p.columns[0].categories, ["Adelie", "Chinstrap", "Gentoo"]);
+  assert.deepEqual(p.columns[1].categories, ["Biscoe", "Dream", "Torgersen"]);
+  assert.ok(p.columns[6].categories!.includes(MISSING));
+  const mass = p.columns[5];
+  assert.deepEqual([mass.min, mass.max], [2700, 6300]);
+  const first = tableToRecords(p, { rows: [0] })[0];
+  assert.deepEqual(first, {
+    Species: "Adelie",
+    Island: "Torgersen",
+    "Beak Length (mm)": 39.1,
+    "Beak Depth (mm)": 18.7,
+    "Flipper Length (mm)": 181,
+    "Body Mass (g)": 3750,
+    Sex: "MALE",
+  });
+
+  const w = loadTable("seattle-weather", { drop: ["date"] });
+  assert.equal(w.rows, 1461);
+  assert.deepEqual(w.columns.find((c) => c.name === "weather")!.categories, [
+    "drizzle",
+    "fog",
+    "rain",
+    "snow",
+    "sun",
+  ]);
+  const c = loadTable("cars", { blanks: "mean" });
+  assert.equal(c.rows, 406);
+  assert.deepEqual(c.blanks.columns.map((b) => [b.column, b.blanks]), [
+    ["Miles_per_Gallon", 8],
+    ["Horsepower", 6],
+  ]);
+});
+
+Deno.test("normal CDF and quantile function: known values and mutual inverses", () => {
+  assertClose(normalCdf(1.96), 0.9750021048517795, 1e-15);
+  assertClose(normalCdf(-5), 2.866515718791939e-7, 0, 1e-12);
+  assertClose(normalCdf(-10), 7.61985302416047e-24, 0, 1e-12);
+  assertClose(normalPpf(0.975), 1.959963984540054, 1e-13);
+  assertClose(normalPpf(1e-7), -5.199337582605575, 1e-9);
+  assert.equal(normalPpf(0.5), 0);
+  for (const p of [1e-12, 1e-4, 0.02, 0.3, 0.7, 0.99, 1 - 1e-9]) {
+    assertClose(normalCdf(normalPpf(p)), p, 0, 1e-9);
+  }
+});
+
+Deno.test("quantile transformer: forward is ~N(0, 1), inverse(forward(x)) ≈ x", () => {
+  const rng = new Rng(11);
+  const n = 5000;
+  // A skewed, heavy-tailed column: exp of a normal.
+  const x = Float64Array.from({ length: n }, () => Math.exp(1.5 * rng.normal()));
+  const qt = QuantileTransformer.fit(x);
+  assert.equal(qt.quantiles.length, 1000);
+  const z = qt.transform(x);
+  const { mean, std } = meanStd(z);
+  assertClose(mean, 0, 0.02, 0, "mean");
+  assertClose(std, 1, 0.03, 0, "std");
+  // Tail fractions of N(0, 1).
+  const frac = (t: number) => z.filter((v) => v > t).length / n;
+  assertClose(frac(1), 1 - normalCdf(1), 0.01, 0, "P(z > 1)");
+  assertClose(frac(-1.5), 1 - normalCdf(-1.5), 0.01, 0, "P(z > -1.5)");
+  assert.ok(Math.max(...z) <= 5.2 && Math.min(...z) >= -5.2);
+  const back = qt.inverse(z);
+  for (let i = 0; i < n; i++) assertClose(back[i], x[i], 1e-6, 1e-6, `row ${i}`);
+  // Fresh values inside the fitted range too, and monotonicity.
+  const fresh = Float64Array.from({ length: 1000 }, () => Math.exp(1.5 * rng.normal()))
+    .filter((v) => v > qt.quantiles[0] && v < qt.quantiles[999]);
+  const round = qt.inverse(qt.transform(fresh));
+  fresh.forEach((v, i) => assertClose(round[i], v, 1e-6, 1e-6));
+  const sorted = Float64Array.from(fresh).sort();
+  const zs = qt.transform(sorted);
+  for (let i = 1; i < zs.length; i++) assert.ok(zs[i] >= zs[i - 1]);
+  // Small columns use n quantiles; ties (integers) map to one value and back exactly.
+  const ints = Float64Array.from({ length: 300 }, () => rng.int(5));
+  const qi = QuantileTransformer.fit(ints);
+  assert.equal(qi.quantiles.length, 300);
+  const zi = qi.transform(ints);
+  assert.deepEqual([...qi.inverse(zi)], [...ints]);
+  const restored = QuantileTransformer.fromQuantiles(qt.quantiles);
+  assert.deepEqual(restored.transform(x), z);
+  throwsWith(() => QuantileTransformer.fit([1, NaN]), "finite");
+  throwsWith(() => QuantileTransformer.fit([]), "no values");
+});
