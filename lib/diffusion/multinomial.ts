@@ -179,16 +179,18 @@ export class MultinomialDiffusion {
     return tf.tidy(() => this.indexToLogOneHot(this.sampleIndices(logProbs, rng)));
   }
 
-  /** Category indices [B, F] → log one-hot [B, D]. */
+  /**
+   * Category indices [B, F] → log one-hot [B, D]. The one-hot is made as
+   * int32 and cast: the wasm backend's OneHot ignores a float32 dtype.
+   */
   indexToLogOneHot(idx: tf.Tensor2D): tf.Tensor {
     return tf.tidy(() => {
       const cols = tf.unstack(tf.cast(idx, "int32"), 1);
-      return safeLog(
-        tf.concat(
-          cols.map((c, i) => tf.oneHot(c as tf.Tensor1D, this.numClasses[i], 1, 0, "float32")),
-          1,
-        ),
-      );
+      const oneHot = tf.concat(
+        cols.map((c, i) => tf.oneHot(c as tf.Tensor1D, this.numClasses[i])),
+        1,
+      ); // [B, D]
+      return safeLog(tf.cast(oneHot, "float32"));
     });
   }
 

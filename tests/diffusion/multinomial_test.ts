@@ -139,6 +139,15 @@ Deno.test("Gumbel-max sampling draws each slice from its own distribution", () =
   tf.dispose([logP, idx]);
 });
 
+Deno.test("one-hot encoding is right on wasm too", async () => {
+  await useBackend("wasm");
+  const idx = tf.tensor2d([[2, 1, 0]], [1, 3], "int32");
+  const p = tf.tidy(() => tf.exp(proc.indexToLogOneHot(idx)));
+  assert.deepEqual(Array.from(p.dataSync(), Math.round), [0, 0, 1, 0, 1, 1, 0, 0, 0]);
+  tf.dispose([idx, p]);
+  await useBackend("cpu");
+});
+
 Deno.test("sampling steps do not leak tensors", () => {
   const rng = new Rng(1);
   let x = proc.noise(16, rng);
