@@ -200,7 +200,7 @@ function readRaw(source: string): RawTable {
     return {
       name: source,
       header,
-      rows: records.map((r) => header.map((h) => r[h])),
+      rows: records.map((r) => header.map((h) => (Object.hasOwn(r, h) ? r[h] : null))),
       where: (i) => `${path} record ${i + 1}`,
     };
   }
@@ -319,7 +319,7 @@ function buildTable(raw: RawTable, options: LoadTableOptions): Table {
   const cellsOf = (j: number) => rows.map((r) => r[j]);
   const plans = kept.map(({ h, j }) => {
     const cells = cellsOf(j);
-    const type = types[h] ?? inferType(cells);
+    const type = Object.hasOwn(types, h) ? types[h] : inferType(cells);
     const blank = cells.map(isBlank);
     return { name: h, type, cells, blank, blanks: blank.filter(Boolean).length };
   });
@@ -355,8 +355,9 @@ function buildTable(raw: RawTable, options: LoadTableOptions): Table {
   }
 
   const columns: ColumnSpec[] = [];
-  const numeric: Record<string, Float64Array> = {};
-  const categorical: Record<string, Int32Array> = {};
+  // Entries, made into objects at the end: a column may be called "__proto__".
+  const numeric: [string, Float64Array][] = [];
+  const categorical: [string, Int32Array][] = [];
   const report: BlankReport = {
     columns: [],
     droppedRows: rows.length - keepIdx.length,
@@ -390,7 +391,7 @@ function buildTable(raw: RawTable, options: LoadTableOptions): Table {
       distinct = new Set(out).size;
       example = String(out[0]);
       spec = { name: p.name, type: p.type, integer: p.type === "integer", min, max };
-      numeric[p.name] = out;
+      numeric.push([p.name, out]);
     } else {
       const labels = keepIdx.map((i) => {
         if (p.blank[i]) return MISSING;
@@ -409,7 +410,7 @@ function buildTable(raw: RawTable, options: LoadTableOptions): Table {
       const categories = p.type === "boolean" ? ["false", "true"] : present.sort();
       if (labels.includes(MISSING)) categories.push(MISSING);
       const code = new Map(categories.map((c, k) => [c, k]));
-      categorical[p.name] = Int32Array.from(labels, (l) => code.get(l)!);
+      categorical.push([p.name, Int32Array.from(labels, (l) => code.get(l)!)]);
       const blanksKept = p.blanks > 0 && keepIdx.some((i) => p.blank[i]);
       if (p.blanks > 0) {
         report.columns.push({ column: p.name, blanks: p.blanks, action: "category" });
@@ -421,8 +422,8 @@ function buildTable(raw: RawTable, options: LoadTableOptions): Table {
     if (distinct <= 1) {
       if (constantPolicy === "drop") {
         report.droppedColumns.push(p.name);
-        delete numeric[p.name];
-        delete categorical[p.name];
+        if (spec.categories) categorical.pop();
+        else numeric.pop();
         continue;
       }
       throw new Error(
@@ -434,7 +435,14 @@ function buildTable(raw: RawTable, options: LoadTableOptions): Table {
     columns.push(spec);
   }
   if (columns.length === 0) throw new Error(`${name}: no columns left`);
-  return { name, columns, rows: n, numeric, categorical, blanks: report };
+  return {
+    name,
+    columns,
+    rows: n,
+    numeric: Object.fromEntries(numeric),
+    categorical: Object.fromEntries(categorical),
+    blanks: report,
+  };
 }
 
 /** A value in a record from {@link tableToRecords}. */
@@ -466,7 +474,7 @@ export function tableToRecords(
     if (!(i >= 0 && i < table.rows)) {
       throw new Error(`tableToRecords: row ${i} outside 0..${table.rows - 1}`);
     }
-    const rec: Record<string, RecordValue> = {};
+    const rec: [string, RecordValue][] = [];
     for (const c of table.columns) {
       if (c.categories) {
         const code = table.categorical[c.name][i];
@@ -476,14 +484,18 @@ export function tableToRecords(
             `tableToRecords: column "${c.name}" row ${i}: code ${code} has no category`,
           );
         }
-        if (lab === MISSING && missingAsNull) rec[c.name] = null;
-        else rec[c.name] = c.type === "boolean" && lab !== MISSING ? lab === "true" : lab;
+        const value = lab === MISSING
+          ? (missingAsNull ? null : lab)
+          : c.type === "boolean"
+          ? lab === "true"
+          : lab;
+        rec.push([c.name, value]);
       } else {
         const x = table.numeric[c.name][i];
-        rec[c.name] = c.integer ? Math.round(x) : x;
+        rec.push([c.name, c.integer ? Math.round(x) : x]);
       }
     }
-    out.push(rec);
+    out.push(Object.fromEntries(rec));
   }
   return out;
 }
@@ -509,7 +521,7 @@ export function writeCsv(
       }
       return r;
     }
-    return header.map((h) => r[h]);
+    return header.map((h) => (Object.hasOwn(r, h) ? r[h] : null));
   });
   const text = stringify([header, ...arrays], {
     cast: { boolean: (b: boolean) => (b ? "true" : "false") },

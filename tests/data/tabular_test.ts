@@ -89,6 +89,19 @@ Deno.test("type inference: integer, numeric, boolean, categorical; overrides", (
   ]);
 });
 
+Deno.test("columns named like Object.prototype members are ordinary columns", () => {
+  const path = csv("__proto__,constructor,toString\n1,a,x\n2,b,y\n");
+  const t = loadTable(path);
+  assert.deepEqual(t.columns.map((c) => c.type), ["integer", "categorical", "categorical"]);
+  assert.deepEqual([...t.numeric["__proto__"]], [1, 2]);
+  assert.deepEqual([...t.categorical["constructor"]], [0, 1]);
+  const back = tableToRecords(t);
+  assert.deepEqual(Object.keys(back[1]), ["__proto__", "constructor", "toString"]);
+  const again = join(dir, "proto.csv");
+  writeCsv(again, ["__proto__", "constructor", "toString"], back);
+  assert.equal(fs.readFileSync(again, "utf-8"), "__proto__,constructor,toString\n1,a,x\n2,b,y\n");
+});
+
 Deno.test("quoted fields with commas, quotes, newlines and non-ASCII labels round-trip", () => {
   const header = ["naïve, name", "value", "n", "ok"];
   const rows = [
