@@ -3,15 +3,17 @@
  * parses arguments and calls into lib/.
  */
 import { Command, InvalidArgumentError, Option } from "commander";
-import { parseSets } from "./lib/models/config.ts";
+import { parseSets, TRAINER_KEYS } from "./lib/models/config.ts";
+import type { KeySpec } from "./lib/models/model.ts";
 import { MODELS } from "./lib/models/registry.ts";
-import { TRAINER_KEYS } from "./lib/models/config.ts";
 import type { BackendName } from "./lib/runtime/backend.ts";
 
 function int(name: string) {
   return (v: string) => {
     const n = Number(v);
-    if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+    if (!Number.isInteger(n) || n < 0) {
+      throw new InvalidArgumentError(`${name} must be a non-negative integer`);
+    }
     return n;
   };
 }
@@ -30,29 +32,43 @@ const backendOption = () =>
   new Option("--backend <name>", "tfjs backend: auto picks WebGPU on a hardware adapter, else wasm")
     .choices(["auto", "webgpu", "wasm", "cpu"]).default("auto");
 
+function keyLines(keys: Record<string, KeySpec>): string[] {
+  return Object.entries(keys).map(([k, s]) =>
+    `  ${k.padEnd(18)} ${s.help}${s.choices ? ` [${s.choices.join("|")}]` : ""} (default ${
+      JSON.stringify(s.default)
+    })`
+  );
+}
+
 function keyHelp(): string {
-  const lines = ["", "Trainer keys (--set key=value):"];
-  for (const [k, s] of Object.entries(TRAINER_KEYS)) lines.push(`  ${k.padEnd(18)} ${s.help} (default ${JSON.stringify(s.default)})`);
+  const lines = ["", "Trainer keys (--set key=value):", ...keyLines(TRAINER_KEYS)];
   for (const [name, e] of Object.entries(MODELS)) {
-    lines.push("", `Model "${name}": ${e.description}`, `  data: ${e.data}`);
-    for (const [k, s] of Object.entries(e.keys)) {
-      lines.push(`  ${k.padEnd(18)} ${s.help}${s.choices ? ` [${s.choices.join("|")}]` : ""} (default ${JSON.stringify(s.default)})`);
-    }
+    lines.push("", `Model "${name}": ${e.description}`, `  data: ${e.data}`, ...keyLines(e.keys));
   }
   return lines.join("\n");
 }
 
 const program = new Command()
   .name("deno task")
-  .description("Diffusion-model workbench: train the zoo, sample, evaluate, sweep and compare experiments.")
+  .description(
+    "Diffusion-model workbench: train the zoo, sample, evaluate, sweep and compare experiments.",
+  )
   .showHelpAfterError();
 
 program.command("train")
-  .description("Train (or resume) a run; progress with ETA on stderr, events in <out>/events.jsonl.")
+  .description(
+    "Train (or resume) a run; progress with ETA on stderr, events in <out>/events.jsonl.",
+  )
   .requiredOption("--model <name>", `model: ${Object.keys(MODELS).join(", ")}`)
-  .requiredOption("--data <dataset>", "dataset: mnist, 8gaussians, 25gaussians, swissroll, moons, checkerboard, a table name or a .csv file")
+  .requiredOption(
+    "--data <dataset>",
+    "dataset: mnist, 8gaussians, 25gaussians, swissroll, moons, checkerboard, a table name or a .csv file",
+  )
   .option("--steps <n>", "training steps (default 2000)", int("--steps"))
-  .option("--out <dir>", "run directory; an existing one with checkpoints is resumed (default runs/train/<model>-<data>-<time>)")
+  .option(
+    "--out <dir>",
+    "run directory; an existing one with checkpoints is resumed (default runs/train/<model>-<data>-<time>)",
+  )
   .option("--seed <n>", "seed (default 0)", int("--seed"))
   .option("--set <key=value>", "any configuration key, repeatable (see below)", collect, [])
   .addOption(backendOption())
@@ -63,11 +79,17 @@ program.command("train")
   });
 
 program.command("sample")
-  .description("Draw samples from a run: a PNG grid for images, CSV + PNG scatter for 2-D data, CSV rows for tables.")
+  .description(
+    "Draw samples from a run: a PNG grid for images, CSV + PNG scatter for 2-D data, CSV rows for tables.",
+  )
   .requiredOption("--run <dir>", "run directory")
   .requiredOption("--out <file>", "output file (.png for images, .csv for points and tables)")
   .option("--n <n>", "number of samples", int("--n"), 64)
-  .option("--label <l>", "class label for conditional models (default: one row per class)", int("--label"))
+  .option(
+    "--label <l>",
+    "class label for conditional models (default: one row per class)",
+    int("--label"),
+  )
   .option("--sampler <name>", "sampler: ddpm, ddim, dpmpp2m, em (score model); default: the run's")
   .option("--steps <k>", "sampling steps (default: the run's)", int("--steps"))
   .option("--eta <eta>", "DDIM η (0 = deterministic)", num)
@@ -83,7 +105,9 @@ program.command("sample")
   });
 
 program.command("eval")
-  .description("Evaluate a run: prints one JSON line per metric, {\"metric\", \"value\", \"n\", \"spread\", …}.")
+  .description(
+    'Evaluate a run: prints one JSON line per metric, {"metric", "value", "n", "spread", …}.',
+  )
   .requiredOption("--run <dir>", "run directory")
   .option("--metric <m>", "metric, repeatable (default: the dataset's usual ones)", collect, [])
   .option("--n <n>", "samples to draw", int("--n"))
@@ -102,16 +126,22 @@ program.command("eval")
   });
 
 program.command("visualize")
-  .description("Write the figures of seed 004: time embeddings, the forward process on MNIST, ᾱ and log-SNR per schedule.")
+  .description(
+    "Write the figures of seed 004: time embeddings, the forward process on MNIST, ᾱ and log-SNR per schedule.",
+  )
   .option("--out <dir>", "output folder", "runs/figures")
   .addOption(backendOption())
   .action(async (o) => {
     const { visualizeCommand } = await import("./lib/commands/visualize.ts");
-    for (const p of await visualizeCommand({ out: o.out, backend: o.backend as BackendName })) console.log(p);
+    for (const p of await visualizeCommand({ out: o.out, backend: o.backend as BackendName })) {
+      console.log(p);
+    }
   });
 
 program.command("bench")
-  .description("Benchmarks of ../shared/BENCH.md: one JSON line per case, comparable with the PyTorch reference.")
+  .description(
+    "Benchmarks of ../shared/BENCH.md: one JSON line per case, comparable with the PyTorch reference.",
+  )
   .option("--case <name>", "run one case only")
   .addOption(backendOption())
   .action(async (o) => {

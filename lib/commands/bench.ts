@@ -32,12 +32,24 @@ function ddpm(data: string, batch: number): Ddpm {
   const config = {
     model: "ddpm",
     data,
-    ...resolveConfig(DDPM_KEYS, { batch, lr: 1e-3, grad_clip: 0, ema: [], T: 1000, schedule: "linear" }),
+    ...resolveConfig(DDPM_KEYS, {
+      batch,
+      lr: 1e-3,
+      grad_clip: 0,
+      ema: [],
+      T: 1000,
+      schedule: "linear",
+    }),
   };
   return new Ddpm(config);
 }
 
-async function timeTrain(name: string, data: string, batch: number, iters: number): Promise<BenchRecord> {
+async function timeTrain(
+  name: string,
+  data: string,
+  batch: number,
+  iters: number,
+): Promise<BenchRecord> {
   const model = ddpm(data, batch);
   const rng = new Rng(0);
   const init = model.init(rng);
@@ -62,7 +74,15 @@ async function timeTrain(name: string, data: string, batch: number, iters: numbe
   adam.dispose();
   Object.values(params).forEach((v) => v.dispose());
   model.dispose();
-  return { case: name, ms_per_iter: round(ms), iters, params: params_, backend: tf.getBackend(), tensor_drift: drift, peak_bytes: peak };
+  return {
+    case: name,
+    ms_per_iter: round(ms),
+    iters,
+    params: params_,
+    backend: tf.getBackend(),
+    tensor_drift: drift,
+    peak_bytes: peak,
+  };
 }
 
 async function timeSample(
@@ -84,7 +104,14 @@ async function timeSample(
   const params = countParams(w);
   tf.dispose(Object.values(w));
   model.dispose();
-  return { case: name, ms_per_iter: round(ms), iters: 1, params, backend: tf.getBackend(), tensor_drift: drift };
+  return {
+    case: name,
+    ms_per_iter: round(ms),
+    iters: 1,
+    params,
+    backend: tf.getBackend(),
+    tensor_drift: drift,
+  };
 }
 
 function round(x: number): number {
@@ -106,7 +133,9 @@ export async function benchCommand(opts: { case?: string; backend: BackendName }
   const names = opts.case ? [opts.case] : Object.keys(BENCH_CASES);
   for (const name of names) {
     const run = BENCH_CASES[name];
-    if (!run) throw new Error(`unknown bench case "${name}" (${Object.keys(BENCH_CASES).join(", ")})`);
+    if (!run) {
+      throw new Error(`unknown bench case "${name}" (${Object.keys(BENCH_CASES).join(", ")})`);
+    }
     const r = await run();
     for (const rec of Array.isArray(r) ? r : [r]) console.log(JSON.stringify(rec));
   }

@@ -70,7 +70,10 @@ export async function evalCommand(opts: EvalCommandOptions): Promise<MetricResul
       };
       const samples = await run.model.sample(run.weights, req, rng);
       for (const m of needSamples) {
-        results.push({ ...(await computeMetric(m, samples, { data, seed: opts.seed, extra })), ...settings });
+        results.push({
+          ...(await computeMetric(m, samples, { data, seed: opts.seed, extra })),
+          ...settings,
+        });
       }
     }
     const log = join(opts.run, "evals.jsonl");

@@ -36,18 +36,24 @@ export function readRunConfig(dir: string): RunConfig {
  * Opens a run. `ema` picks the weights: "raw", a tracked decay, or
  * undefined for the largest tracked decay (raw when none).
  */
-export async function openRun(dir: string, opts: { checkpoint?: number; ema?: string } = {}): Promise<OpenRun> {
+export async function openRun(
+  dir: string,
+  opts: { checkpoint?: number; ema?: string } = {},
+): Promise<OpenRun> {
   const config = readRunConfig(dir);
   const steps = listCheckpoints(dir);
   if (steps.length === 0) throw new Error(`${dir}: the run has no checkpoint yet`);
   const step = opts.checkpoint ?? steps.at(-1)!;
   const { tensors } = loadCheckpoint(dir, step);
   const decays = (config.ema as number[]).map(String);
-  const ema = opts.ema ?? (decays.length ? decays.reduce((a, b) => (Number(a) > Number(b) ? a : b)) : "raw");
+  const ema = opts.ema ??
+    (decays.length ? decays.reduce((a, b) => (Number(a) > Number(b) ? a : b)) : "raw");
   const prefix = ema === "raw" ? "param/" : `ema/${ema}/`;
   if (ema !== "raw" && !decays.includes(ema)) {
     tf_dispose(tensors);
-    throw new Error(`${dir}: EMA ${ema} is not tracked in this run (tracked: raw, ${decays.join(", ")})`);
+    throw new Error(
+      `${dir}: EMA ${ema} is not tracked in this run (tracked: raw, ${decays.join(", ")})`,
+    );
   }
   const weights: Weights = {};
   for (const [k, t] of Object.entries(tensors)) {

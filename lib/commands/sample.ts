@@ -68,7 +68,10 @@ export function writeSamples(out: SampleOutput, path: string, data: string, seed
   }
   if (out.kind === "points") {
     const base = ext === ".csv" || ext === ".png" ? path.slice(0, -ext.length) : path;
-    const rows = Array.from({ length: out.n }, (_, i) => Array.from(out.points.subarray(i * out.dim, (i + 1) * out.dim)));
+    const rows = Array.from(
+      { length: out.n },
+      (_, i) => Array.from(out.points.subarray(i * out.dim, (i + 1) * out.dim)),
+    );
     fs.writeFileSync(`${base}.csv`, stringify([["x", "y"].slice(0, out.dim), ...rows]));
     const real = sampleToy(data, out.n, new Rng(seed ^ 0xda7a));
     const pic = blank(480, 480);

@@ -24,8 +24,13 @@ export async function trainCommand(opts: TrainCommandOptions): Promise<string> {
   const given: RunConfig = { ...opts.set };
   if (opts.steps !== undefined) given.steps = opts.steps;
   if (opts.seed !== undefined) given.seed = opts.seed;
-  const config: RunConfig = { model: opts.model, data: opts.data, ...resolveConfig(entry.keys, given) };
-  const out = opts.out ?? join("runs", "train", `${opts.model}-${opts.data.replace(/[^\w.-]+/g, "_")}-${stamp()}`);
+  const config: RunConfig = {
+    model: opts.model,
+    data: opts.data,
+    ...resolveConfig(entry.keys, given),
+  };
+  const out = opts.out ??
+    join("runs", "train", `${opts.model}-${opts.data.replace(/[^\w.-]+/g, "_")}-${stamp()}`);
   const backend = await initBackend(opts.backend);
   const progress = new Progress(`train ${opts.model}/${opts.data}`, config.steps as number);
   const result = await train({

@@ -17,7 +17,9 @@ import { Rng } from "../runtime/rng.ts";
 const KINDS: ScheduleKind[] = ["linear", "cosine", "sigmoid"];
 
 /** Writes every figure into `out`; returns the paths. */
-export async function visualizeCommand(opts: { out: string; backend: BackendName }): Promise<string[]> {
+export async function visualizeCommand(
+  opts: { out: string; backend: BackendName },
+): Promise<string[]> {
   await initBackend(opts.backend);
   const paths: string[] = [];
   const save = (name: string, pic: Parameters<typeof writePng>[1]) => {
@@ -45,20 +47,27 @@ export async function visualizeCommand(opts: { out: string; backend: BackendName
     idx.forEach((_, d) => {
       const noise = tf.tensor(rng.normalArray(784), [784]);
       steps.forEach((t, j) => {
-        const xt = tf.tidy(() => qSampleWith(tf.tensor(x0.subarray(d * 784, (d + 1) * 784)), noise, s.alphasCumprod[t]));
+        const xt = tf.tidy(() =>
+          qSampleWith(tf.tensor(x0.subarray(d * 784, (d + 1) * 784)), noise, s.alphasCumprod[t])
+        );
         frames.set(xt.dataSync(), (d * steps.length + j) * 784);
         xt.dispose();
       });
       noise.dispose();
     });
-    save(`forward_${kind}.png`, imageGrid(frames, idx.length * steps.length, 28, 28, steps.length, 2));
+    save(
+      `forward_${kind}.png`,
+      imageGrid(frames, idx.length * steps.length, 28, 28, steps.length, 2),
+    );
   }
 
   const schedules = KINDS.map((kind) => makeSchedule({ kind, T: 1000 }));
   save("alphas_cumprod.png", linePlot(schedules.map((s) => Array.from(s.alphasCumprod))));
   save(
     "log_snr.png",
-    linePlot(schedules.map((s) => Array.from(logSnr(s)).map((v) => Math.max(-15, Math.min(15, v))))),
+    linePlot(
+      schedules.map((s) => Array.from(logSnr(s)).map((v) => Math.max(-15, Math.min(15, v)))),
+    ),
   );
   return paths;
 }

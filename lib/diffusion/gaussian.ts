@@ -116,7 +116,10 @@ export class GaussianDiffusion {
    */
   posterior(x0: tf.Tensor, xt: tf.Tensor, t: Int32Array): { mean: tf.Tensor; variance: tf.Tensor } {
     const s = this.schedule;
-    const c1 = Array.from(t, (i) => s.betas[i] * Math.sqrt(s.alphasCumprodPrev[i]) / (1 - s.alphasCumprod[i]));
+    const c1 = Array.from(
+      t,
+      (i) => s.betas[i] * Math.sqrt(s.alphasCumprodPrev[i]) / (1 - s.alphasCumprod[i]),
+    );
     const c2 = Array.from(
       t,
       (i) => (1 - s.alphasCumprodPrev[i]) * Math.sqrt(s.alphas[i]) / (1 - s.alphasCumprod[i]),

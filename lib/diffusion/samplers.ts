@@ -56,7 +56,11 @@ export interface Sampler {
  * The timesteps to use, ascending, for `steps` of `T` under a spacing.
  * Section counts follow improved-diffusion's `space_timesteps`.
  */
-export function spacedTimesteps(T: number, steps: number, spacing: Spacing | string = "leading"): number[] {
+export function spacedTimesteps(
+  T: number,
+  steps: number,
+  spacing: Spacing | string = "leading",
+): number[] {
   if (!Number.isInteger(steps) || steps < 1 || steps > T) {
     throw new Error(`sampler: steps must be an integer from 1 to T = ${T}, got ${steps}`);
   }
@@ -64,7 +68,9 @@ export function spacedTimesteps(T: number, steps: number, spacing: Spacing | str
   if (/^\d+(,\d+)*$/.test(spacing)) return sectionTimesteps(T, spacing.split(",").map(Number));
   const out: number[] = [];
   if (spacing === "linspace") {
-    for (let i = 0; i < steps; i++) out.push(Math.round(steps === 1 ? 0 : i * (T - 1) / (steps - 1)));
+    for (let i = 0; i < steps; i++) {
+      out.push(Math.round(steps === 1 ? 0 : i * (T - 1) / (steps - 1)));
+    }
   } else if (spacing === "leading") {
     const stride = Math.floor(T / steps);
     for (let i = 0; i < steps; i++) out.push(i * stride);
@@ -72,7 +78,9 @@ export function spacedTimesteps(T: number, steps: number, spacing: Spacing | str
     for (let i = steps; i > 0; i--) out.push(Math.round(i * T / steps) - 1);
     out.reverse();
   } else {
-    throw new Error(`sampler: unknown spacing "${spacing}" (linspace, leading, trailing, ddimN or section counts)`);
+    throw new Error(
+      `sampler: unknown spacing "${spacing}" (linspace, leading, trailing, ddimN or section counts)`,
+    );
   }
   return [...new Set(out)].sort((a, b) => a - b);
 }
@@ -84,7 +92,9 @@ function sectionTimesteps(T: number, counts: number[]): number[] {
   const out: number[] = [];
   counts.forEach((count, i) => {
     const size = sizePer + (i < extra ? 1 : 0);
-    if (size < count) throw new Error(`sampler: cannot take ${count} steps from a section of ${size}`);
+    if (size < count) {
+      throw new Error(`sampler: cannot take ${count} steps from a section of ${size}`);
+    }
     const stride = count <= 1 ? 1 : (size - 1) / (count - 1);
     let cur = 0;
     for (let j = 0; j < count; j++) {
@@ -172,7 +182,10 @@ class DdpmSampler extends BaseSampler {
       if (k === 0) return mean;
       const small = beta * (1 - ap) / (1 - a);
       const variance = this.opts.variance === "large" ? beta : small;
-      return tf.add(mean, tf.mul(tf.randomNormal(x.shape, 0, 1, "float32", rng.seed()), Math.sqrt(variance)));
+      return tf.add(
+        mean,
+        tf.mul(tf.randomNormal(x.shape, 0, 1, "float32", rng.seed()), Math.sqrt(variance)),
+      );
     });
   }
 }
@@ -190,7 +203,10 @@ class DdimSampler extends BaseSampler {
       const x0 = this.x0(out, x, k);
       const eps = epsFromX0(x0, x, a);
       const sigma = eta * Math.sqrt((1 - ap) / (1 - a)) * Math.sqrt(1 - a / ap);
-      let next = tf.add(tf.mul(x0, Math.sqrt(ap)), tf.mul(eps, Math.sqrt(Math.max(1 - ap - sigma * sigma, 0))));
+      let next = tf.add(
+        tf.mul(x0, Math.sqrt(ap)),
+        tf.mul(eps, Math.sqrt(Math.max(1 - ap - sigma * sigma, 0))),
+      );
       if (sigma > 0 && k > 0) {
         next = tf.add(next, tf.mul(tf.randomNormal(x.shape, 0, 1, "float32", rng.seed()), sigma));
       }

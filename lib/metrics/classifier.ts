@@ -20,14 +20,22 @@ import { readTensors, writeTensors } from "../runtime/tensorfile.ts";
 import { Adam } from "../trainer/optim.ts";
 
 /** The classifier's configuration; changing it (or VERSION) retrains. */
-export const CLASSIFIER_CONFIG = { seed: 1234, epochs: 3, batch: 128, lr: 1e-3, width: 32, features: 128 };
+export const CLASSIFIER_CONFIG = {
+  seed: 1234,
+  epochs: 3,
+  batch: 128,
+  lr: 1e-3,
+  width: 32,
+  features: 128,
+};
 const VERSION = 1;
 
 /** Width of the feature vector. */
 export const FEATURE_DIM = CLASSIFIER_CONFIG.features;
 
 function cacheDir(): string {
-  const base = Deno.env.get("DMW_CACHE") ?? join(Deno.env.get("XDG_CACHE_HOME") ?? join(homedir(), ".cache"), "dmw");
+  const base = Deno.env.get("DMW_CACHE") ??
+    join(Deno.env.get("XDG_CACHE_HOME") ?? join(homedir(), ".cache"), "dmw");
   return join(base, "mnist-classifier");
 }
 
@@ -72,7 +80,12 @@ export class MnistClassifier {
     const B = 500;
     for (let s = 0; s < n; s += B) {
       const m = Math.min(B, n - s);
-      const y = tf.tidy(() => forward(this.weights, tf.tensor4d(images.subarray(s * 784, (s + m) * 784), [m, 28, 28, 1]))[pick]);
+      const y = tf.tidy(() =>
+        forward(
+          this.weights,
+          tf.tensor4d(images.subarray(s * 784, (s + m) * 784), [m, 28, 28, 1]),
+        )[pick]
+      );
       out.set(y.dataSync(), s * width);
       y.dispose();
     }
@@ -133,7 +146,10 @@ export async function trainClassifier(): Promise<MnistClassifier> {
   const adam = new Adam(params);
   const { images, labels, n } = loadMnist("train");
   const perEpoch = Math.floor(n / batch);
-  const progress = new Progress("training the MNIST feature network (once per machine)", epochs * perEpoch);
+  const progress = new Progress(
+    "training the MNIST feature network (once per machine)",
+    epochs * perEpoch,
+  );
   for (let e = 0; e < epochs; e++) {
     const order = rng.permutation(n);
     for (let b = 0; b < perEpoch; b++) {
@@ -170,7 +186,9 @@ export async function loadClassifier(): Promise<MnistClassifier> {
   const file = join(dir, `${cacheKey()}.bin`);
   const meta = join(dir, `${cacheKey()}.json`);
   if (fs.existsSync(file) && fs.existsSync(meta)) {
-    return cached = new MnistClassifier(readTensors(file, JSON.parse(fs.readFileSync(meta, "utf8"))));
+    return cached = new MnistClassifier(
+      readTensors(file, JSON.parse(fs.readFileSync(meta, "utf8"))),
+    );
   }
   const clf = await trainClassifier();
   fs.mkdirSync(dir, { recursive: true });

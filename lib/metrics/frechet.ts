@@ -15,7 +15,9 @@ export interface FeatureStats {
 
 /** Mean and unbiased (n − 1) covariance of n feature rows of width d ([n·d], row-major). */
 export function featureStats(features: ArrayLike<number>, n: number, d: number): FeatureStats {
-  if (features.length !== n * d) throw new Error(`featureStats: ${features.length} values are not ${n} rows of ${d}`);
+  if (features.length !== n * d) {
+    throw new Error(`featureStats: ${features.length} values are not ${n} rows of ${d}`);
+  }
   if (n < 2) throw new Error("featureStats: need at least 2 rows");
   const mu = new Float64Array(d);
   for (let i = 0; i < n; i++) for (let k = 0; k < d; k++) mu[k] += features[i * d + k];
@@ -43,7 +45,11 @@ function symmetricSqrt(m: Matrix): { root: Matrix; minEig: number; maxEig: numbe
   const vals = e.realEigenvalues;
   const V = e.eigenvectorMatrix;
   const D = Matrix.diag(vals.map((v) => Math.sqrt(Math.max(v, 0))));
-  return { root: V.mmul(D).mmul(V.transpose()), minEig: Math.min(...vals), maxEig: Math.max(...vals) };
+  return {
+    root: V.mmul(D).mmul(V.transpose()),
+    minEig: Math.min(...vals),
+    maxEig: Math.max(...vals),
+  };
 }
 
 /** tr √(√A B √A) for symmetric positive semi-definite A and B. */
@@ -56,10 +62,17 @@ function traceSqrtProduct(a: Matrix, b: Matrix): number {
 }
 
 /** The Fréchet distance between N(mu1, sigma1) and N(mu2, sigma2). */
-export function frechetDistance(mu1: number[], sigma1: number[][], mu2: number[], sigma2: number[][]): number {
+export function frechetDistance(
+  mu1: number[],
+  sigma1: number[][],
+  mu2: number[],
+  sigma2: number[][],
+): number {
   const d = mu1.length;
   if (mu2.length !== d || sigma1.length !== d || sigma2.length !== d) {
-    throw new Error(`frechetDistance: dimensions differ (${mu1.length}, ${mu2.length}, ${sigma1.length}, ${sigma2.length})`);
+    throw new Error(
+      `frechetDistance: dimensions differ (${mu1.length}, ${mu2.length}, ${sigma1.length}, ${sigma2.length})`,
+    );
   }
   let s1 = new Matrix(sigma1);
   let s2 = new Matrix(sigma2);

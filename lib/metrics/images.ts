@@ -12,17 +12,24 @@ import { type FeatureStats, featureStats } from "./frechet.ts";
 let reference: { features: Float32Array; n: number; stats: FeatureStats } | undefined;
 
 /** Features and statistics of the 10,000 MNIST test images (computed once per process). */
-export function mnistReference(clf: MnistClassifier): { features: Float32Array; n: number; stats: FeatureStats } {
+export function mnistReference(
+  clf: MnistClassifier,
+): { features: Float32Array; n: number; stats: FeatureStats } {
   if (reference) return reference;
   const { images, n } = loadMnist("test");
-  const features = clf.features(mnistToFloat(images, Int32Array.from({ length: n }, (_, i) => i)), n);
+  const features = clf.features(
+    mnistToFloat(images, Int32Array.from({ length: n }, (_, i) => i)),
+    n,
+  );
   return reference = { features, n, stats: featureStats(features, n, FEATURE_DIM) };
 }
 
 /** Rows `idx` of a [n·d] array. */
 export function takeRows(x: ArrayLike<number>, d: number, idx: ArrayLike<number>): Float64Array {
   const out = new Float64Array(idx.length * d);
-  for (let i = 0; i < idx.length; i++) for (let k = 0; k < d; k++) out[i * d + k] = x[idx[i] * d + k];
+  for (let i = 0; i < idx.length; i++) {
+    for (let k = 0; k < d; k++) out[i * d + k] = x[idx[i] * d + k];
+  }
   return out;
 }
 
@@ -63,11 +70,19 @@ export function kid(
     values.push((kxx + kyy) / (m * (m - 1)) - 2 * kxy / (m * m));
   }
   const mean = values.reduce((p, v) => p + v, 0) / values.length;
-  const std = Math.sqrt(values.reduce((p, v) => p + (v - mean) ** 2, 0) / Math.max(1, values.length - 1));
+  const std = Math.sqrt(
+    values.reduce((p, v) => p + (v - mean) ** 2, 0) / Math.max(1, values.length - 1),
+  );
   return { mean, std };
 }
 
-function sqDistances(a: Float64Array, na: number, b: Float64Array, nb: number, d: number): Float64Array {
+function sqDistances(
+  a: Float64Array,
+  na: number,
+  b: Float64Array,
+  nb: number,
+  d: number,
+): Float64Array {
   const out = new Float64Array(na * nb);
   for (let i = 0; i < na; i++) {
     for (let j = 0; j < nb; j++) {
@@ -132,7 +147,9 @@ export function precisionRecall(
 /** Inception-Score analogue: exp(E_x KL(p(y|x) ‖ p(y))) over class probabilities [n·10]. */
 export function classifierScore(probs: ArrayLike<number>, n: number, classes = 10): number {
   const marginal = new Float64Array(classes);
-  for (let i = 0; i < n; i++) for (let c = 0; c < classes; c++) marginal[c] += probs[i * classes + c] / n;
+  for (let i = 0; i < n; i++) {
+    for (let c = 0; c < classes; c++) marginal[c] += probs[i * classes + c] / n;
+  }
   let kl = 0;
   for (let i = 0; i < n; i++) {
     for (let c = 0; c < classes; c++) {

@@ -45,7 +45,9 @@ export function mmd(
   const n = x.length / d;
   const m = y.length / d;
   if (!Number.isInteger(n) || !Number.isInteger(m) || n < 2 || m < 2) {
-    throw new Error(`mmd: need at least 2 rows of width ${d} in each set (got ${x.length} and ${y.length} values)`);
+    throw new Error(
+      `mmd: need at least 2 rows of width ${d} in each set (got ${x.length} and ${y.length} values)`,
+    );
   }
   const gammas = bandwidths.map((s) => 1 / (2 * s * s));
   const kxx = kernelSum(x, n, x, n, d, gammas, true) / (n * (n - 1));

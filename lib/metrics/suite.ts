@@ -39,7 +39,12 @@ export function defaultSampleCount(data: string): number {
 }
 
 /** Standard deviation of `fn` over `reps` bootstrap resamples of n rows. */
-export function bootstrapStd(n: number, reps: number, rng: Rng, fn: (idx: Int32Array) => number): number {
+export function bootstrapStd(
+  n: number,
+  reps: number,
+  rng: Rng,
+  fn: (idx: Int32Array) => number,
+): number {
   const values: number[] = [];
   for (let r = 0; r < reps; r++) values.push(fn(Int32Array.from({ length: n }, () => rng.int(n))));
   const mean = values.reduce((a, b) => a + b, 0) / reps;
@@ -47,11 +52,19 @@ export function bootstrapStd(n: number, reps: number, rng: Rng, fn: (idx: Int32A
 }
 
 /** Computes one metric on samples. */
-export async function computeMetric(name: string, s: SampleOutput, ctx: MetricContext): Promise<MetricResult> {
+export async function computeMetric(
+  name: string,
+  s: SampleOutput,
+  ctx: MetricContext,
+): Promise<MetricResult> {
   const rng = new Rng(ctx.seed ^ 0x3e7a1c);
   if (s.kind === "points") {
-    if (!(METRICS.points as readonly string[]).includes(name)) throw unknown(name, METRICS.points, "2-D samples");
-    if (!isToy(ctx.data)) throw new Error(`${name}: no reference distribution for dataset "${ctx.data}"`);
+    if (!(METRICS.points as readonly string[]).includes(name)) {
+      throw unknown(name, METRICS.points, "2-D samples");
+    }
+    if (!isToy(ctx.data)) {
+      throw new Error(`${name}: no reference distribution for dataset "${ctx.data}"`);
+    }
     const ref = sampleToy(ctx.data, s.n, new Rng(ctx.seed ^ 0x4ef));
     const d = s.dim;
     const f = name === "mmd"
@@ -62,14 +75,21 @@ export async function computeMetric(name: string, s: SampleOutput, ctx: MetricCo
     return { metric: name, value, n: s.n, spread };
   }
   if (s.kind === "image") {
-    if (!(METRICS.image as readonly string[]).includes(name)) throw unknown(name, METRICS.image, "image samples");
+    if (!(METRICS.image as readonly string[]).includes(name)) {
+      throw unknown(name, METRICS.image, "image samples");
+    }
     const clf = await loadClassifier();
     const n = s.n;
     if (name === "class-accuracy") {
-      if (!s.labels) throw new Error("class-accuracy needs a class-conditional model (its samples carry labels)");
+      if (!s.labels) {
+        throw new Error(
+          "class-accuracy needs a class-conditional model (its samples carry labels)",
+        );
+      }
       const pred = clf.predict(s.images, n);
       const hits = Float64Array.from(pred, (p, i) => (p === s.labels![i] ? 1 : 0));
-      const acc = (idx: ArrayLike<number>) => Array.from(idx).reduce((a, i) => a + hits[i], 0) / idx.length;
+      const acc = (idx: ArrayLike<number>) =>
+        Array.from(idx).reduce((a, i) => a + hits[i], 0) / idx.length;
       const perClass: Record<string, number> = {};
       for (let c = 0; c < 10; c++) {
         const idx = Array.from(s.labels.keys()).filter((i) => s.labels![i] === c);
@@ -81,7 +101,12 @@ export async function computeMetric(name: string, s: SampleOutput, ctx: MetricCo
     if (name === "is") {
       const probs = clf.probabilities(s.images, n);
       const f = (idx: ArrayLike<number>) => classifierScore(takeRows(probs, 10, idx), idx.length);
-      return { metric: name, value: classifierScore(probs, n), n, spread: bootstrapStd(n, 10, rng, f) };
+      return {
+        metric: name,
+        value: classifierScore(probs, n),
+        n,
+        spread: bootstrapStd(n, 10, rng, f),
+      };
     }
     const feats = clf.features(s.images, n);
     const ref = mnistReference(clf);
@@ -93,7 +118,12 @@ export async function computeMetric(name: string, s: SampleOutput, ctx: MetricCo
         return frechetDistance(st.mu, st.sigma, mu, sigma);
       };
       const value = f(feats, n);
-      return { metric: name, value, n, spread: bootstrapStd(n, 10, rng, (idx) => f(takeRows(feats, d, idx), n)) };
+      return {
+        metric: name,
+        value,
+        n,
+        spread: bootstrapStd(n, 10, rng, (idx) => f(takeRows(feats, d, idx), n)),
+      };
     }
     if (name === "kid") {
       const r = kid(feats, n, ref.features, ref.n, d, rng);
@@ -109,5 +139,7 @@ export async function computeMetric(name: string, s: SampleOutput, ctx: MetricCo
 }
 
 function unknown(name: string, valid: readonly string[], what: string): Error {
-  return new Error(`unknown metric "${name}" for ${what}${didYouMean(name, valid)}; valid: ${valid.join(", ")}`);
+  return new Error(
+    `unknown metric "${name}" for ${what}${didYouMean(name, valid)}; valid: ${valid.join(", ")}`,
+  );
 }

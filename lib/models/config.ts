@@ -15,18 +15,28 @@ export const TRAINER_KEYS: Record<string, KeySpec> = {
   optimizer: { default: "adam", help: "optimizer", choices: ["adam", "adamw"] },
   weight_decay: { default: 0.01, help: "AdamW's decoupled weight decay" },
   warmup: { default: 0, help: "linear learning-rate warmup steps" },
-  decay: { default: "none", help: "learning-rate decay after warmup", choices: ["none", "cosine", "linear"] },
+  decay: {
+    default: "none",
+    help: "learning-rate decay after warmup",
+    choices: ["none", "cosine", "linear"],
+  },
   min_lr: { default: 0, help: "learning rate at the end of the decay" },
   grad_clip: { default: 1, help: "clip the global gradient norm to this (0 = off)" },
   ema: { default: [0.999], help: "EMA decays tracked in the run, e.g. [0.999,0.9999]" },
-  ema_warmup: { default: true, help: "EMA warmup: decay = min(d, 1 - (1 + step/ema_gamma)^-ema_power)" },
+  ema_warmup: {
+    default: true,
+    help: "EMA warmup: decay = min(d, 1 - (1 + step/ema_gamma)^-ema_power)",
+  },
   ema_gamma: { default: 1, help: "γ of the EMA warmup" },
   ema_power: { default: 2 / 3, help: "p of the EMA warmup" },
   log_every: { default: 50, help: "steps between loss reports" },
   bands: { default: 4, help: "timestep bands in the loss report (1 to 20)" },
   checkpoint_every: { default: 500, help: "steps between checkpoints" },
   checkpoint_at: { default: [], help: "extra steps to checkpoint and keep, e.g. [1000,2000]" },
-  keep_checkpoints: { default: 2, help: "periodic checkpoints kept (checkpoint_at ones are always kept)" },
+  keep_checkpoints: {
+    default: 2,
+    help: "periodic checkpoints kept (checkpoint_at ones are always kept)",
+  },
 };
 
 /**
@@ -88,6 +98,8 @@ export function resolveConfig(
     out[k] = value;
   }
   const bands = out.bands as number;
-  if (!Number.isInteger(bands) || bands < 1 || bands > 20) throw new Error(`${where}: bands must be 1 to 20`);
+  if (!Number.isInteger(bands) || bands < 1 || bands > 20) {
+    throw new Error(`${where}: bands must be 1 to 20`);
+  }
   return out;
 }

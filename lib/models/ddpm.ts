@@ -9,30 +9,58 @@ import * as tf from "@tensorflow/tfjs-core";
 import { loadMnist, mnistToFloat } from "../data/mnist.ts";
 import { sampleToy, TOY_DATASETS } from "../data/toy2d.ts";
 import { GaussianDiffusion, type Objective, type Weighting } from "../diffusion/gaussian.ts";
-import { makeSampler, SAMPLERS, sampleLoop } from "../diffusion/samplers.ts";
+import { makeSampler, sampleLoop, SAMPLERS } from "../diffusion/samplers.ts";
 import { makeSchedule, type ScheduleKind } from "../diffusion/schedules.ts";
-import { makeTimestepSampler, type TimestepSampler, type TimestepState } from "../diffusion/timesteps.ts";
+import {
+  makeTimestepSampler,
+  type TimestepSampler,
+  type TimestepState,
+} from "../diffusion/timesteps.ts";
 import type { Network, Weights } from "../network/layers.ts";
 import { MLPDiffusion, ResNetDiffusion } from "../network/mlp.ts";
 import { UNet } from "../network/unet.ts";
 import { Rng } from "../runtime/rng.ts";
-import type { BatchLoss, KeySpec, ModelEntry, RunConfig, SampleOutput, SampleRequest, ZooModel } from "./model.ts";
+import type {
+  BatchLoss,
+  KeySpec,
+  ModelEntry,
+  RunConfig,
+  SampleOutput,
+  SampleRequest,
+  ZooModel,
+} from "./model.ts";
 
 /** Configuration keys of the DDPM model (besides the trainer's). */
 export const DDPM_KEYS: Record<string, KeySpec> = {
   schedule: { default: "linear", help: "noise schedule", choices: ["linear", "cosine", "sigmoid"] },
   T: { default: 1000, help: "diffusion steps" },
   objective: { default: "eps", help: "what the network predicts", choices: ["eps", "x0", "v"] },
-  weighting: { default: "none", help: "loss weighting over timesteps", choices: ["none", "minsnr"] },
+  weighting: {
+    default: "none",
+    help: "loss weighting over timesteps",
+    choices: ["none", "minsnr"],
+  },
   gamma: { default: 5, help: "γ of min-SNR-γ weighting" },
-  timesteps: { default: "uniform", help: "training timestep sampling", choices: ["uniform", "loss-aware"] },
+  timesteps: {
+    default: "uniform",
+    help: "training timestep sampling",
+    choices: ["uniform", "loss-aware"],
+  },
   batch: { default: 0, help: "batch size (0 = 256 for 2-D data, 64 for MNIST)" },
-  network: { default: "auto", help: "denoiser (auto = mlp for 2-D data, unet for images)", choices: ["auto", "mlp", "resnet", "unet"] },
+  network: {
+    default: "auto",
+    help: "denoiser (auto = mlp for 2-D data, unet for images)",
+    choices: ["auto", "mlp", "resnet", "unet"],
+  },
   ch: { default: 32, help: "UNet base channels" },
   train_size: { default: 50000, help: "2-D data: size of the training set drawn from the seed" },
   sampler: { default: "ddpm", help: "default sampler", choices: SAMPLERS },
   sample_steps: { default: 0, help: "default sampling steps (0 = T)" },
-  spacing: { default: "leading", help: "timestep spacing for fewer steps: linspace, leading, trailing, or section counts like 10,10,5" },
+  spacing: {
+    default: "leading",
+    help:
+      "timestep spacing for fewer steps: linspace, leading, trailing, or section counts like 10,10,5",
+  },
 };
 
 /** The data a DDPM run trains on, as batches. */
@@ -95,7 +123,9 @@ export class Ddpm implements ZooModel {
     this.data = dataName === "mnist"
       ? mnistSource()
       : pointsSource(dataName, config.seed as number, config.train_size as number);
-    const net = config.network === "auto" ? (this.data.kind === "image" ? "unet" : "mlp") : config.network;
+    const net = config.network === "auto"
+      ? (this.data.kind === "image" ? "unet" : "mlp")
+      : config.network;
     if ((net === "unet") !== (this.data.kind === "image")) {
       throw new Error(`network=${net} does not fit ${dataName} (${this.data.kind} data)`);
     }
@@ -126,7 +156,12 @@ export class Ddpm implements ZooModel {
     this.#lastT = t;
     const x0 = this.data.batch(rng, B);
     const noise = tf.randomNormal(x0.shape, 0, 1, "float32", rng.seed());
-    const perSample = this.process.perSampleLoss((x, tt, c) => this.network.apply(w, x, tt, c), x0, t, noise);
+    const perSample = this.process.perSampleLoss(
+      (x, tt, c) => this.network.apply(w, x, tt, c),
+      x0,
+      t,
+      noise,
+    );
     const snrW = this.process.weights(t, {
       weighting: this.config.weighting as Weighting,
       gamma: this.config.gamma as number,
@@ -205,7 +240,8 @@ function concat(parts: Float32Array[]): Float32Array {
 
 /** The registry entry of the DDPM model. */
 export const DDPM_ENTRY: ModelEntry = {
-  description: "DDPM: schedules, ε/x0/v objectives, min-SNR, loss-aware timesteps, DDPM/DDIM/DPM-Solver++ sampling",
+  description:
+    "DDPM: schedules, ε/x0/v objectives, min-SNR, loss-aware timesteps, DDPM/DDIM/DPM-Solver++ sampling",
   keys: DDPM_KEYS,
   data: `mnist, ${TOY_DATASETS.join(", ")}`,
   create: (config) => Promise.resolve(new Ddpm(config)),

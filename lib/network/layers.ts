@@ -69,7 +69,9 @@ export function dense(
 ): tf.Tensor {
   const W = w[`${name}.w`] as tf.Tensor2D;
   const shape = x.shape;
-  const x2 = shape.length === 2 ? (x as tf.Tensor2D) : tf.reshape(x, [-1, shape.at(-1)!]) as tf.Tensor2D;
+  const x2 = shape.length === 2
+    ? (x as tf.Tensor2D)
+    : tf.reshape(x, [-1, shape.at(-1)!]) as tf.Tensor2D;
   const y = tf.fused.matMul({ a: x2, b: W, bias: w[`${name}.b`], activation }); // [N, fout]
   return shape.length === 2 ? y : tf.reshape(y, [...shape.slice(0, -1), W.shape[1]]);
 }
@@ -79,7 +81,11 @@ export function conv(w: Weights, name: string, x: tf.Tensor4D, stride: 1 | 2 = 1
   const filter = w[`${name}.w`] as tf.Tensor4D;
   if (filter.shape[0] === 1 && stride === 1) {
     const [B, H, W] = x.shape;
-    const y = dense({ [`${name}.w`]: tf.reshape(filter, filter.shape.slice(2)), [`${name}.b`]: w[`${name}.b`] }, name, x);
+    const y = dense(
+      { [`${name}.w`]: tf.reshape(filter, filter.shape.slice(2)), [`${name}.b`]: w[`${name}.b`] },
+      name,
+      x,
+    );
     return tf.reshape(y, [B, H, W, filter.shape[3]]);
   }
   return tf.fused.conv2d({ x, filter, strides: stride, pad: "same", bias: w[`${name}.b`] });
@@ -123,7 +129,12 @@ export function embed(w: Weights, name: string, idx: tf.Tensor1D): tf.Tensor2D {
  */
 export function upsample2x(x: tf.Tensor4D): tf.Tensor4D {
   const [B, H, W, C] = x.shape;
-  const wide = tf.reshape(tf.tile(tf.reshape(x, [B * H, W, 1, C]), [1, 1, 2, 1]), [B, H, 1, 2 * W * C]); // [B, H, 1, 2W·C]
+  const wide = tf.reshape(tf.tile(tf.reshape(x, [B * H, W, 1, C]), [1, 1, 2, 1]), [
+    B,
+    H,
+    1,
+    2 * W * C,
+  ]); // [B, H, 1, 2W·C]
   return tf.reshape(tf.tile(wide, [1, 1, 2, 1]), [B, 2 * H, 2 * W, C]);
 }
 

@@ -15,7 +15,11 @@ export interface Picture {
 }
 
 /** A blank picture filled with one colour. */
-export function blank(width: number, height: number, colour: [number, number, number] = [255, 255, 255]): Picture {
+export function blank(
+  width: number,
+  height: number,
+  colour: [number, number, number] = [255, 255, 255],
+): Picture {
   const rgb = new Uint8Array(width * height * 3);
   for (let i = 0; i < width * height; i++) rgb.set(colour, i * 3);
   return { width, height, rgb };
@@ -24,7 +28,10 @@ export function blank(width: number, height: number, colour: [number, number, nu
 /** Writes a picture as a PNG file (creating its folder). */
 export function writePng(path: string, pic: Picture): void {
   fs.mkdirSync(dirname(path), { recursive: true });
-  fs.writeFileSync(path, encode({ width: pic.width, height: pic.height, data: pic.rgb, channels: 3, depth: 8 }));
+  fs.writeFileSync(
+    path,
+    encode({ width: pic.width, height: pic.height, data: pic.rgb, channels: 3, depth: 8 }),
+  );
 }
 
 /**
@@ -84,18 +91,30 @@ export function boundsOf(...sets: Float32Array[]): Bounds {
 }
 
 /** Draws [n·2] points as 2×2 dots of one colour into a picture. */
-export function scatter(pic: Picture, points: Float32Array, b: Bounds, colour: [number, number, number]): void {
+export function scatter(
+  pic: Picture,
+  points: Float32Array,
+  b: Bounds,
+  colour: [number, number, number],
+): void {
   const { width: W, height: H } = pic;
   for (let i = 0; i + 1 < points.length; i += 2) {
     const px = Math.floor((points[i] - b.xmin) / (b.xmax - b.xmin) * (W - 2));
     const py = Math.floor((1 - (points[i + 1] - b.ymin) / (b.ymax - b.ymin)) * (H - 2));
     if (!(px >= 0 && px < W - 1 && py >= 0 && py < H - 1)) continue;
-    for (const [dx, dy] of [[0, 0], [1, 0], [0, 1], [1, 1]]) pic.rgb.set(colour, ((py + dy) * W + px + dx) * 3);
+    for (const [dx, dy] of [[0, 0], [1, 0], [0, 1], [1, 1]]) {
+      pic.rgb.set(colour, ((py + dy) * W + px + dx) * 3);
+    }
   }
 }
 
 /** A heatmap of a [rows, cols] matrix with a blue–white–red scale, each cell `cell` pixels. */
-export function heatmap(values: Float32Array | number[], rows: number, cols: number, cell = 4): Picture {
+export function heatmap(
+  values: Float32Array | number[],
+  rows: number,
+  cols: number,
+  cell = 4,
+): Picture {
   let lo = Infinity, hi = -Infinity;
   for (const v of values) {
     lo = Math.min(lo, v);
@@ -110,7 +129,9 @@ export function heatmap(values: Float32Array | number[], rows: number, cols: num
         ? [255, Math.round(255 * (1 - v)), Math.round(255 * (1 - v))]
         : [Math.round(255 * (1 + v)), Math.round(255 * (1 + v)), 255];
       for (let y = 0; y < cell; y++) {
-        for (let x = 0; x < cell; x++) pic.rgb.set(colour, ((r * cell + y) * pic.width + c * cell + x) * 3);
+        for (let x = 0; x < cell; x++) {
+          pic.rgb.set(colour, ((r * cell + y) * pic.width + c * cell + x) * 3);
+        }
       }
     }
   }
@@ -129,7 +150,11 @@ export function linePlot(series: number[][], width = 640, height = 320): Picture
     }
   }
   const span = hi - lo || 1;
-  const palette: [number, number, number][] = [[31, 119, 180], [255, 127, 14], [44, 160, 44], [214, 39, 40], [148, 103, 189]];
+  const palette: [number, number, number][] = [[31, 119, 180], [255, 127, 14], [44, 160, 44], [
+    214,
+    39,
+    40,
+  ], [148, 103, 189]];
   series.forEach((s, k) => {
     const colour = palette[k % palette.length];
     for (let i = 0; i + 1 < s.length; i++) {

@@ -8,7 +8,9 @@
 export function formatDuration(sec: number): string {
   if (!Number.isFinite(sec) || sec < 0) return "?";
   const s = Math.round(sec);
-  if (s >= 3600) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+  if (s >= 3600) {
+    return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
+  }
   if (s >= 60) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
   return `${s}s`;
 }
@@ -32,8 +34,11 @@ export class Progress {
     const frac = Math.min(1, done / this.total);
     const eta = frac > 0 ? elapsed * (1 - frac) / frac : NaN;
     const bar = "█".repeat(Math.round(frac * 24)).padEnd(24, "·");
-    const line = `${this.label} ${bar} ${(frac * 100).toFixed(0).padStart(3)}% ${done}/${this.total} ` +
-      `${formatDuration(elapsed)} elapsed, ETA ${formatDuration(eta)}${suffix ? `  ${suffix}` : ""}`;
+    const line =
+      `${this.label} ${bar} ${(frac * 100).toFixed(0).padStart(3)}% ${done}/${this.total} ` +
+      `${formatDuration(elapsed)} elapsed, ETA ${formatDuration(eta)}${
+        suffix ? `  ${suffix}` : ""
+      }`;
     const enc = new TextEncoder();
     if (this.#tty) Deno.stderr.writeSync(enc.encode(`\r\x1b[2K${line}${finished ? "\n" : ""}`));
     else Deno.stderr.writeSync(enc.encode(line + "\n"));

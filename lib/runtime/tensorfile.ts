@@ -13,7 +13,10 @@ export interface TensorEntry {
 }
 
 /** Writes the tensors' values to `path` (fsync'd); returns the index to keep beside it. */
-export async function writeTensors(path: string, tensors: Record<string, tf.Tensor>): Promise<TensorEntry[]> {
+export async function writeTensors(
+  path: string,
+  tensors: Record<string, tf.Tensor>,
+): Promise<TensorEntry[]> {
   const entries: TensorEntry[] = [];
   const chunks: Float32Array[] = [];
   let offset = 0;
@@ -43,7 +46,9 @@ export function readTensors(path: string, entries: TensorEntry[]): Record<string
   const out: Record<string, tf.Tensor> = {};
   for (const e of entries) {
     const n = e.shape.reduce((a, b) => a * b, 1);
-    if (e.offset + n > all.length) throw new Error(`${path}: truncated (${e.name} runs past the end)`);
+    if (e.offset + n > all.length) {
+      throw new Error(`${path}: truncated (${e.name} runs past the end)`);
+    }
     out[e.name] = tf.tensor(all.slice(e.offset, e.offset + n), e.shape);
   }
   return out;

@@ -10,7 +10,6 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import { readTensors, type TensorEntry, writeTensors } from "../runtime/tensorfile.ts";
 
-
 /** What a checkpoint holds besides tensors. */
 export type CheckpointState = Record<string, unknown> & { step: number };
 
@@ -56,7 +55,11 @@ export function loadCheckpoint(
 ): { state: CheckpointState; tensors: Record<string, tf.Tensor> } {
   const dir = join(runDir, "ckpt", checkpointName(step));
   if (!fs.existsSync(join(dir, "state.json"))) {
-    throw new Error(`${dir}: no checkpoint at step ${step} (have: ${listCheckpoints(runDir).join(", ") || "none"})`);
+    throw new Error(
+      `${dir}: no checkpoint at step ${step} (have: ${
+        listCheckpoints(runDir).join(", ") || "none"
+      })`,
+    );
   }
   const state = JSON.parse(fs.readFileSync(join(dir, "state.json"), "utf8"));
   const tensors = readTensors(join(dir, "tensors.bin"), state.tensors as TensorEntry[]);
@@ -68,6 +71,8 @@ export function loadCheckpoint(
 export function pruneCheckpoints(runDir: string, keep: number, pinned: Set<number>): void {
   const steps = listCheckpoints(runDir);
   for (const s of steps.slice(0, Math.max(0, steps.length - keep))) {
-    if (!pinned.has(s)) fs.rmSync(join(runDir, "ckpt", checkpointName(s)), { recursive: true, force: true });
+    if (!pinned.has(s)) {
+      fs.rmSync(join(runDir, "ckpt", checkpointName(s)), { recursive: true, force: true });
+    }
   }
 }

@@ -35,7 +35,10 @@ export class EventLog {
 
   /** Writes one event (the time is added). */
   write(event: DistributiveOmit<TrainEvent, "time">): void {
-    fs.appendFileSync(this.path, JSON.stringify({ ...event, time: new Date().toISOString() }) + "\n");
+    fs.appendFileSync(
+      this.path,
+      JSON.stringify({ ...event, time: new Date().toISOString() }) + "\n",
+    );
   }
 }
 

@@ -37,7 +37,14 @@ export class Adam {
 
   /** An optimizer for the variables in `params`. */
   constructor(params: Record<string, tf.Variable>, config: OptimizerConfig = {}) {
-    this.config = { kind: "adam", beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, ...config };
+    this.config = {
+      kind: "adam",
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0.01,
+      ...config,
+    };
     for (const [name, p] of Object.entries(params)) {
       this.moments[`m/${name}`] = variableFrom(tf.zerosLike(p));
       this.moments[`v/${name}`] = variableFrom(tf.zerosLike(p));
@@ -61,7 +68,10 @@ export class Adam {
         const v2 = tf.add(tf.mul(v, beta2), tf.mul(tf.square(g), 1 - beta2));
         m.assign(m2);
         v.assign(v2);
-        let next = tf.sub(p, tf.mul(tf.div(m2, tf.add(tf.sqrt(v2), eps * Math.sqrt(bc2))), stepSize));
+        let next = tf.sub(
+          p,
+          tf.mul(tf.div(m2, tf.add(tf.sqrt(v2), eps * Math.sqrt(bc2))), stepSize),
+        );
         if (kind === "adamw" && weightDecay > 0) next = tf.sub(next, tf.mul(p, lr * weightDecay));
         p.assign(next);
       }
@@ -78,9 +88,14 @@ export class Adam {
  * Scales gradients so their global L2 norm is at most `maxNorm`; returns the
  * scaled gradients (new tensors) and the norm before scaling as a scalar.
  */
-export function clipByGlobalNorm(grads: Weights, maxNorm: number): { grads: Weights; norm: tf.Scalar } {
+export function clipByGlobalNorm(
+  grads: Weights,
+  maxNorm: number,
+): { grads: Weights; norm: tf.Scalar } {
   return tf.tidy(() => {
-    const norm = tf.sqrt(tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g))))) as tf.Scalar;
+    const norm = tf.sqrt(
+      tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))),
+    ) as tf.Scalar;
     const scale = tf.minimum(tf.div(maxNorm, tf.add(norm, 1e-6)), 1);
     const out: Weights = {};
     for (const [k, g] of Object.entries(grads)) out[k] = tf.mul(g, scale);

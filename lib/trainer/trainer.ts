@@ -61,7 +61,13 @@ export class TrainingFailed extends Error {
 let runCounter = 0;
 
 /** Keys whose change between a run and its resume does not invalidate the checkpoints. */
-const RESUMABLE_CHANGES = new Set(["steps", "checkpoint_at", "checkpoint_every", "log_every", "keep_checkpoints"]);
+const RESUMABLE_CHANGES = new Set([
+  "steps",
+  "checkpoint_at",
+  "checkpoint_every",
+  "log_every",
+  "keep_checkpoints",
+]);
 
 function checkConfigCompatible(runDir: string, config: RunConfig): void {
   const path = join(runDir, "config.json");
@@ -71,7 +77,9 @@ function checkConfigCompatible(runDir: string, config: RunConfig): void {
     if (RESUMABLE_CHANGES.has(k)) continue;
     if (JSON.stringify(old[k]) !== JSON.stringify(config[k])) {
       throw new Error(
-        `${path}: this run was trained with ${k}=${JSON.stringify(old[k])}, not ${JSON.stringify(config[k])}; ` +
+        `${path}: this run was trained with ${k}=${JSON.stringify(old[k])}, not ${
+          JSON.stringify(config[k])
+        }; ` +
           "use another --out directory to train a different configuration",
       );
     }
@@ -99,7 +107,9 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const emas = new EmaSet(
     params,
     config.ema as number[],
-    config.ema_warmup ? { gamma: config.ema_gamma as number, power: config.ema_power as number } : undefined,
+    config.ema_warmup
+      ? { gamma: config.ema_gamma as number, power: config.ema_power as number }
+      : undefined,
   );
 
   let start = 0;
@@ -109,7 +119,12 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   }
   const total = config.steps as number;
   const log = new EventLog(runDir);
-  log.write({ type: "start", step: start, backend: opts.backend ?? tf.getBackend(), params: countParams(params) });
+  log.write({
+    type: "start",
+    step: start,
+    backend: opts.backend ?? tf.getBackend(),
+    params: countParams(params),
+  });
 
   const varList = Object.values(params);
   const bands = config.bands as number;
@@ -159,7 +174,10 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         const now = performance.now();
         const stepsPerSec = (step + 1 - tickStep) / ((now - tick) / 1000);
         lastLoss = sumLoss / count;
-        const bandMeans = Array.from(bandSum, (s, i) => (bandCount[i] > 0 ? s / bandCount[i] : NaN));
+        const bandMeans = Array.from(
+          bandSum,
+          (s, i) => (bandCount[i] > 0 ? s / bandCount[i] : NaN),
+        );
         log.write({
           type: "train",
           step: step + 1,

@@ -16,7 +16,10 @@ function oracle(schedule: Schedule) {
     tf.tidy(() => {
       const ti = Array.from(t.dataSync());
       const a = ti.map((i) => schedule.alphasCumprod[i]);
-      const coef = tf.tensor(a.map((ab) => Math.sqrt(1 - ab) / (ab * S0 * S0 + 1 - ab)), [ti.length, 1]);
+      const coef = tf.tensor(a.map((ab) => Math.sqrt(1 - ab) / (ab * S0 * S0 + 1 - ab)), [
+        ti.length,
+        1,
+      ]);
       const shift = tf.tensor(a.map((ab) => Math.sqrt(ab) * MU0), [ti.length, 1]);
       return tf.mul(coef, tf.sub(x, shift));
     });
@@ -74,5 +77,8 @@ Deno.test("DDIM η = 0 is deterministic given x_T; sampling frees its tensors", 
 });
 
 Deno.test("unknown sampler names are refused with the valid ones", () => {
-  assert.throws(() => makeSampler("euler", makeSchedule({ kind: "linear", T: 10 }), "eps"), /ddpm, ddim, dpmpp2m/);
+  assert.throws(
+    () => makeSampler("euler", makeSchedule({ kind: "linear", T: 10 }), "eps"),
+    /ddpm, ddim, dpmpp2m/,
+  );
 });

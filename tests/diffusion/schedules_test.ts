@@ -54,6 +54,9 @@ Deno.test("sigmoid schedule is monotone from ≈1 to ≈0", () => {
 Deno.test("log-SNR decreases; bad T and kinds are refused with the reason", () => {
   const l = logSnr(makeSchedule({ kind: "cosine", T: 50 }));
   for (let i = 1; i < 50; i++) assert.ok(l[i] < l[i - 1]);
-  assert.throws(() => makeSchedule({ kind: "linear", T: 5 }), /T must be an integer from 10 to 4000/);
+  assert.throws(
+    () => makeSchedule({ kind: "linear", T: 5 }),
+    /T must be an integer from 10 to 4000/,
+  );
   assert.throws(() => makeSchedule({ kind: "quadratic" as "linear", T: 100 }), /unknown kind/);
 });

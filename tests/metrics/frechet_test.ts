@@ -4,9 +4,11 @@ import { Rng } from "../../lib/runtime/rng.ts";
 import { assertClose } from "../helpers.ts";
 
 type M = number[][];
-const mul = (a: M, b: M): M => a.map((r) => b[0].map((_, j) => r.reduce((s, v, k) => s + v * b[k][j], 0)));
+const mul = (a: M, b: M): M =>
+  a.map((r) => b[0].map((_, j) => r.reduce((s, v, k) => s + v * b[k][j], 0)));
 const add = (a: M, b: M, s = 1): M => a.map((r, i) => r.map((v, j) => v + s * b[i][j]));
-const eye = (d: number): M => Array.from({ length: d }, (_, i) => Array.from({ length: d }, (_, j) => (i === j ? 1 : 0)));
+const eye = (d: number): M =>
+  Array.from({ length: d }, (_, i) => Array.from({ length: d }, (_, j) => (i === j ? 1 : 0)));
 const trace = (a: M) => a.reduce((s, r, i) => s + r[i], 0);
 function inverse(a: M): M {
   const d = a.length;
@@ -67,7 +69,13 @@ Deno.test("FD agrees with an independent float64 computation (Denmanâ€“Beavers â
     const s2 = randomSpd(d, rng);
     const m1 = Array.from({ length: d }, () => rng.normal());
     const m2 = Array.from({ length: d }, () => rng.normal());
-    assertClose(frechetDistance(m1, s1, m2, s2), independentFd(m1, s1, m2, s2), 1e-8, 1e-8, `d=${d}`);
+    assertClose(
+      frechetDistance(m1, s1, m2, s2),
+      independentFd(m1, s1, m2, s2),
+      1e-8,
+      1e-8,
+      `d=${d}`,
+    );
   }
 });
 

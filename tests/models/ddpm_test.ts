@@ -16,7 +16,11 @@ const THRESHOLD = 0.04;
 async function mmdOf(dir: string, ema: string): Promise<number> {
   const run = await openRun(dir, { ema });
   try {
-    const s = await run.model.sample(run.weights, { n: 1000, sampler: "ddim", steps: 100 }, new Rng(1));
+    const s = await run.model.sample(
+      run.weights,
+      { n: 1000, sampler: "ddim", steps: 100 },
+      new Rng(1),
+    );
     return (await computeMetric("mmd", s, { data: "8gaussians", seed: 0 })).value;
   } finally {
     run.close();
@@ -37,6 +41,9 @@ for (const schedule of ["linear", "cosine"]) {
     const trained = await mmdOf(dir, "0.999");
     const untrained = await mmdOf(untrainedDir, "raw");
     assert.ok(trained < THRESHOLD, `trained MMD ${trained} ≥ ${THRESHOLD}`);
-    assert.ok(untrained > 5 * THRESHOLD, `untrained MMD ${untrained} is not far above the threshold`);
+    assert.ok(
+      untrained > 5 * THRESHOLD,
+      `untrained MMD ${untrained} is not far above the threshold`,
+    );
   });
 }

@@ -16,7 +16,14 @@ function config(set: RunConfig): RunConfig {
   return {
     model: "ddpm",
     data: "8gaussians",
-    ...resolveConfig(DDPM_ENTRY.keys, { T: 100, batch: 64, log_every: 10, ema: [0.9], train_size: 2000, ...set }),
+    ...resolveConfig(DDPM_ENTRY.keys, {
+      T: 100,
+      batch: 64,
+      log_every: 10,
+      ema: [0.9],
+      train_size: 2000,
+      ...set,
+    }),
   };
 }
 
@@ -41,10 +48,22 @@ Deno.test("the same seed on the same backend reproduces the same losses exactly"
 
 Deno.test("a run stopped and resumed produces the same losses as one never stopped", async () => {
   const whole = tmp();
-  await train({ runDir: whole, entry: DDPM_ENTRY, config: config({ steps: 100, checkpoint_every: 50 }) });
+  await train({
+    runDir: whole,
+    entry: DDPM_ENTRY,
+    config: config({ steps: 100, checkpoint_every: 50 }),
+  });
   const split = tmp();
-  await train({ runDir: split, entry: DDPM_ENTRY, config: config({ steps: 50, checkpoint_every: 50 }) });
-  const r = await train({ runDir: split, entry: DDPM_ENTRY, config: config({ steps: 100, checkpoint_every: 50 }) });
+  await train({
+    runDir: split,
+    entry: DDPM_ENTRY,
+    config: config({ steps: 50, checkpoint_every: 50 }),
+  });
+  const r = await train({
+    runDir: split,
+    entry: DDPM_ENTRY,
+    config: config({ steps: 100, checkpoint_every: 50 }),
+  });
   assert.equal(r.resumedFrom, 50);
   const a = losses(whole);
   const b = losses(split);
@@ -54,7 +73,11 @@ Deno.test("a run stopped and resumed produces the same losses as one never stopp
 
 Deno.test("resuming with a different training configuration is refused, naming the key", async () => {
   const dir = tmp();
-  await train({ runDir: dir, entry: DDPM_ENTRY, config: config({ steps: 20, checkpoint_every: 10 }) });
+  await train({
+    runDir: dir,
+    entry: DDPM_ENTRY,
+    config: config({ steps: 20, checkpoint_every: 10 }),
+  });
   await assert.rejects(
     train({ runDir: dir, entry: DDPM_ENTRY, config: config({ steps: 40, schedule: "cosine" }) }),
     /trained with schedule="linear", not "cosine"/,
@@ -65,7 +88,11 @@ Deno.test("a loss that becomes NaN stops the run, marked failed with the step", 
   const dir = tmp();
   const before = tf.memory().numTensors;
   await assert.rejects(
-    train({ runDir: dir, entry: DDPM_ENTRY, config: config({ steps: 200, lr: 1e30, grad_clip: 0 }) }),
+    train({
+      runDir: dir,
+      entry: DDPM_ENTRY,
+      config: config({ steps: 200, lr: 1e30, grad_clip: 0 }),
+    }),
     (e: unknown) => e instanceof TrainingFailed && /loss became (NaN|Infinity)/.test(e.message),
   );
   const failed = readEvents(dir).find((e) => e.type === "failed");
@@ -84,7 +111,10 @@ Deno.test("1,000 steps of the MLP on a toy set on wasm keep tf.memory().numTenso
     onProgress: () => counts.push(tf.memory().numTensors),
   });
   assert.equal(counts.length, 10);
-  assert.ok(counts.every((c) => c === counts[0]), `tensor counts over the run: ${counts.join(", ")}`);
+  assert.ok(
+    counts.every((c) => c === counts[0]),
+    `tensor counts over the run: ${counts.join(", ")}`,
+  );
   assert.equal(tf.memory().numTensors, before, "the run frees everything at the end");
   const ev = readEvents(dir).filter((e) => e.type === "train");
   assert.equal(ev.length, 10);

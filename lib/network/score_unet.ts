@@ -1,0 +1,262 @@
+/**
+ * The UNet of the conditional score model: random Fourier time features
+ * (fixed Gaussian frequencies), ResBlocks, and transformer blocks at low
+ * resolution whose self-attention runs over the pixels and whose
+ * cross-attention runs from the pixels to context tokens made from the class
+ * label. Label index `numClasses` is the "null" label of classifier-free
+ * guidance. The network returns the raw output; dividing it by σ(t) to get a
+ * score is the diffusion process's business, not the network's.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { Rng } from "../runtime/rng.ts";
+import {
+  attend,
+  conv,
+  dense,
+  embed,
+  fourierEmbedding,
+  groupNorm,
+  initConv,
+  initDense,
+  initEmbedding,
+  initNorm,
+  layerNorm,
+  type Network,
+  silu,
+  upsample2x,
+  type Weights,
+} from "./layers.ts";
+
+/** Configuration of {@link ScoreUNet}. */
+export interface ScoreUNetConfig {
+  /** Image channels in and out. @default 1 */
+  channels?: number;
+  /** Base channel count. @default 32 */
+  ch?: number;
+  /** Channel multiplier per level (each level after the first halves the resolution). @default [1, 2, 2] */
+  mults?: number[];
+  /** Width of the time embedding and of the context tokens. @default 128 */
+  temb?: number;
+  /** Standard deviation of the Fourier frequencies. @default 30 */
+  fourierScale?: number;
+  /** Seed of the Fourier frequencies (fixed, not trained). @default 0 */
+  fourierSeed?: number;
+  /** Attention heads of the transformer blocks. @default 4 */
+  heads?: number;
+  /** Image sizes (height) at which levels get a transformer block; the middle always has one. @default [7] */
+  attnRes?: number[];
+  /** Number of classes; label `numClasses` is the null label. @default 10 */
+  numClasses?: number;
+  /** Context tokens the label embedding is projected to. @default 4 */
+  contextTokens?: number;
+  /** GroupNorm groups. @default 8 */
+  groups?: number;
+}
+
+/** Attention weights of one forward pass, by block name (`down2.self`, `mid.cross`, …): [B, heads, N, M]. */
+export type AttentionMaps = Record<string, tf.Tensor4D>;
+
+/** The score UNet for NHWC images, conditioned on a class label. */
+export class ScoreUNet implements Network {
+  readonly config: Required<ScoreUNetConfig>;
+  /** The fixed Fourier frequencies [temb/2], drawn from N(0, fourierScale²). */
+  readonly freqs: Float32Array;
+
+  /** Builds the network description and draws its Fourier frequencies. */
+  constructor(config: ScoreUNetConfig = {}) {
+    this.config = {
+      channels: 1,
+      ch: 32,
+      mults: [1, 2, 2],
+      temb: 128,
+      fourierScale: 30,
+      fourierSeed: 0,
+      heads: 4,
+      attnRes: [7],
+      numClasses: 10,
+      contextTokens: 4,
+      groups: 8,
+      ...config,
+    };
+    const rng = new Rng(this.config.fourierSeed ^ 0xf0c1);
+    this.freqs = Float32Array.from(
+      rng.normalArray(this.config.temb / 2),
+      (v) => v * this.config.fourierScale,
+    );
+  }
+
+  /** Fresh parameters (PyTorch default initialisation). */
+  init(rng: Rng): Weights {
+    const { channels, ch, mults, temb, numClasses, contextTokens } = this.config;
+    const w: Weights = {};
+    initDense(w, "tmlp1", temb, temb, rng);
+    initDense(w, "tmlp2", temb, temb, rng);
+    initEmbedding(w, "label", numClasses + 1, temb, rng);
+    initDense(w, "ctx", temb, contextTokens * temb, rng);
+    initConv(w, "inc", 3, channels, ch, rng);
+    const chs = mults.map((m) => ch * m);
+    let c = ch;
+    chs.forEach((co, i) => {
+      initResBlock(w, `down${i}`, c, co, temb, rng);
+      c = co;
+      if (this.#hasAttention(i)) initTransformer(w, `down${i}.tf`, c, temb, rng);
+      if (i < chs.length - 1) initConv(w, `ds${i}`, 3, c, c, rng);
+    });
+    initResBlock(w, "mid1", c, c, temb, rng);
+    initTransformer(w, "mid.tf", c, temb, rng);
+    initResBlock(w, "mid2", c, c, temb, rng);
+    for (let i = chs.length - 1; i >= 0; i--) {
+      initResBlock(w, `up${i}`, c + chs[i], chs[i], temb, rng);
+      c = chs[i];
+      if (this.#hasAttention(i)) initTransformer(w, `up${i}.tf`, c, temb, rng);
+    }
+    initNorm(w, "outn", c);
+    initConv(w, "outc", 3, c, channels, rng);
+    return w;
+  }
+
+  /** x [B, H, W, C], t [B], cond [B] (class index, `numClasses` = null) → raw output [B, H, W, C]. */
+  apply(w: Weights, x: tf.Tensor, t: tf.Tensor1D, cond?: tf.Tensor1D): tf.Tensor {
+    return this.#forward(w, x as tf.Tensor4D, t, cond);
+  }
+
+  /** Like {@link apply}, also returning every transformer block's self- and cross-attention weights. */
+  applyWithAttention(
+    w: Weights,
+    x: tf.Tensor4D,
+    t: tf.Tensor1D,
+    cond?: tf.Tensor1D,
+  ): { out: tf.Tensor4D; attention: AttentionMaps } {
+    const attention: AttentionMaps = {};
+    const out = this.#forward(w, x, t, cond, attention);
+    return { out, attention };
+  }
+
+  #hasAttention(level: number): boolean {
+    return this.config.attnRes.includes(28 >> level);
+  }
+
+  #forward(
+    w: Weights,
+    x: tf.Tensor4D,
+    t: tf.Tensor1D,
+    cond?: tf.Tensor1D,
+    maps?: AttentionMaps,
+  ): tf.Tensor4D {
+    const { mults, temb, groups, numClasses, contextTokens } = this.config;
+    const B = x.shape[0];
+    const e = dense(w, "tmlp2", silu(dense(w, "tmlp1", fourierEmbedding(t, this.freqs)))); // [B, temb]
+    const labels = cond ?? (tf.fill([B], numClasses) as tf.Tensor1D);
+    const ctx = tf.reshape(dense(w, "ctx", embed(w, "label", labels)), [B, contextTokens, temb]); // [B, K, temb]
+    const block = (name: string, h: tf.Tensor4D) =>
+      transformer(w, name, h, ctx, this.config.heads, maps);
+    let h = conv(w, "inc", x); // [B, 28, 28, ch]
+    const skips: tf.Tensor4D[] = [];
+    for (let i = 0; i < mults.length; i++) {
+      h = resBlock(w, `down${i}`, h, e, groups);
+      if (this.#hasAttention(i)) h = block(`down${i}`, h);
+      skips.push(h);
+      if (i < mults.length - 1) h = conv(w, `ds${i}`, h, 2); // [B, H/2, W/2, c]
+    }
+    h = resBlock(w, "mid1", h, e, groups); // [B, 7, 7, c]
+    h = block("mid", h);
+    h = resBlock(w, "mid2", h, e, groups);
+    for (let i = mults.length - 1; i >= 0; i--) {
+      h = resBlock(w, `up${i}`, tf.concat([h, skips.pop()!], 3), e, groups);
+      if (this.#hasAttention(i)) h = block(`up${i}`, h);
+      if (i > 0) h = upsample2x(h); // [B, 2H, 2W, c]
+    }
+    return conv(w, "outc", silu(groupNorm(w, "outn", h, groups)));
+  }
+}
+
+/** Parameters of a ResBlock: two norms and convs, a time projection, a 1×1 skip if widths differ. */
+function initResBlock(
+  w: Weights,
+  name: string,
+  cin: number,
+  cout: number,
+  temb: number,
+  rng: Rng,
+): void {
+  initNorm(w, `${name}.n1`, cin);
+  initConv(w, `${name}.c1`, 3, cin, cout, rng);
+  initDense(w, `${name}.t`, temb, cout, rng);
+  initNorm(w, `${name}.n2`, cout);
+  initConv(w, `${name}.c2`, 3, cout, cout, rng);
+  if (cin !== cout) initConv(w, `${name}.skip`, 1, cin, cout, rng);
+}
+
+/** ResBlock: c2(silu(n2(c1(silu(n1(x))) + t(e)))) + skip(x). */
+function resBlock(
+  w: Weights,
+  name: string,
+  x: tf.Tensor4D,
+  e: tf.Tensor,
+  groups: number,
+): tf.Tensor4D {
+  const cout = w[`${name}.c1.b`].shape[0];
+  let h = conv(w, `${name}.c1`, silu(groupNorm(w, `${name}.n1`, x, groups))); // [B, H, W, cout]
+  h = tf.add(h, tf.reshape(dense(w, `${name}.t`, e), [-1, 1, 1, cout]));
+  h = conv(w, `${name}.c2`, silu(groupNorm(w, `${name}.n2`, h, groups)));
+  const skip = w[`${name}.skip.w`] ? conv(w, `${name}.skip`, x) : x;
+  return tf.add(h, skip);
+}
+
+/** Parameters of a transformer block over c channels with context width `dctx`. */
+function initTransformer(w: Weights, name: string, c: number, dctx: number, rng: Rng): void {
+  initNorm(w, `${name}.ln1`, c);
+  initDense(w, `${name}.qkv`, c, 3 * c, rng);
+  initDense(w, `${name}.self`, c, c, rng);
+  initNorm(w, `${name}.ln2`, c);
+  initDense(w, `${name}.q`, c, c, rng);
+  initDense(w, `${name}.kv`, dctx, 2 * c, rng);
+  initDense(w, `${name}.cross`, c, c, rng);
+  initNorm(w, `${name}.ln3`, c);
+  initDense(w, `${name}.ff1`, c, 2 * c, rng);
+  initDense(w, `${name}.ff2`, 2 * c, c, rng);
+}
+
+/** [B, N, h·d] → [B, h, N, d]. */
+function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
+  const [B, N, C] = x.shape;
+  return tf.transpose(tf.reshape(x, [B, N, heads, C / heads]), [0, 2, 1, 3]) as tf.Tensor4D;
+}
+
+/** [B, h, N, d] → [B, N, h·d]. */
+function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
+  const [B, h, N, d] = x.shape;
+  return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [B, N, h * d]) as tf.Tensor3D;
+}
+
+/**
+ * Pre-LayerNorm transformer block on an image, its tokens the pixels:
+ * self-attention, cross-attention to the context tokens, and a SiLU
+ * feed-forward, each residual. x [B, H, W, C], ctx [B, K, dctx] → [B, H, W, C].
+ */
+function transformer(
+  w: Weights,
+  name: string,
+  x: tf.Tensor4D,
+  ctx: tf.Tensor,
+  heads: number,
+  maps?: AttentionMaps,
+): tf.Tensor4D {
+  const [B, H, W, C] = x.shape;
+  const p = `${name}.tf`;
+  let h: tf.Tensor = tf.reshape(x, [B, H * W, C]); // [B, N, C]
+  const qkv = dense(w, `${p}.qkv`, layerNorm(w, `${p}.ln1`, h)); // [B, N, 3C]
+  const [q, k, v] = tf.split(qkv, 3, 2).map((a) => splitHeads(a, heads)); // each [B, h, N, d]
+  const self = attend(q, k, v);
+  h = tf.add(h, dense(w, `${p}.self`, mergeHeads(self.out)));
+  const cq = splitHeads(dense(w, `${p}.q`, layerNorm(w, `${p}.ln2`, h)), heads); // [B, h, N, d]
+  const [ck, cv] = tf.split(dense(w, `${p}.kv`, ctx), 2, 2).map((a) => splitHeads(a, heads)); // [B, h, K, d]
+  const cross = attend(cq, ck, cv); // weights [B, h, N, K]
+  h = tf.add(h, dense(w, `${p}.cross`, mergeHeads(cross.out)));
+  h = tf.add(h, dense(w, `${p}.ff2`, silu(dense(w, `${p}.ff1`, layerNorm(w, `${p}.ln3`, h)))));
+  if (maps) {
+    maps[`${name}.self`] = self.weights;
+    maps[`${name}.cross`] = cross.weights;
+  }
+  return tf.reshape(h, [B, H, W, C]);
+}
