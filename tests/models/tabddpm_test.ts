@@ -4,7 +4,14 @@ import { parse } from "csv-parse/sync";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { writeSamples } from "../../lib/commands/sample.ts";
-import { loadTable, MISSING } from "../../lib/data/tabular.ts";
+import {
+  loadTable,
+  MISSING,
+  type Table,
+  tableToRecords,
+  writeCsv,
+} from "../../lib/data/tabular.ts";
+import { openRun } from "../../lib/commands/run.ts";
 import { resolveConfig } from "../../lib/models/config.ts";
 import type { RunConfig } from "../../lib/models/model.ts";
 import {
@@ -14,9 +21,14 @@ import {
   type TableFeatures,
 } from "../../lib/models/tabddpm.ts";
 import { Rng } from "../../lib/runtime/rng.ts";
-import { trainStep } from "../../lib/trainer/trainer.ts";
+import { train, trainStep } from "../../lib/trainer/trainer.ts";
 import { Adam } from "../../lib/trainer/optim.ts";
-import { assertClose, useBackend } from "../helpers.ts";
+import { assertClose, meanStd, useBackend } from "../helpers.ts";
+
+/** Training steps of the penguins quality run. */
+const STEPS = 2000;
+/** How far below real-data accuracy the synthetic-data classifier may fall. */
+const MARGIN = 0.1;
 
 await useBackend("wasm");
 
@@ -210,4 +222,114 @@ Deno.test("samples keep categories, integer types and ranges through a CSV", asy
   }
   tf.dispose(Object.values(w));
   model.dispose();
+});
+
+/** Rows of a table as [features, class]: numeric columns standardised by `ref`, labels one-hot. */
+function design(table: Table, ref: Table, target: string): { x: number[][]; y: number[] } {
+  const cols = ref.columns.filter((c) => c.name !== target);
+  const stats = new Map(
+    cols.filter((c) => !c.categories).map((c) => [c.name, meanStd(ref.numeric[c.name])]),
+  );
+  const targetLabels = ref.columns.find((c) => c.name === target)!.categories!;
+  const tableTarget = table.columns.find((c) => c.name === target)!.categories!;
+  const x: number[][] = [];
+  const y: number[] = [];
+  for (let i = 0; i < table.rows; i++) {
+    const row: number[] = [1];
+    for (const c of cols) {
+      if (c.categories) {
+        const own = table.columns.find((d) => d.name === c.name)!.categories!;
+        const label = own[table.categorical[c.name][i]];
+        for (const l of c.categories) row.push(l === label ? 1 : 0);
+      } else {
+        const s = stats.get(c.name)!;
+        row.push((table.numeric[c.name][i] - s.mean) / s.std);
+      }
+    }
+    x.push(row);
+    y.push(targetLabels.indexOf(tableTarget[table.categorical[target][i]]));
+  }
+  return { x, y };
+}
+
+/** Softmax regression by full-batch gradient descent; returns the accuracy on `test`. */
+function logisticAccuracy(
+  train: { x: number[][]; y: number[] },
+  test: { x: number[][]; y: number[] },
+  k: number,
+) {
+  const d = train.x[0].length;
+  const W = Array.from({ length: k }, () => new Float64Array(d));
+  const scores = (row: number[]) => W.map((w) => w.reduce((s, v, j) => s + v * row[j], 0));
+  for (let it = 0; it < 300; it++) {
+    const grad = Array.from({ length: k }, () => new Float64Array(d));
+    train.x.forEach((row, i) => {
+      const s = scores(row);
+      const m = Math.max(...s);
+      const e = s.map((v) => Math.exp(v - m));
+      const z = e.reduce((a, b) => a + b, 0);
+      e.forEach((v, c) => {
+        const g = v / z - (c === train.y[i] ? 1 : 0);
+        for (let j = 0; j < d; j++) grad[c][j] += g * row[j] / train.x.length;
+      });
+    });
+    W.forEach((w, c) => w.forEach((v, j) => (w[j] = v - 0.5 * (grad[c][j] + 1e-3 * v))));
+  }
+  let right = 0;
+  test.x.forEach((row, i) => {
+    const s = scores(row);
+    if (s.indexOf(Math.max(...s)) === test.y[i]) right++;
+  });
+  return right / test.x.length;
+}
+
+// Quality on penguins (333 rows after blank numeric cells are dropped): train
+// on 70% of the rows, sample as many, and compare a species classifier
+// (softmax regression) trained on synthetic rows with one trained on the real
+// training rows, both scored on the held-out 30%. Measured on wasm (2 cores):
+// real 1.000, synthetic 1.000 in 138 s (2000 steps, T = 100; seed 0, split seed 11).
+// Softmax regression separates the species almost perfectly on real rows, so
+// the margin of 0.1 leaves room for seeds and backends, not for a broken model
+// (an unconditioned or collapsed sampler scores far lower).
+Deno.test("penguins: a classifier trained on synthetic rows is nearly as good as on real ones", async () => {
+  const real = loadTable("penguins");
+  const perm = new Rng(11).permutation(real.rows);
+  const nTrain = Math.round(real.rows * 0.7);
+  const dir = Deno.makeTempDirSync({ prefix: "tabddpm-penguins-" });
+  const trainCsv = join(dir, "train.csv");
+  const header = real.columns.map((c) => c.name);
+  writeCsv(trainCsv, header, tableToRecords(real, { rows: perm.subarray(0, nTrain) }));
+  const testCsv = join(dir, "test.csv");
+  writeCsv(testCsv, header, tableToRecords(real, { rows: perm.subarray(nTrain) }));
+  const config: RunConfig = {
+    model: "tabddpm",
+    data: trainCsv,
+    ...resolveConfig(TABDDPM_KEYS, {
+      target: "Species",
+      T: 100,
+      steps: STEPS,
+      log_every: 500,
+      checkpoint_every: STEPS,
+    }),
+  };
+  const start = performance.now();
+  await train({ runDir: join(dir, "run"), entry: TABDDPM_ENTRY, config });
+  const run = await openRun(join(dir, "run"));
+  const out = await run.model.sample(run.weights, { n: nTrain }, new Rng(12));
+  run.close();
+  const synthCsv = join(dir, "synth.csv");
+  writeSamples(out, synthCsv, trainCsv);
+  const types = Object.fromEntries(real.columns.map((c) => [c.name, c.type]));
+  const trainT = loadTable(trainCsv, { types });
+  const testT = loadTable(testCsv, { types });
+  const synthT = loadTable(synthCsv, { types });
+  const k = real.columns.find((c) => c.name === "Species")!.categories!.length;
+  const test = design(testT, trainT, "Species");
+  const accReal = logisticAccuracy(design(trainT, trainT, "Species"), test, k);
+  const accSynth = logisticAccuracy(design(synthT, trainT, "Species"), test, k);
+  console.log(
+    `penguins efficacy: real ${accReal.toFixed(3)}, synthetic ${accSynth.toFixed(3)} ` +
+      `(${STEPS} steps, ${((performance.now() - start) / 1000).toFixed(0)} s)`,
+  );
+  assert.ok(accSynth >= accReal - MARGIN, `synthetic ${accSynth} < real ${accReal} − ${MARGIN}`);
 });
