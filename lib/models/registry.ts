@@ -1,4 +1,5 @@
 /** The model zoo: every model the commands can train, by name. */
+import { D3PM_ENTRY } from "./d3pm.ts";
 import { DDPM_ENTRY } from "./ddpm.ts";
 import type { ModelEntry } from "./model.ts";
 import { TABDDPM_ENTRY } from "./tabddpm.ts";
@@ -6,6 +7,7 @@ import { didYouMean } from "../runtime/text.ts";
 
 /** Model name → registry entry. */
 export const MODELS: Record<string, ModelEntry> = {
+  d3pm: D3PM_ENTRY,
   ddpm: DDPM_ENTRY,
   tabddpm: TABDDPM_ENTRY,
 };
