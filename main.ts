@@ -117,12 +117,81 @@ program.command("eval")
   .option("--ema <decay>", "weights: raw or a tracked EMA decay")
   .option("--checkpoint <step>", "checkpoint step (default: latest)", int("--checkpoint"))
   .option("--guidance <w>", "classifier-free guidance scale", num)
+  .addOption(
+    new Option("--clip <mode>", "x0 clipping (default: the model's)").choices([
+      "none",
+      "static",
+      "dynamic",
+    ]),
+  )
+  .option("--samples-out <file>", "also write the samples drawn (PNG grid, or CSV + scatter)")
   .option("--seed <n>", "seed", int("--seed"), 0)
   .option("--set <key=value>", "extra evaluation settings, repeatable", collect, [])
   .addOption(backendOption())
   .action(async (o) => {
     const { evalCommand } = await import("./lib/commands/eval.ts");
     await evalCommand({ ...o, backend: o.backend as BackendName });
+  });
+
+program.command("sweep")
+  .description(
+    "Run an experiment file: plan (train once, evaluate many), run jobs in child processes, resume anything.",
+  )
+  .argument("[file]", "experiment file", "experiments/default.yaml")
+  .option("--dry-run", "print the plan (configurations → training + evaluation jobs) and stop")
+  .option("--no-tui", "plain progress lines instead of the dashboard")
+  .option(
+    "--concurrency <n>",
+    "jobs at a time (default: the number of cores)",
+    int("--concurrency"),
+  )
+  .option("--restart-failed", "put failed jobs back in the queue")
+  .option("--store <path>", "store file", "runs/store.sqlite")
+  .addOption(backendOption())
+  .action(async (file: string, o) => {
+    const { runSweep } = await import("./lib/sweep/commands.ts");
+    const r = await runSweep({
+      file,
+      dryRun: o.dryRun,
+      concurrency: o.concurrency,
+      restartFailed: o.restartFailed,
+      storePath: o.store,
+      backend: o.backend === "auto" ? undefined : o.backend,
+    });
+    if (r.failed > 0) Deno.exitCode = 1;
+  });
+
+program.command("watch")
+  .description("Show a sweep's jobs and latest numbers (the most recent sweep when none is named).")
+  .argument("[sweep]", "sweep name")
+  .option("--store <path>", "store file", "runs/store.sqlite")
+  .action(async (sweep: string | undefined, o) => {
+    const { watchPlain } = await import("./lib/sweep/commands.ts");
+    console.log(watchPlain({ sweep, storePath: o.store }));
+  });
+
+program.command("compare")
+  .description(
+    "A sweep's metric in a grid of two parameters (best cell marked), or every configuration as CSV.",
+  )
+  .argument("[sweep]", "sweep name (default: the most recent)")
+  .option("--rows <param>", "row parameter (default schedule)")
+  .option("--cols <param>", "column parameter (default sample_steps)")
+  .option("--metric <name>", "metric (default: the experiment's)")
+  .option("--csv", "every configuration as one CSV row: parameters, then metrics")
+  .option("--store <path>", "store file", "runs/store.sqlite")
+  .action(async (sweep: string | undefined, o) => {
+    const { compareSweep } = await import("./lib/sweep/commands.ts");
+    console.log(
+      compareSweep({
+        sweep,
+        rows: o.rows,
+        cols: o.cols,
+        metric: o.metric,
+        csv: o.csv,
+        storePath: o.store,
+      }),
+    );
   });
 
 program.command("visualize")

@@ -13,6 +13,7 @@ import { type BackendName, initBackend } from "../runtime/backend.ts";
 import { Progress } from "../runtime/progress.ts";
 import { Rng } from "../runtime/rng.ts";
 import { openRun } from "./run.ts";
+import { writeSamples } from "./sample.ts";
 
 /** Options of {@link evalCommand}. */
 export interface EvalCommandOptions {
@@ -25,6 +26,9 @@ export interface EvalCommandOptions {
   ema?: string;
   checkpoint?: number;
   guidance?: number;
+  clip?: "none" | "static" | "dynamic";
+  /** Also write the samples there (PNG grid, or CSV + scatter). */
+  samplesOut?: string;
   seed: number;
   set: string[];
   backend: BackendName;
@@ -63,12 +67,14 @@ export async function evalCommand(opts: EvalCommandOptions): Promise<MetricResul
         steps: opts.steps,
         eta: opts.eta,
         guidance: opts.guidance,
+        clip: opts.clip,
         onProgress: (done, total) => {
           progress.total = total;
           progress.update(done);
         },
       };
       const samples = await run.model.sample(run.weights, req, rng);
+      if (opts.samplesOut) writeSamples(samples, opts.samplesOut, data, opts.seed);
       for (const m of needSamples) {
         results.push({
           ...(await computeMetric(m, samples, { data, seed: opts.seed, extra })),

@@ -1,0 +1,311 @@
+/**
+ * `deno task sweep`, `watch` (plain) and `compare`: load and plan an
+ * experiment, record it in the store, run it (resuming whatever an earlier,
+ * interrupted invocation left), and tabulate the results.
+ */
+import { stringify } from "csv-stringify/sync";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { RunConfig } from "../models/model.ts";
+import { DEFAULT_STORE, type EvalRow, SqliteStore, type Store } from "../store/store.ts";
+import { type Experiment, loadExperiment } from "./experiment.ts";
+import { execute } from "./executor.ts";
+import { describePlan, planSweep, stableKey } from "./planner.ts";
+
+/** Options of {@link runSweep}. */
+export interface SweepOptions {
+  /** Experiment file. @default "experiments/default.yaml" */
+  file?: string;
+  /** Print the plan and stop. */
+  dryRun?: boolean;
+  /** Jobs at a time (overrides the experiment). */
+  concurrency?: number;
+  /** Put failed jobs back in the queue first. */
+  restartFailed?: boolean;
+  /** Store path. @default "runs/store.sqlite" */
+  storePath?: string;
+  /** Folder of run directories. @default "runs" */
+  runsDir?: string;
+  /** Command running main.ts for the child jobs. @default this Deno running main.ts */
+  workerCommand?: string[];
+  /** Plain progress lines (one per event). @default console.log */
+  onEvent?: (line: string) => void;
+  /** Backend for the jobs (overrides the experiment). */
+  backend?: string;
+}
+
+/** The default worker: this Deno running this project's main.ts. */
+export function defaultWorker(): string[] {
+  return [Deno.execPath(), "run", "-A", fileURLToPath(new URL("../../main.ts", import.meta.url))];
+}
+
+function hashText(text: string): string {
+  return stableKey(text);
+}
+
+/** What changed between the stored configurations and the new ones. */
+function describeChange(store: Store, sweepId: number, params: string[]): string[] {
+  const before = new Set(store.configs(sweepId).filter((c) => !c.removed).map((c) => c.params));
+  const after = new Set(params);
+  const added = params.filter((p) => !before.has(p));
+  const removed = [...before].filter((p) => !after.has(p));
+  const lines = [
+    `the experiment file changed: ${added.length} configurations added, ${removed.length} removed`,
+  ];
+  for (const p of added.slice(0, 10)) lines.push(`  + ${p}`);
+  for (const p of removed.slice(0, 10)) lines.push(`  - ${p} (kept in the store, not run)`);
+  return lines;
+}
+
+/** Runs (or resumes) a sweep; returns its name and counts. */
+export async function runSweep(
+  opts: SweepOptions = {},
+): Promise<{ name: string; done: number; failed: number }> {
+  const file = opts.file ?? "experiments/default.yaml";
+  const say = opts.onEvent ?? ((l: string) => console.log(l));
+  const { experiment, text } = loadExperiment(file);
+  const plan = planSweep(experiment);
+  if (opts.dryRun) {
+    say(describePlan(plan));
+    return { name: experiment.name, done: 0, failed: 0 };
+  }
+  const store = new SqliteStore(opts.storePath ?? DEFAULT_STORE);
+  try {
+    const runsDir = opts.runsDir ?? "runs";
+    const hash = hashText(text);
+    const existing = store.sweep(experiment.name);
+    const params = plan.configs.map((c) => JSON.stringify(c.params));
+    if (existing && existing.hash !== hash) {
+      for (const l of describeChange(store, existing.id, params)) {
+        say(l);
+      }
+    }
+    const sweep = store.upsertSweep(experiment.name, file, hash, JSON.stringify(experiment));
+    store.setConfigs(
+      sweep.id,
+      plan.configs.map((c) => ({
+        idx: c.idx,
+        params: JSON.stringify(c.params),
+        trainKey: c.trainKey,
+        evalKey: c.evalKey,
+      })),
+    );
+    for (const t of plan.train) {
+      store.ensureJob(
+        sweep.id,
+        t.key,
+        "train",
+        JSON.stringify(t),
+        join(runsDir, experiment.name, t.key),
+      );
+    }
+    for (const ev of plan.eval) {
+      store.ensureJob(
+        sweep.id,
+        ev.key,
+        "eval",
+        JSON.stringify(ev),
+        join(runsDir, experiment.name, ev.train),
+      );
+    }
+    if (opts.restartFailed) {
+      for (const j of store.jobs(sweep.id)) if (j.state === "failed") store.requeue(j.id);
+    }
+    const done = store.jobs(sweep.id).filter((j) => j.state === "done").length;
+    say(
+      `sweep ${experiment.name}: ${plan.configs.length} configurations → ${plan.train.length} training + ` +
+        `${plan.eval.length} evaluation jobs (${done} already done)`,
+    );
+    store.setSweepStatus(sweep.id, "running");
+    const t0 = performance.now();
+    const result = await execute({
+      store,
+      sweepId: sweep.id,
+      plan,
+      workerCommand: opts.workerCommand ?? defaultWorker(),
+      concurrency: opts.concurrency || experiment.concurrency || undefined,
+      maxFailures: experiment.maxFailures,
+      timeout: experiment.timeout,
+      backend: opts.backend ?? experiment.backend,
+      earlyTerminate: experiment.earlyTerminate,
+      onEvent: (l) => say(`${new Date().toISOString().slice(11, 19)} ${l}`),
+    });
+    store.setSweepStatus(sweep.id, result.failed ? "failed" : "done");
+    say(
+      `sweep ${experiment.name} finished in ${((performance.now() - t0) / 1000).toFixed(0)} s: ` +
+        `${result.done} jobs done, ${result.failed} failed`,
+    );
+    return { name: experiment.name, ...result };
+  } finally {
+    store.close();
+  }
+}
+
+/** Options of {@link compareSweep}. */
+export interface CompareOptions {
+  /** Sweep name (the most recent when absent). */
+  sweep?: string;
+  /** Row parameter. @default "schedule" (or the first varying parameter) */
+  rows?: string;
+  /** Column parameter. @default "sample_steps" (or the second varying parameter) */
+  cols?: string;
+  /** Metric (the experiment's when absent). */
+  metric?: string;
+  /** Every configuration as one CSV row. */
+  csv?: boolean;
+  storePath?: string;
+}
+
+/** One configuration with its evaluation results. */
+export interface ConfigResult {
+  params: RunConfig;
+  metrics: Record<string, number>;
+  state: string;
+}
+
+/** Every configuration of a sweep with its metrics (read-only). */
+export function sweepResults(
+  store: Store,
+  name?: string,
+): { experiment: Experiment; results: ConfigResult[] } {
+  const sweep = store.sweep(name);
+  if (!sweep) {
+    throw new Error(
+      name ? `no sweep named "${name}" in ${DEFAULT_STORE}` : "no sweep in the store yet",
+    );
+  }
+  const experiment = JSON.parse(sweep.spec) as Experiment;
+  const jobs = new Map(store.jobs(sweep.id).map((j) => [j.key, j]));
+  const byJob = new Map<number, EvalRow[]>();
+  for (const e of store.evals(sweep.id)) byJob.set(e.job, [...(byJob.get(e.job) ?? []), e]);
+  const results = store.configs(sweep.id).filter((c) => !c.removed).map((c) => {
+    const job = jobs.get(c.evalKey);
+    const metrics: Record<string, number> = {};
+    for (const e of job ? byJob.get(job.id) ?? [] : []) metrics[e.metric] = e.value;
+    return { params: JSON.parse(c.params), metrics, state: job?.state ?? "missing" };
+  });
+  return { experiment, results };
+}
+
+/** The compare table (or CSV) as text. */
+export function compareSweep(opts: CompareOptions = {}): string {
+  const store = new SqliteStore(opts.storePath ?? DEFAULT_STORE, { readOnly: true });
+  try {
+    const { experiment, results } = sweepResults(store, opts.sweep);
+    const varying = Object.keys(experiment.parameters).filter((k) =>
+      new Set(results.map((r) => JSON.stringify(r.params[k]))).size > 1
+    );
+    if (opts.csv) {
+      const metricNames = [...new Set(results.flatMap((r) => Object.keys(r.metrics)))].sort();
+      const keys = [...new Set(results.flatMap((r) => Object.keys(r.params)))];
+      const ordered = [...varying, ...keys.filter((k) => !varying.includes(k))];
+      return stringify([
+        [...ordered, "state", ...metricNames],
+        ...results.map((r) => [
+          ...ordered.map((
+            k,
+          ) => (r.params[k] === undefined
+            ? ""
+            : typeof r.params[k] === "object"
+            ? JSON.stringify(r.params[k])
+            : r.params[k])
+          ),
+          r.state,
+          ...metricNames.map((m) => r.metrics[m] ?? ""),
+        ]),
+      ]);
+    }
+    const metric = opts.metric ?? experiment.metric.name ??
+      Object.keys(results[0]?.metrics ?? {})[0];
+    const rows = opts.rows ?? (varying.includes("schedule") ? "schedule" : varying[0]);
+    const cols = opts.cols ??
+      (varying.includes("sample_steps") ? "sample_steps" : varying.find((k) => k !== rows));
+    if (!rows || !cols) {
+      throw new Error("compare needs two parameters that vary (use --rows and --cols)");
+    }
+    const better = (
+      a: number,
+      b: number,
+    ) => (experiment.metric.goal === "maximize" ? a > b : a < b);
+    const cell = new Map<string, { value: number; other: RunConfig }>();
+    for (const r of results) {
+      const v = r.metrics[metric];
+      if (v === undefined || !Number.isFinite(v)) continue;
+      const key = `${JSON.stringify(r.params[rows])}|${JSON.stringify(r.params[cols])}`;
+      const cur = cell.get(key);
+      if (!cur || better(v, cur.value)) cell.set(key, { value: v, other: r.params });
+    }
+    const rowVals = [...new Set(results.map((r) => JSON.stringify(r.params[rows])))];
+    const colVals = [...new Set(results.map((r) => JSON.stringify(r.params[cols])))].sort((a, b) =>
+      Number(a) - Number(b) || a.localeCompare(b)
+    );
+    let best: string | undefined;
+    for (const [k, v] of cell) if (!best || better(v.value, cell.get(best)!.value)) best = k;
+    const others = varying.filter((k) => k !== rows && k !== cols);
+    const width = 11;
+    const lines = [
+      `${experiment.name}: ${metric} (${experiment.metric.goal}), best over ${
+        others.join(", ") || "nothing else"
+      } per cell; * = best`,
+      `${`${rows} \\ ${cols}`.padEnd(18)}${
+        colVals.map((c) => c.replace(/"/g, "").padStart(width)).join("")
+      }`,
+    ];
+    for (const r of rowVals) {
+      const cells = colVals.map((c) => {
+        const k = `${r}|${c}`;
+        const v = cell.get(k);
+        return (v ? `${v.value.toPrecision(4)}${k === best ? "*" : " "}` : "—  ").padStart(width);
+      });
+      lines.push(`${r.replace(/"/g, "").padEnd(18)}${cells.join("")}`);
+    }
+    if (best && others.length) {
+      const b = cell.get(best)!;
+      lines.push(
+        "",
+        `best: ${rows}=${best.split("|")[0]} ${cols}=${best.split("|")[1]} ${
+          others.map((k) => `${k}=${JSON.stringify(b.other[k])}`).join(" ")
+        }`,
+      );
+    }
+    return lines.join("\n");
+  } finally {
+    store.close();
+  }
+}
+
+/** Plain `watch`: prints the sweep's job states and latest numbers once. */
+export function watchPlain(opts: { sweep?: string; storePath?: string }): string {
+  const store = new SqliteStore(opts.storePath ?? DEFAULT_STORE, { readOnly: true });
+  try {
+    const sweep = store.sweep(opts.sweep);
+    if (!sweep) {
+      throw new Error(opts.sweep ? `no sweep named "${opts.sweep}"` : "no sweep in the store yet");
+    }
+    const jobs = store.jobs(sweep.id);
+    const count = (s: string) => jobs.filter((j) => j.state === s).length;
+    const lines = [
+      `sweep ${sweep.name} (${sweep.status}): ${count("done")} done, ${count("running")} running, ${
+        count("queued")
+      } queued, ${count("failed")} failed`,
+    ];
+    const evals = store.evals(sweep.id);
+    for (const j of jobs) {
+      const last = j.kind === "train" ? store.metricsSince(j.id, 0).at(-1) : undefined;
+      const ev = evals.filter((e) => e.job === j.id).map((e) =>
+        `${e.metric}=${e.value.toPrecision(4)}`
+      ).join(" ");
+      lines.push(
+        `  ${j.kind.padEnd(5)} ${j.state.padEnd(9)} ${
+          (j.progress * 100).toFixed(0).padStart(3)
+        }%  ${j.key}` +
+          `${last ? `  step ${last.step} loss ${last.loss.toFixed(4)}` : ""}${ev ? `  ${ev}` : ""}${
+            j.error ? `  (${j.error})` : ""
+          }`,
+      );
+    }
+    return lines.join("\n");
+  } finally {
+    store.close();
+  }
+}

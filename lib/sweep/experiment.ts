@@ -1,0 +1,331 @@
+/**
+ * Experiment files: YAML in a superset of the Weights & Biases sweep format
+ * (`method: grid|random`, `parameters` with `value`, `values` or
+ * `distribution` + `min`/`max`, `metric: {name, goal}`, `run_cap`), whose
+ * other keys give the base configuration. Validated on load: an unknown key
+ * or a wrong type names the file and the key path and suggests the nearest
+ * valid key; nothing is evaluated as code.
+ */
+import * as fs from "node:fs";
+import { parse } from "yaml";
+import { resolveConfig, TRAINER_KEYS } from "../models/config.ts";
+import type { ConfigValue, KeySpec, RunConfig } from "../models/model.ts";
+import { MODELS } from "../models/registry.ts";
+import { Rng } from "../runtime/rng.ts";
+import { didYouMean } from "../runtime/text.ts";
+
+/** Keys that only affect sampling or evaluation: they never cause another training run. */
+export const EVAL_KEYS: Record<string, KeySpec> = {
+  sampler: { default: "", help: "sampler (the model's default when empty)" },
+  sample_steps: { default: 0, help: "sampling steps (the model's default when 0)" },
+  ema_eval: {
+    default: "",
+    help: "weights to sample with: raw or an EMA decay (the largest tracked when empty)",
+  },
+  eta: { default: 0, help: "DDIM η" },
+  clip: {
+    default: "",
+    help: "x0 clipping: none, static, dynamic (the model's default when empty)",
+  },
+  guidance: { default: 0, help: "classifier-free guidance scale" },
+  n_eval: { default: 0, help: "samples per evaluation (the dataset's default when 0)" },
+  metrics: { default: [], help: "metrics to compute (the dataset's default when empty)" },
+  eval_seed: { default: 0, help: "seed of the evaluation's sampling" },
+};
+
+/** The sweep-level keys, beside the configuration keys. */
+const META_KEYS = [
+  "name",
+  "description",
+  "model",
+  "data",
+  "method",
+  "parameters",
+  "metric",
+  "run_cap",
+  "concurrency",
+  "max_failures",
+  "timeout",
+  "early_terminate",
+  "backend",
+  "seed_sweep",
+];
+
+/** One parameter's search space. */
+export type ParamSpace =
+  | { values: ConfigValue[] }
+  | {
+    distribution: "uniform" | "log_uniform_values" | "int_uniform" | "categorical";
+    min?: number;
+    max?: number;
+    values?: ConfigValue[];
+  };
+
+/** A validated experiment. */
+export interface Experiment {
+  /** The file it came from. */
+  file: string;
+  name: string;
+  description: string;
+  model: string;
+  data: string;
+  method: "grid" | "random";
+  /** Base configuration: trainer, model and evaluation keys given at the top level. */
+  base: RunConfig;
+  /** The swept parameters in file order. */
+  parameters: Record<string, ParamSpace>;
+  metric: { name: string; goal: "minimize" | "maximize" };
+  runCap: number;
+  concurrency: number;
+  maxFailures: number;
+  /** Per-job timeout in seconds (0 = none). */
+  timeout: number;
+  earlyTerminate?: { type: "asha" | "hyperband"; minIter: number; eta: number };
+  backend: string;
+}
+
+function fail(file: string, path: string, msg: string): never {
+  throw new Error(`${file}: ${path}: ${msg}`);
+}
+
+function configKeys(model: string): Record<string, KeySpec> {
+  return { ...TRAINER_KEYS, ...MODELS[model].keys, ...EVAL_KEYS };
+}
+
+/** Checks one configuration value for `key`; `path` is its place in the file. */
+function checkValue(
+  file: string,
+  model: string,
+  key: string,
+  value: unknown,
+  path: string,
+): ConfigValue {
+  const keys = configKeys(model);
+  const spec = keys[key];
+  if (!spec) {
+    fail(
+      file,
+      path,
+      `unknown key "${key}"${didYouMean(key, [...Object.keys(keys), ...META_KEYS])}`,
+    );
+  }
+  if (key === "ema_eval") {
+    if (value === "raw" || typeof value === "number") return String(value);
+    fail(file, path, `must be "raw" or an EMA decay such as 0.999, got ${JSON.stringify(value)}`);
+  }
+  if (key === "metrics") {
+    const list = typeof value === "string" ? [value] : value;
+    if (!Array.isArray(list) || !list.every((v) => typeof v === "string")) {
+      fail(file, path, `must be a metric name or a list of them, got ${JSON.stringify(value)}`);
+    }
+    return list as string[];
+  }
+  if (key in EVAL_KEYS) {
+    const want = typeof spec.default;
+    const got = typeof value;
+    if (got !== want) {
+      fail(file, path, `must be a ${want} (${spec.help}), got ${JSON.stringify(value)}`);
+    }
+    return value as ConfigValue;
+  }
+  try {
+    return resolveConfig(
+      MODELS[model].keys,
+      { [key]: value as ConfigValue },
+      `${file}: ${path}`,
+    )[key];
+  } catch (e) {
+    throw new Error(
+      (e as Error).message.replace(`${file}: ${path}: ${key} `, `${file}: ${path}: `),
+    );
+  }
+}
+
+function asObject(file: string, path: string, v: unknown): Record<string, unknown> {
+  if (v === null || typeof v !== "object" || Array.isArray(v)) {
+    fail(file, path, `must be a mapping, got ${JSON.stringify(v)}`);
+  }
+  return v as Record<string, unknown>;
+}
+
+function intAt(file: string, path: string, v: unknown, min: number): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < min) {
+    fail(file, path, `must be an integer ≥ ${min}, got ${JSON.stringify(v)}`);
+  }
+  return v;
+}
+
+/** Parses and validates experiment text (`file` names it in messages). */
+export function parseExperiment(text: string, file: string): Experiment {
+  let doc: unknown;
+  try {
+    doc = parse(text);
+  } catch (e) {
+    throw new Error(`${file}: not valid YAML: ${(e as Error).message}`);
+  }
+  const top = asObject(file, "(top level)", doc);
+  const model = top.model;
+  if (typeof model !== "string") {
+    fail(file, "model", `is required (one of ${Object.keys(MODELS).join(", ")})`);
+  }
+  if (!MODELS[model]) {
+    fail(file, "model", `unknown model "${model}"${didYouMean(model, Object.keys(MODELS))}`);
+  }
+  if (typeof top.data !== "string") {
+    fail(file, "data", "is required (a dataset name or a .csv path)");
+  }
+  const method = top.method ?? "grid";
+  if (method !== "grid" && method !== "random") {
+    fail(file, "method", `must be grid or random, got ${JSON.stringify(method)}`);
+  }
+
+  const base: RunConfig = {};
+  for (const [k, v] of Object.entries(top)) {
+    if (META_KEYS.includes(k)) continue;
+    base[k] = checkValue(file, model, k, v, k);
+  }
+
+  const parameters: Record<string, ParamSpace> = {};
+  for (const [k, raw] of Object.entries(asObject(file, "parameters", top.parameters ?? {}))) {
+    const path = `parameters.${k}`;
+    const p = asObject(file, path, raw);
+    for (const pk of Object.keys(p)) {
+      if (!["value", "values", "distribution", "min", "max"].includes(pk)) {
+        fail(
+          file,
+          `${path}.${pk}`,
+          `unknown key${didYouMean(pk, ["value", "values", "distribution", "min", "max"])}`,
+        );
+      }
+    }
+    if ("value" in p) {
+      parameters[k] = { values: [checkValue(file, model, k, p.value, `${path}.value`)] };
+    } else if ("values" in p) {
+      if (!Array.isArray(p.values) || p.values.length === 0) {
+        fail(file, `${path}.values`, "must be a non-empty list");
+      }
+      parameters[k] = {
+        values: (p.values as unknown[]).map((v, i) =>
+          checkValue(file, model, k, v, `${path}.values[${i}]`)
+        ),
+      };
+    } else if ("distribution" in p) {
+      const d = p.distribution;
+      if (
+        d !== "uniform" && d !== "log_uniform_values" && d !== "int_uniform" && d !== "categorical"
+      ) {
+        fail(
+          file,
+          `${path}.distribution`,
+          `must be uniform, log_uniform_values, int_uniform or categorical`,
+        );
+      }
+      if (method === "grid" && d !== "categorical") {
+        fail(file, path, "a distribution needs method: random");
+      }
+      if (
+        d !== "categorical" &&
+        (typeof p.min !== "number" || typeof p.max !== "number" || p.min > p.max)
+      ) {
+        fail(file, path, "needs numbers min ≤ max");
+      }
+      checkValue(
+        file,
+        model,
+        k,
+        d === "categorical" ? (p.values as ConfigValue[] ?? [])[0] : p.min,
+        path,
+      );
+      parameters[k] = {
+        distribution: d,
+        min: p.min as number,
+        max: p.max as number,
+        values: p.values as ConfigValue[],
+      };
+    } else {
+      fail(file, path, "needs value, values, or distribution");
+    }
+  }
+
+  const metric = asObject(file, "metric", top.metric ?? { name: "", goal: "minimize" });
+  const goal = metric.goal ?? "minimize";
+  if (goal !== "minimize" && goal !== "maximize") {
+    fail(file, "metric.goal", "must be minimize or maximize");
+  }
+  let earlyTerminate: Experiment["earlyTerminate"];
+  if (top.early_terminate !== undefined) {
+    const et = asObject(file, "early_terminate", top.early_terminate);
+    if (et.type !== "asha" && et.type !== "hyperband") {
+      fail(file, "early_terminate.type", "must be asha or hyperband");
+    }
+    earlyTerminate = {
+      type: et.type,
+      minIter: intAt(file, "early_terminate.min_iter", et.min_iter ?? 500, 1),
+      eta: intAt(file, "early_terminate.eta", et.eta ?? 3, 2),
+    };
+  }
+  return {
+    file,
+    name: typeof top.name === "string"
+      ? top.name
+      : file.replace(/^.*\//, "").replace(/\.ya?ml$/, ""),
+    description: typeof top.description === "string" ? top.description : "",
+    model,
+    data: top.data,
+    method,
+    base,
+    parameters,
+    metric: { name: String(metric.name ?? ""), goal },
+    runCap: top.run_cap === undefined ? 0 : intAt(file, "run_cap", top.run_cap, 1),
+    concurrency: top.concurrency === undefined ? 0 : intAt(file, "concurrency", top.concurrency, 1),
+    maxFailures: top.max_failures === undefined
+      ? 1
+      : intAt(file, "max_failures", top.max_failures, 1),
+    timeout: top.timeout === undefined ? 0 : intAt(file, "timeout", top.timeout, 1),
+    earlyTerminate,
+    backend: typeof top.backend === "string" ? top.backend : "auto",
+  };
+}
+
+/** Reads and validates an experiment file, naming the path when it is missing. */
+export function loadExperiment(file: string): { experiment: Experiment; text: string } {
+  if (!fs.existsSync(file)) throw new Error(`${file}: no such experiment file`);
+  const text = fs.readFileSync(file, "utf8");
+  return { experiment: parseExperiment(text, file), text };
+}
+
+/**
+ * The configurations of an experiment: the base merged with each point of
+ * the grid (cartesian product in file order) or with `run_cap` random draws.
+ */
+export function expandConfigs(e: Experiment, seed = 0): RunConfig[] {
+  const names = Object.keys(e.parameters);
+  if (e.method === "grid") {
+    let out: RunConfig[] = [{}];
+    for (const k of names) {
+      const vals = (e.parameters[k] as { values: ConfigValue[] }).values;
+      out = out.flatMap((c) => vals.map((v) => ({ ...c, [k]: v })));
+    }
+    return out.map((c) => ({ ...e.base, ...c }));
+  }
+  const rng = new Rng(seed);
+  const cap = e.runCap || 10;
+  return Array.from({ length: cap }, () => {
+    const c: RunConfig = { ...e.base };
+    for (const k of names) {
+      const p = e.parameters[k];
+      if ("distribution" in p && p.distribution !== "categorical") {
+        const { min = 0, max = 1 } = p;
+        c[k] = p.distribution === "int_uniform"
+          ? min + rng.int(max - min + 1)
+          : p.distribution === "log_uniform_values"
+          ? Math.exp(Math.log(min) + rng.uniform() * (Math.log(max) - Math.log(min)))
+          : min + rng.uniform() * (max - min);
+      } else {
+        const vals = p.values!;
+        c[k] = vals[rng.int(vals.length)];
+      }
+    }
+    return c;
+  });
+}

@@ -1,0 +1,170 @@
+/**
+ * The planner: trains once, evaluates many.
+ *
+ * - Keys that only affect sampling or evaluation ({@link EVAL_KEYS}: sampler,
+ *   sampling steps, which EMA samples, clipping, guidance, …) never cause
+ *   another training run: configurations equal in every training key share
+ *   one training job, which tracks every EMA decay any of them samples with.
+ * - Configurations that differ only in `steps` share the training job with
+ *   the most steps, which checkpoints at each requested step; each is
+ *   evaluated from the checkpoint at its own step.
+ */
+import type { ConfigValue, RunConfig } from "../models/model.ts";
+import { TRAINER_KEYS } from "../models/config.ts";
+import { EVAL_KEYS, expandConfigs, type Experiment } from "./experiment.ts";
+
+/** A training job: one run directory. */
+export interface TrainJob {
+  key: string;
+  model: string;
+  data: string;
+  /** Everything passed as `--set` (steps and checkpoint_at included). */
+  config: RunConfig;
+}
+
+/** An evaluation job: metrics of one checkpoint under one sampling setting. */
+export interface EvalJob {
+  key: string;
+  /** Key of the training job it evaluates. */
+  train: string;
+  /** Checkpoint step. */
+  checkpoint: number;
+  /** Evaluation settings (the {@link EVAL_KEYS} that are set). */
+  settings: RunConfig;
+  /** Metrics to compute. */
+  metrics: string[];
+}
+
+/** One configuration of the sweep and the jobs it maps to. */
+export interface PlannedConfig {
+  idx: number;
+  /** The full configuration. */
+  params: RunConfig;
+  /** Only the parameters that vary across the sweep. */
+  varying: RunConfig;
+  trainKey: string;
+  evalKey: string;
+}
+
+/** A sweep's plan. */
+export interface Plan {
+  configs: PlannedConfig[];
+  train: TrainJob[];
+  eval: EvalJob[];
+  /** Training jobs a naive grid (one per configuration) would run. */
+  naiveTrain: number;
+}
+
+/** A stable short hash of a JSON-able value (keys sorted). */
+export function stableKey(value: unknown): string {
+  const text = JSON.stringify(sortKeys(value));
+  let h1 = 0x811c9dc5;
+  let h2 = 0x01000193;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    h1 = Math.imul(h1 ^ c, 16777619) >>> 0;
+    h2 = Math.imul(h2 ^ c, 2246822519) >>> 0;
+  }
+  return h1.toString(16).padStart(8, "0") + h2.toString(16).padStart(8, "0").slice(0, 4);
+}
+
+function sortKeys(v: unknown): unknown {
+  if (Array.isArray(v)) return v.map(sortKeys);
+  if (v && typeof v === "object") {
+    return Object.fromEntries(
+      Object.keys(v).sort().map((k) => [k, sortKeys((v as Record<string, unknown>)[k])]),
+    );
+  }
+  return v;
+}
+
+/** Plans an experiment's jobs. */
+export function planSweep(e: Experiment): Plan {
+  const configs = expandConfigs(e);
+  const varyingKeys = Object.keys(e.parameters).filter((k) => {
+    const seen = new Set(configs.map((c) => JSON.stringify(c[k])));
+    return seen.size > 1;
+  });
+  const groups = new Map<string, { base: RunConfig; steps: Set<number>; ema: Set<number> }>();
+  const planned: PlannedConfig[] = [];
+  const evals = new Map<string, EvalJob>();
+  configs.forEach((c, idx) => {
+    const training: RunConfig = {};
+    const settings: RunConfig = {};
+    for (const [k, v] of Object.entries(c)) {
+      if (k in EVAL_KEYS) settings[k] = v;
+      else if (k !== "steps" && k !== "ema" && k !== "checkpoint_at") training[k] = v;
+    }
+    const steps = (c.steps as number | undefined) ?? (TRAINER_KEYS.steps.default as number);
+    const groupKey = `${e.model}-${e.data.replace(/[^\w.-]+/g, "_")}-${stableKey(training)}`;
+    const g = groups.get(groupKey) ?? { base: training, steps: new Set(), ema: new Set() };
+    g.steps.add(steps);
+    for (const d of (c.ema as number[] | undefined) ?? (TRAINER_KEYS.ema.default as number[])) {
+      g.ema.add(d);
+    }
+    const emaEval = settings.ema_eval as string | undefined;
+    if (emaEval && emaEval !== "raw") g.ema.add(Number(emaEval));
+    groups.set(groupKey, g);
+    const metrics = [
+      ...new Set([
+        ...(e.metric.name ? [e.metric.name] : []),
+        ...((settings.metrics as string[] | undefined) ?? []),
+      ]),
+    ];
+    const evalSettings = Object.fromEntries(
+      Object.entries(settings).filter(([k]) => k !== "metrics"),
+    );
+    const evalKey = `eval-${stableKey({ train: groupKey, steps, evalSettings, metrics })}`;
+    if (!evals.has(evalKey)) {
+      evals.set(evalKey, {
+        key: evalKey,
+        train: groupKey,
+        checkpoint: steps,
+        settings: evalSettings,
+        metrics,
+      });
+    }
+    const varying: RunConfig = {};
+    for (const k of varyingKeys) varying[k] = c[k];
+    planned.push({ idx, params: c, varying, trainKey: groupKey, evalKey });
+  });
+  const train: TrainJob[] = [...groups].map(([key, g]) => {
+    const steps = [...g.steps].sort((a, b) => a - b);
+    const max = steps.at(-1)!;
+    const config: RunConfig = {
+      ...g.base,
+      steps: max,
+      ema: [...g.ema].sort() as ConfigValue as number[],
+    };
+    if (steps.length > 1) config.checkpoint_at = steps.slice(0, -1);
+    return { key, model: e.model, data: e.data, config };
+  });
+  return { configs: planned, train, eval: [...evals.values()], naiveTrain: configs.length };
+}
+
+/** The `--dry-run` report: counts, then one line per job. */
+export function describePlan(plan: Plan): string {
+  const lines = [
+    `${plan.configs.length} configurations → ${plan.train.length} training jobs + ${plan.eval.length} evaluation jobs ` +
+    `(a naive grid would train ${plan.naiveTrain})`,
+    "",
+    "training jobs:",
+  ];
+  for (const t of plan.train) {
+    lines.push(
+      `  ${t.key}  ${
+        Object.entries(t.config).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ")
+      }`,
+    );
+  }
+  lines.push("", "evaluation jobs:");
+  for (const ev of plan.eval) {
+    const s = Object.entries(ev.settings).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ");
+    lines.push(
+      `  ${ev.key}  ${ev.train} @ step ${ev.checkpoint}  ${s}  metrics=${
+        ev.metrics.join(",") || "(default)"
+      }`,
+    );
+  }
+  return lines.join("\n");
+}
