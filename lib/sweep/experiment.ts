@@ -188,6 +188,8 @@ export function parseExperiment(text: string, file: string): Experiment {
   const parameters: Record<string, ParamSpace> = {};
   for (const [k, raw] of Object.entries(asObject(file, "parameters", top.parameters ?? {}))) {
     const path = `parameters.${k}`;
+    const known = configKeys(model);
+    if (!known[k]) fail(file, path, `unknown key "${k}"${didYouMean(k, Object.keys(known))}`);
     const p = asObject(file, path, raw);
     for (const pk of Object.keys(p)) {
       if (!["value", "values", "distribution", "min", "max"].includes(pk)) {

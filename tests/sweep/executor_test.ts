@@ -1,0 +1,202 @@
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { runSweep } from "../../lib/sweep/commands.ts";
+import { SqliteStore } from "../../lib/store/store.ts";
+
+const fake = [
+  Deno.execPath(),
+  "run",
+  "-A",
+  fileURLToPath(new URL("./fixtures/fake_worker.ts", import.meta.url)),
+];
+
+function setup(yaml: string) {
+  const dir = Deno.makeTempDirSync({ prefix: "dmw-sweep-" });
+  const file = join(dir, "exp.yaml");
+  fs.writeFileSync(file, yaml);
+  return { dir, file, storePath: join(dir, "store.sqlite"), runsDir: join(dir, "runs") };
+}
+
+function invocations(runsDir: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string) => {
+    for (const e of fs.readdirSync(d, { withFileTypes: true })) {
+      if (e.isDirectory()) walk(join(d, e.name));
+      else if (e.name === "invocations.log") {
+        out.push(...fs.readFileSync(join(d, e.name), "utf8").trim().split("\n"));
+      }
+    }
+  };
+  if (fs.existsSync(runsDir)) walk(runsDir);
+  return out;
+}
+
+Deno.test("one job crashing and one going NaN fail alone; the others finish", async () => {
+  const { file, storePath, runsDir } = setup(`
+name: iso
+model: ddpm
+data: 8gaussians
+metric: {name: mmd, goal: minimize}
+steps: 100
+parameters:
+  lr: {values: [0.001, 0.002, 0.003]}
+  sample_steps: {values: [10, 20]}
+`);
+  // lr picks the fate of each training job through the fake worker's --set keys.
+  const text = fs.readFileSync(file, "utf8");
+  fs.writeFileSync(file, text);
+  const lines: string[] = [];
+  const worker = [
+    ...fake.slice(0, -1),
+    fileURLToPath(new URL("./fixtures/fake_worker.ts", import.meta.url)),
+  ];
+  const wrap = join(Deno.makeTempDirSync(), "wrap.ts");
+  fs.writeFileSync(
+    wrap,
+    `const a = [...Deno.args];
+const i = a.findIndex((x) => x.startsWith("lr="));
+if (i >= 0 && a[i] === "lr=0.002") a.push("--set", "crash_at=50");
+if (i >= 0 && a[i] === "lr=0.003") a.push("--set", "nan_at=30");
+const p = new Deno.Command(Deno.execPath(), { args: ["run", "-A", ${
+      JSON.stringify(worker.at(-1))
+    }, ...a] }).spawn();
+Deno.exit((await p.status).code);`,
+  );
+  const r = await runSweep({
+    file,
+    storePath,
+    runsDir,
+    concurrency: 2,
+    workerCommand: [Deno.execPath(), "run", "-A", wrap],
+    onEvent: (l) => lines.push(l),
+  });
+  const store = new SqliteStore(storePath, { readOnly: true });
+  const jobs = store.jobs(store.sweep("iso")!.id);
+  const train = jobs.filter((j) => j.kind === "train");
+  const byLr = (lr: number) => train.find((j) => JSON.parse(j.spec).config.lr === lr)!;
+  assert.equal(byLr(0.001).state, "done");
+  assert.equal(byLr(0.002).state, "failed");
+  assert.match(byLr(0.002).error!, /simulated crash/);
+  assert.equal(byLr(0.003).state, "failed");
+  assert.match(byLr(0.003).error!, /loss became NaN at step 30 \(step 30\)/);
+  const evals = jobs.filter((j) => j.kind === "eval");
+  assert.equal(
+    evals.filter((j) => j.state === "done").length,
+    2,
+    "the healthy run's two evaluations finish",
+  );
+  assert.equal(evals.filter((j) => j.state === "failed").length, 4);
+  assert.equal(store.evals(store.sweep("iso")!.id).length, 2);
+  assert.equal(r.failed, 6);
+  assert.ok(lines.some((l) => /failed train .*simulated crash/.test(l)));
+  store.close();
+});
+
+Deno.test("kill -9 of the sweep mid-training: rerun finishes it, no finished job re-run, series continuous", async () => {
+  const { file, storePath, runsDir } = setup(`
+name: resume
+model: ddpm
+data: 8gaussians
+metric: {name: mmd, goal: minimize}
+steps: 300
+sleep_ms: 0
+parameters:
+  schedule: {values: [linear, cosine]}
+  sample_steps: {values: [10, 20]}
+`.replace("sleep_ms: 0\n", ""));
+  // A slow fake trainer (40 ms per logged step) so the kill lands mid-run.
+  const slow = join(Deno.makeTempDirSync(), "slow.ts");
+  fs.writeFileSync(
+    slow,
+    `const p = new Deno.Command(Deno.execPath(), { args: ["run", "-A", ${
+      JSON.stringify(fake.at(-1))
+    }, ...Deno.args, "--set", "sleep_ms=40"] }).spawn();
+Deno.exit((await p.status).code);`,
+  );
+  const runner = fileURLToPath(new URL("./fixtures/run_sweep.ts", import.meta.url));
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", runner, file, storePath, runsDir],
+    env: { DMW_FAKE_WORKER: slow },
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  // Wait until one training job has written a checkpoint, then kill the sweep outright.
+  const deadline = Date.now() + 60_000;
+  let checkpoints = 0;
+  while (Date.now() < deadline && checkpoints === 0) {
+    await new Promise((r) => setTimeout(r, 100));
+    if (!fs.existsSync(storePath)) continue;
+    try {
+      const s = new SqliteStore(storePath, { readOnly: true });
+      const sw = s.sweep("resume");
+      checkpoints = sw ? s.jobs(sw.id).reduce((n, j) => n + s.artifacts(j.id).length, 0) : 0;
+      s.close();
+    } catch { /* the writer is creating the schema */ }
+  }
+  assert.ok(checkpoints > 0, "a checkpoint was recorded before the kill");
+  child.kill("SIGKILL");
+  await child.status;
+
+  await runSweep({
+    file,
+    storePath,
+    runsDir,
+    concurrency: 2,
+    workerCommand: [Deno.execPath(), "run", "-A", slow],
+    onEvent: () => {},
+  });
+  const store = new SqliteStore(storePath, { readOnly: true });
+  const sweep = store.sweep("resume")!;
+  const jobs = store.jobs(sweep.id);
+  assert.ok(
+    jobs.every((j) => j.state === "done"),
+    jobs.map((j) => `${j.key}:${j.state}`).join(" "),
+  );
+  for (const j of jobs.filter((j) => j.kind === "train")) {
+    const steps = store.metricsSince(j.id, 0).map((m) => m.step);
+    assert.deepEqual(
+      steps,
+      Array.from({ length: 30 }, (_, i) => 10 * (i + 1)),
+      "every step once, none missing",
+    );
+  }
+  const calls = invocations(runsDir);
+  const evalCalls = calls.filter((c) => c.startsWith("eval"));
+  assert.equal(new Set(evalCalls).size, evalCalls.length, "no evaluation ran twice");
+  assert.equal(evalCalls.length, 4);
+  assert.ok(
+    calls.filter((c) => c.startsWith("train")).length <= 4,
+    "each training job started at most twice",
+  );
+  store.close();
+});
+
+Deno.test("rerunning a finished sweep runs nothing; a changed file says what differs", async () => {
+  const { file, storePath, runsDir } = setup(`
+name: change
+model: ddpm
+data: 8gaussians
+metric: {name: mmd, goal: minimize}
+steps: 50
+parameters:
+  sample_steps: {values: [10, 20]}
+`);
+  const opts = { file, storePath, runsDir, workerCommand: fake, onEvent: (_: string) => {} };
+  await runSweep(opts);
+  const before = invocations(runsDir).length;
+  await runSweep(opts);
+  assert.equal(invocations(runsDir).length, before, "nothing re-run");
+  fs.writeFileSync(file, fs.readFileSync(file, "utf8").replace("[10, 20]", "[10, 30]"));
+  const lines: string[] = [];
+  await runSweep({ ...opts, onEvent: (l) => lines.push(l) });
+  assert.ok(
+    lines.some((l) => /changed: 1 configurations added, 1 removed/.test(l)),
+    lines.join("\n"),
+  );
+  assert.equal(invocations(runsDir).length, before + 1, "only the new evaluation ran");
+  const store = new SqliteStore(storePath, { readOnly: true });
+  assert.equal(store.configs(store.sweep("change")!.id).filter((c) => c.removed).length, 1);
+  store.close();
+});
