@@ -235,14 +235,22 @@ export function oneHot(categories: Int32Array, depth: number): tf.Tensor2D {
   return tf.cast(tf.oneHot(tf.tensor1d(categories, "int32"), depth), "float32") as tf.Tensor2D;
 }
 
-/** A categorical draw from probabilities p[offset .. offset + n) by inverse CDF. */
+/**
+ * A categorical draw from probabilities p[offset .. offset + n) by inverse
+ * CDF. When rounding leaves u above the total, it returns the last state with
+ * nonzero probability, never one of probability 0.
+ */
 function drawCategorical(p: ArrayLike<number>, offset: number, n: number, u: number): number {
   let acc = 0;
-  for (let j = 0; j < n - 1; j++) {
-    acc += p[offset + j];
+  let last = 0;
+  for (let j = 0; j < n; j++) {
+    const pj = p[offset + j];
+    if (pj <= 0) continue;
+    acc += pj;
+    last = j;
     if (u < acc) return j;
   }
-  return n - 1;
+  return last;
 }
 
 /** One training or evaluation batch of the forward process, and what the loss needs of it. */

@@ -63,8 +63,8 @@ export const D3PM_KEYS: Record<string, KeySpec> = {
     default: 0.001,
     help: "λ, the weight of the auxiliary cross-entropy L_simple in L_vb + λ·L_simple",
   },
-  batch: { default: 64, help: "batch size" },
-  ch: { default: 32, help: "base channels of the x0 predictor" },
+  batch: { default: 32, help: "batch size" },
+  ch: { default: 16, help: "base channels of the x0 predictor (16: about 1 s per step on wasm)" },
   sample_steps: { default: 0, help: "default sampling steps (0 = T; fewer jump with Q_{s+1}⋯Q_t)" },
   eval_t: {
     default: 8,
@@ -79,7 +79,7 @@ export function quantise(pixels: Uint8Array, K: number): Int32Array {
 
 /** Decodes levels 0..K−1 to grey values in [−1, 1]. */
 export function decodeLevels(levels: Int32Array, K: number): Float32Array {
-  return Float32Array.from(levels, (v) => Math.min(v, K - 1) / (K - 1) * 2 - 1);
+  return Float32Array.from(levels, (v) => v / (K - 1) * 2 - 1);
 }
 
 /**
