@@ -2,6 +2,7 @@
 import { D3PM_ENTRY } from "./d3pm.ts";
 import { DDPM_ENTRY } from "./ddpm.ts";
 import type { ModelEntry } from "./model.ts";
+import { SCORE_ENTRY } from "./score.ts";
 import { TABDDPM_ENTRY } from "./tabddpm.ts";
 import { didYouMean } from "../runtime/text.ts";
 
@@ -9,6 +10,7 @@ import { didYouMean } from "../runtime/text.ts";
 export const MODELS: Record<string, ModelEntry> = {
   d3pm: D3PM_ENTRY,
   ddpm: DDPM_ENTRY,
+  score: SCORE_ENTRY,
   tabddpm: TABDDPM_ENTRY,
 };
 

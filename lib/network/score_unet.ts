@@ -51,6 +51,16 @@ export interface ScoreUNetConfig {
   contextTokens?: number;
   /** GroupNorm groups. @default 8 */
   groups?: number;
+  /** Input image size (height = width). @default 28 */
+  size?: number;
+  /**
+   * Stride of the input convolution: 2 runs the first level at half the
+   * image size (a 2×2 "patch" stem, ×2 upsampling before the output
+   * convolution), which makes a small model several times cheaper. @default 1
+   */
+  stem?: 1 | 2;
+  /** Also add the label embedding to the time embedding (every ResBlock sees the label). @default false */
+  labelInTime?: boolean;
 }
 
 /** Attention weights of one forward pass, by block name (`down2.self`, `mid.cross`, …): [B, heads, N, M]. */
@@ -76,6 +86,9 @@ export class ScoreUNet implements Network {
       numClasses: 10,
       contextTokens: 4,
       groups: 8,
+      size: 28,
+      stem: 1,
+      labelInTime: false,
       ...config,
     };
     const rng = new Rng(this.config.fourierSeed ^ 0xf0c1);
@@ -133,7 +146,7 @@ export class ScoreUNet implements Network {
   }
 
   #hasAttention(level: number): boolean {
-    return this.config.attnRes.includes(28 >> level);
+    return this.config.attnRes.includes((this.config.size / this.config.stem) >> level);
   }
 
   #forward(
@@ -143,14 +156,16 @@ export class ScoreUNet implements Network {
     cond?: tf.Tensor1D,
     maps?: AttentionMaps,
   ): tf.Tensor4D {
-    const { mults, temb, groups, numClasses, contextTokens } = this.config;
+    const { mults, temb, groups, numClasses, contextTokens, stem } = this.config;
     const B = x.shape[0];
-    const e = dense(w, "tmlp2", silu(dense(w, "tmlp1", fourierEmbedding(t, this.freqs)))); // [B, temb]
     const labels = cond ?? (tf.fill([B], numClasses) as tf.Tensor1D);
-    const ctx = tf.reshape(dense(w, "ctx", embed(w, "label", labels)), [B, contextTokens, temb]); // [B, K, temb]
+    const le = embed(w, "label", labels); // [B, temb]
+    let e = dense(w, "tmlp2", silu(dense(w, "tmlp1", fourierEmbedding(t, this.freqs)))); // [B, temb]
+    if (this.config.labelInTime) e = tf.add(e, le);
+    const ctx = tf.reshape(dense(w, "ctx", le), [B, contextTokens, temb]); // [B, K, temb]
     const block = (name: string, h: tf.Tensor4D) =>
       transformer(w, name, h, ctx, this.config.heads, maps);
-    let h = conv(w, "inc", x); // [B, 28, 28, ch]
+    let h = conv(w, "inc", x, stem); // [B, 28/stem, 28/stem, ch]
     const skips: tf.Tensor4D[] = [];
     for (let i = 0; i < mults.length; i++) {
       h = resBlock(w, `down${i}`, h, e, groups);
@@ -158,13 +173,13 @@ export class ScoreUNet implements Network {
       skips.push(h);
       if (i < mults.length - 1) h = conv(w, `ds${i}`, h, 2); // [B, H/2, W/2, c]
     }
-    h = resBlock(w, "mid1", h, e, groups); // [B, 7, 7, c]
+    h = resBlock(w, "mid1", h, e, groups); // [B, 7, 7, c] with the defaults
     h = block("mid", h);
     h = resBlock(w, "mid2", h, e, groups);
     for (let i = mults.length - 1; i >= 0; i--) {
       h = resBlock(w, `up${i}`, tf.concat([h, skips.pop()!], 3), e, groups);
       if (this.#hasAttention(i)) h = block(`up${i}`, h);
-      if (i > 0) h = upsample2x(h); // [B, 2H, 2W, c]
+      if (i > 0 || stem === 2) h = upsample2x(h); // [B, 2H, 2W, c]
     }
     return conv(w, "outc", silu(groupNorm(w, "outn", h, groups)));
   }

@@ -1,0 +1,328 @@
+/**
+ * The class-conditional score model on MNIST: the VE SDE with the cosine
+ * noise scale (lib/diffusion/score_sde.ts), denoising score matching, the
+ * transformer UNet with cross-attention to the label
+ * (lib/network/score_unet.ts), classifier-free guidance, and the
+ * Euler–Maruyama sampler. Also draws its figures: the forward process, one
+ * reverse run, and attention maps.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import { join } from "node:path";
+import { loadMnist, mnistToFloat } from "../data/mnist.ts";
+import { eulerMaruyama, type PriorMismatch, priorMismatch, VeSde } from "../diffusion/score_sde.ts";
+import type { Weights } from "../network/layers.ts";
+import { ScoreUNet } from "../network/score_unet.ts";
+import { heatmap, imageGrid, writePng } from "../runtime/png.ts";
+import { Rng } from "../runtime/rng.ts";
+import type {
+  BatchLoss,
+  KeySpec,
+  ModelEntry,
+  RunConfig,
+  SampleOutput,
+  SampleRequest,
+  ZooModel,
+} from "./model.ts";
+
+/** Configuration keys of the score model (besides the trainer's). */
+export const SCORE_KEYS: Record<string, KeySpec> = {
+  batch: { default: 64, help: "batch size" },
+  sigma_max: {
+    default: 1,
+    help: "σ(1): the cosine noise scale is rescaled to reach it (the seed's is 1)",
+  },
+  eps: { default: 1e-3, help: "smallest diffusion time in training and sampling" },
+  fourier_scale: { default: 30, help: "standard deviation of the random Fourier time frequencies" },
+  ch: { default: 32, help: "UNet base channels" },
+  mults: { default: [1, 2, 2], help: "UNet channel multiplier per level (28, 14, 7 pixels)" },
+  attn_res: {
+    default: [7],
+    help: "image sizes whose levels get a transformer block (the middle always has one)",
+  },
+  heads: { default: 4, help: "attention heads" },
+  stem: {
+    default: 1,
+    help: "stride of the UNet's input convolution (2 = first level at 14×14, cheaper)",
+  },
+  label_in_time: { default: false, help: "also add the label embedding to the time embedding" },
+  context_tokens: { default: 4, help: "context tokens made from the label for cross-attention" },
+  label_dropout: {
+    default: 0.1,
+    help: "fraction of training labels replaced by the null label (classifier-free guidance)",
+  },
+  guidance: { default: 1, help: "default guidance scale w: s = (1 + w)·s_cond − w·s_uncond" },
+  sampler: { default: "em", help: "sampler", choices: ["em"] },
+  sample_steps: { default: 500, help: "default Euler–Maruyama steps" },
+};
+
+/** Number of digit classes; label {@link NUM_CLASSES} is the null label. */
+const NUM_CLASSES = 10;
+
+/** The conditional score model on MNIST. */
+export class ScoreModel implements ZooModel {
+  readonly name = "score";
+  readonly sde: VeSde;
+  readonly network: ScoreUNet;
+  readonly batchSize: number;
+  #images: Uint8Array;
+  #labels: Uint8Array;
+  #n: number;
+
+  /** Builds the model for a resolved configuration (data must be mnist). */
+  constructor(readonly config: RunConfig) {
+    if (config.data !== "mnist") {
+      throw new Error(`model score trains on mnist only, not data=${JSON.stringify(config.data)}`);
+    }
+    this.sde = new VeSde({ sigmaMax: config.sigma_max as number, eps: config.eps as number });
+    this.network = new ScoreUNet({
+      ch: config.ch as number,
+      mults: config.mults as number[],
+      attnRes: config.attn_res as number[],
+      heads: config.heads as number,
+      stem: config.stem as 1 | 2,
+      labelInTime: config.label_in_time as boolean,
+      contextTokens: config.context_tokens as number,
+      fourierScale: config.fourier_scale as number,
+      fourierSeed: config.seed as number,
+      numClasses: NUM_CLASSES,
+    });
+    if (config.stem !== 1 && config.stem !== 2) {
+      throw new Error(`model score: stem must be 1 or 2, got ${config.stem}`);
+    }
+    this.batchSize = config.batch as number;
+    const { images, labels, n } = loadMnist("train");
+    this.#images = images;
+    this.#labels = labels;
+    this.#n = n;
+  }
+
+  /** Fresh network parameters. */
+  init(rng: Rng): Weights {
+    return this.network.init(rng);
+  }
+
+  /** DSM on one batch: t ~ U(eps, 1), labels dropped to null with probability label_dropout. */
+  loss(w: Weights, rng: Rng, _step: number): BatchLoss {
+    const B = this.batchSize;
+    const idx = Int32Array.from({ length: B }, () => rng.int(this.#n));
+    const drop = this.config.label_dropout as number;
+    const labels = Float32Array.from(
+      idx,
+      (i) => (rng.uniform() < drop ? NUM_CLASSES : this.#labels[i]),
+    );
+    const times = this.sde.drawTimes(B, rng);
+    const noiseSeed = rng.seed();
+    const x0 = tf.tensor4d(mnistToFloat(this.#images, idx), [B, 28, 28, 1]);
+    const t = tf.tensor1d(times);
+    const noise = tf.randomNormal(x0.shape, 0, 1, "float32", noiseSeed);
+    const xt = this.sde.perturb(x0, t, noise); // [B, 28, 28, 1]
+    const out = this.network.apply(w, xt, t, tf.tensor1d(labels)); // s_θ·σ(t)
+    const perSample = this.sde.dsmPerSample(out, noise); // [B]
+    return { loss: tf.mean(perSample) as tf.Scalar, perSample, position: times };
+  }
+
+  /**
+   * The guided score at (x, t): s = (1 + w)·s(x, t, y) − w·s(x, t, ∅), from
+   * one network call on the doubled batch. x [n, 28, 28, 1], labels [n].
+   */
+  guidedScore(
+    w: Weights,
+    x: tf.Tensor,
+    t: tf.Tensor1D,
+    labels: Float32Array,
+    guidance: number,
+  ): tf.Tensor {
+    return tf.tidy(() => {
+      const n = x.shape[0];
+      if (guidance === 0) {
+        return this.sde.scoreFromOutput(this.network.apply(w, x, t, tf.tensor1d(labels)), t);
+      }
+      const both = tf.concat([tf.tensor1d(labels), tf.fill([n], NUM_CLASSES)]) as tf.Tensor1D; // [2n]
+      const t2 = tf.concat([t, t]) as tf.Tensor1D;
+      const s = this.sde.scoreFromOutput(this.network.apply(w, tf.concat([x, x]), t2, both), t2); // [2n, ...]
+      const [cond, uncond] = tf.split(s, 2);
+      return tf.sub(tf.mul(cond, 1 + guidance), tf.mul(uncond, guidance));
+    });
+  }
+
+  /**
+   * Samples digits with the Euler–Maruyama sampler ("em"). `req.labels`:
+   * one label for every sample, one per sample, or none for the digits
+   * 0–9 row-wise (sample i gets ⌊10i/n⌋).
+   */
+  async sample(w: Weights, req: SampleRequest, rng: Rng): Promise<SampleOutput> {
+    const labels = this.#labelsFor(req);
+    const steps = req.steps ?? (this.config.sample_steps as number);
+    const guidance = req.guidance ?? (this.config.guidance as number);
+    const chunk = 256;
+    const images = new Float32Array(req.n * 784);
+    for (let start = 0; start < req.n; start += chunk) {
+      const m = Math.min(chunk, req.n - start);
+      const part = labels.subarray(start, start + m);
+      const r = await eulerMaruyama(
+        (x, t) => this.guidedScore(w, x, t, part, guidance),
+        this.sde,
+        [m, 28, 28, 1],
+        rng,
+        { steps, onStep: (i) => req.onProgress?.(start * steps + i * m, req.n * steps) },
+      );
+      images.set((await r.final.data()) as Float32Array, start * 784);
+      r.final.dispose();
+    }
+    return {
+      kind: "image",
+      images,
+      n: req.n,
+      height: 28,
+      width: 28,
+      channels: 1,
+      labels: Int32Array.from(labels),
+    };
+  }
+
+  /** The label of each requested sample (checks sampler and labels). */
+  #labelsFor(req: SampleRequest): Float32Array {
+    const sampler = req.sampler ?? (this.config.sampler as string);
+    if (sampler !== "em") throw new Error(`model score: unknown sampler "${sampler}" (em)`);
+    const { n, labels } = req;
+    if (labels?.some((l) => !Number.isInteger(l) || l < 0 || l >= NUM_CLASSES)) {
+      throw new Error(`model score: labels must be digits 0–9, got ${JSON.stringify(labels)}`);
+    }
+    if (!labels) return Float32Array.from({ length: n }, (_, i) => Math.floor(i * NUM_CLASSES / n));
+    if (labels.length === 1) return new Float32Array(n).fill(labels[0]);
+    if (labels.length !== n) {
+      throw new Error(`model score: ${labels.length} labels for ${n} samples`);
+    }
+    return Float32Array.from(labels);
+  }
+
+  /** Nothing to free: the MNIST arrays live in JavaScript memory. */
+  dispose(): void {}
+}
+
+/** Per-pixel mean and variance of the MNIST training images in [−1, 1]. */
+export function mnistPixelMoments(): { mean: Float64Array; variance: Float64Array } {
+  const { images, n } = loadMnist("train");
+  const mean = new Float64Array(784);
+  const sq = new Float64Array(784);
+  for (let i = 0; i < n; i++) {
+    for (let p = 0; p < 784; p++) {
+      const v = images[i * 784 + p] / 127.5 - 1;
+      mean[p] += v;
+      sq[p] += v * v;
+    }
+  }
+  for (let p = 0; p < 784; p++) {
+    mean[p] /= n;
+    sq[p] = sq[p] / n - mean[p] ** 2;
+  }
+  return { mean, variance: sq };
+}
+
+/** How far N(0, σ(1)² I) is from the MNIST marginal at t = 1 (see {@link priorMismatch}). */
+export function mnistPriorMismatch(sigmaMax: number): PriorMismatch {
+  const { mean, variance } = mnistPixelMoments();
+  return priorMismatch(mean, variance, sigmaMax);
+}
+
+/** Options of {@link scoreFigures}. */
+export interface ScoreFigureOptions {
+  /** Seed of the digits, noise and sampling. @default 0 */
+  seed?: number;
+  /** Euler–Maruyama steps of the reverse run. @default the run's sample_steps */
+  steps?: number;
+  /** Snapshots of the forward and reverse processes. @default 10 */
+  frames?: number;
+  /** Attention heads drawn per block. @default 2 */
+  heads?: number;
+}
+
+/**
+ * Writes the score model's figures into `outDir` and returns their paths:
+ * `forward.png` (rows: digits; columns: x_t at t from 0 to 1),
+ * `reverse.png` (rows: digits 0–9; columns: one sampling run from t = 1 to
+ * the final image), and per transformer block and head
+ * `attn_<block>_self_head<h>.png` and `attn_<block>_cross_head<h>.png`
+ * (heatmaps of the attention weights, queries (pixels) as rows, for the test
+ * set's first 0 at t = 0.5).
+ */
+export async function scoreFigures(
+  run: { model: ZooModel; weights: Weights },
+  outDir: string,
+  opts: ScoreFigureOptions = {},
+): Promise<string[]> {
+  const model = run.model;
+  if (!(model instanceof ScoreModel)) {
+    throw new Error(`scoreFigures: needs a score model, got ${model.name}`);
+  }
+  const seed = opts.seed ?? 0;
+  const frames = opts.frames ?? 10;
+  const rng = new Rng(seed);
+  const paths: string[] = [];
+  const { images, labels } = loadMnist("test");
+  const idx = Int32Array.from({ length: NUM_CLASSES }, (_, d) => labels.indexOf(d));
+  const x0 = mnistToFloat(images, idx); // [10·784]
+
+  const forward = new Float32Array(NUM_CLASSES * frames * 784);
+  const noise = rng.normalArray(x0.length);
+  for (let f = 0; f < frames; f++) {
+    const sigma = f === 0 ? 0 : model.sde.sigma(f / (frames - 1));
+    for (let d = 0; d < NUM_CLASSES; d++) {
+      for (let p = 0; p < 784; p++) {
+        forward[(d * frames + f) * 784 + p] = x0[d * 784 + p] + sigma * noise[d * 784 + p];
+      }
+    }
+  }
+  paths.push(join(outDir, "forward.png"));
+  writePng(paths.at(-1)!, imageGrid(forward, NUM_CLASSES * frames, 28, 28, frames));
+
+  const digits = Float32Array.from({ length: NUM_CLASSES }, (_, d) => d);
+  const guidance = model.config.guidance as number;
+  const r = await eulerMaruyama(
+    (x, t) => model.guidedScore(run.weights, x, t, digits, guidance),
+    model.sde,
+    [NUM_CLASSES, 28, 28, 1],
+    rng,
+    { steps: opts.steps ?? (model.config.sample_steps as number), keep: frames - 1 },
+  );
+  const final = (await r.final.data()) as Float32Array;
+  r.final.dispose();
+  const reverse = new Float32Array(NUM_CLASSES * frames * 784);
+  [...r.intermediates, final].forEach((snap, f) => {
+    for (let d = 0; d < NUM_CLASSES; d++) {
+      reverse.set(snap.subarray(d * 784, (d + 1) * 784), (d * frames + f) * 784);
+    }
+  });
+  paths.push(join(outDir, "reverse.png"));
+  writePng(paths.at(-1)!, imageGrid(reverse, NUM_CLASSES * frames, 28, 28, frames));
+
+  const maps = tf.tidy(() => {
+    const x = tf.tensor4d(x0.subarray(0, 784), [1, 28, 28, 1]);
+    const t = tf.tensor1d([0.5]);
+    const xt = model.sde.perturb(x, t, tf.tensor4d(noise.subarray(0, 784), [1, 28, 28, 1]));
+    return model.network.applyWithAttention(run.weights, xt as tf.Tensor4D, t, tf.tensor1d([0]))
+      .attention;
+  });
+  for (const [name, m] of Object.entries(maps)) {
+    const [, heads, N, M] = m.shape;
+    const values = (await m.data()) as Float32Array;
+    for (let h = 0; h < Math.min(heads, opts.heads ?? 2); h++) {
+      paths.push(join(outDir, `attn_${name.replace(".", "_")}_head${h}.png`));
+      writePng(
+        paths.at(-1)!,
+        heatmap(values.subarray(h * N * M, (h + 1) * N * M), N, M, M < 10 ? 8 : 2),
+      );
+    }
+  }
+  tf.dispose(Object.values(maps));
+  return paths;
+}
+
+/** The registry entry of the score model. */
+export const SCORE_ENTRY: ModelEntry = {
+  description:
+    "conditional score SDE (VE, cosine σ) with a transformer UNet, classifier-free guidance, Euler–Maruyama",
+  keys: SCORE_KEYS,
+  data: "mnist",
+  create: (config) => Promise.resolve(new ScoreModel(config)),
+};
