@@ -162,6 +162,29 @@ Deno.test("Conv2DBackpropFilter kernel matches cpu, NHWC and NCHW", async () => 
   }
 });
 
+Deno.test("Conv2DBackpropFilter kernel matches cpu when 'ceil' rounding overruns the input", async () => {
+  const attrs = { strides: 2, pad: 1, dimRoundingMode: "ceil", dataFormat: "NHWC" };
+  const x = [1, 6, 6, 2];
+  const filterShape = [3, 3, 2, 2];
+  const outShape = tf.backend_util.computeConv2DInfo(
+    x as [number, number, number, number],
+    filterShape as [number, number, number, number],
+    2,
+    1,
+    1,
+    "ceil",
+  ).outShape; // [1, 4, 4, 2]: the last taps reach past the padded input
+  await agree(
+    "backprop filter, ceil rounding",
+    [data(x, 50), data(outShape, 51)],
+    (xs, dy) =>
+      tf.engine().runKernel(tf.Conv2DBackpropFilter, { x: xs, dy }, {
+        ...attrs,
+        filterShape,
+      }) as tf.Tensor,
+  );
+});
+
 Deno.test("Conv2DBackpropInput kernel matches cpu, NHWC and NCHW", async () => {
   for (const [i, c] of convCases.entries()) {
     const outShape = tf.backend_util.computeConv2DInfo(
