@@ -53,7 +53,8 @@ export interface JobRow {
   started: string | null;
   finished: string | null;
   pid: number | null;
-  cancel: number;
+  /** 1 when the dashboard asked to cancel the job; the executor polls it. */
+  cancelRequested: number;
   /** Fraction done in [0, 1]. */
   progress: number;
 }
@@ -88,6 +89,8 @@ export interface Store {
   setSweepStatus(id: number, status: string): void;
   /** The sweep of this name, or the most recent one. */
   sweep(name?: string): SweepRow | undefined;
+  /** The most recently created sweep. */
+  latestSweep(): SweepRow | undefined;
   /** Every sweep, newest first. */
   sweeps(): SweepRow[];
   /** Replaces a sweep's configurations; ones not given are kept, flagged removed. */
@@ -110,7 +113,7 @@ export interface Store {
   updateJob(id: number, fields: Partial<Omit<JobRow, "id" | "sweep" | "key">>): void;
   /** Asks the executor to cancel a job. */
   requestCancel(id: number): void;
-  /** Puts a failed or cancelled job back in the queue. */
+  /** Puts a failed, cancelled or stopped job back in the queue (attempts reset). */
   requeue(id: number): void;
   /** Records metric points (one per step; a repeated step replaces the old one). */
   putMetrics(rows: MetricRow[]): void;
@@ -119,7 +122,7 @@ export interface Store {
   /** Records an evaluation (one per job and metric). */
   putEval(row: EvalRow): void;
   /** Every evaluation of a sweep's jobs. */
-  evals(sweep: number): EvalRow[];
+  evalsForSweep(sweep: number): EvalRow[];
   /** Records an artifact path of a job. */
   putArtifact(job: number, kind: string, path: string): void;
   /** A job's artifacts. */
@@ -135,7 +138,7 @@ CREATE TABLE IF NOT EXISTS configs (sweep INTEGER NOT NULL, idx INTEGER NOT NULL
   train_key TEXT NOT NULL, eval_key TEXT NOT NULL, removed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (sweep, params));
 CREATE TABLE IF NOT EXISTS jobs (id INTEGER PRIMARY KEY, sweep INTEGER NOT NULL, key TEXT NOT NULL, kind TEXT NOT NULL,
   spec TEXT NOT NULL, run_dir TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, error TEXT,
-  started TEXT, finished TEXT, pid INTEGER, cancel INTEGER NOT NULL DEFAULT 0, progress REAL NOT NULL DEFAULT 0,
+  started TEXT, finished TEXT, pid INTEGER, cancel_requested INTEGER NOT NULL DEFAULT 0, progress REAL NOT NULL DEFAULT 0,
   UNIQUE (sweep, key));
 CREATE TABLE IF NOT EXISTS metrics (job INTEGER NOT NULL, step INTEGER NOT NULL, loss REAL, bands TEXT, lr REAL,
   steps_per_sec REAL, PRIMARY KEY (job, step));
@@ -147,7 +150,7 @@ CREATE TABLE IF NOT EXISTS artifacts (job INTEGER NOT NULL, kind TEXT NOT NULL, 
 
 const JOB_COLUMNS =
   `id, sweep, key, kind, spec, run_dir AS runDir, state, attempts, error, started, finished, pid,
-  cancel, progress`;
+  cancel_requested AS cancelRequested, progress`;
 
 /** The default store location. */
 export const DEFAULT_STORE = "runs/store.sqlite";
@@ -165,6 +168,10 @@ export class SqliteStore implements Store {
     if (!opts.readOnly) {
       this.#db.exec("PRAGMA journal_mode = WAL;");
       this.#db.exec(SCHEMA);
+      const columns = this.#db.prepare("PRAGMA table_info(jobs)").all().map((c) => c.name);
+      if (columns.includes("cancel")) {
+        this.#db.exec("ALTER TABLE jobs RENAME COLUMN cancel TO cancel_requested");
+      }
     }
   }
 
@@ -185,6 +192,10 @@ export class SqliteStore implements Store {
       ? this.#db.prepare("SELECT * FROM sweeps ORDER BY id DESC LIMIT 1").get()
       : this.#db.prepare("SELECT * FROM sweeps WHERE name = ?").get(name);
     return row as SweepRow | undefined;
+  }
+
+  latestSweep(): SweepRow | undefined {
+    return this.sweep();
   }
 
   sweeps(): SweepRow[] {
@@ -245,7 +256,10 @@ export class SqliteStore implements Store {
   }
 
   updateJob(id: number, fields: Partial<Omit<JobRow, "id" | "sweep" | "key">>): void {
-    const column: Record<string, string> = { runDir: "run_dir" };
+    const column: Record<string, string> = {
+      runDir: "run_dir",
+      cancelRequested: "cancel_requested",
+    };
     const keys = Object.keys(fields);
     if (keys.length === 0) return;
     const sets = keys.map((k) => `${column[k] ?? k} = ?`).join(", ");
@@ -254,13 +268,15 @@ export class SqliteStore implements Store {
   }
 
   requestCancel(id: number): void {
-    this.#db.prepare("UPDATE jobs SET cancel = 1 WHERE id = ? AND state IN ('queued', 'running')")
+    this.#db.prepare(
+      "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state IN ('queued', 'running')",
+    )
       .run(id);
   }
 
   requeue(id: number): void {
     this.#db.prepare(
-      "UPDATE jobs SET state = 'queued', cancel = 0, error = NULL, attempts = 0 WHERE id = ? AND state IN ('failed', 'cancelled', 'stopped')",
+      "UPDATE jobs SET state = 'queued', cancel_requested = 0, error = NULL, attempts = 0 WHERE id = ? AND state IN ('failed', 'cancelled', 'stopped')",
     ).run(id);
   }
 
@@ -296,7 +312,7 @@ export class SqliteStore implements Store {
     ).run(row.job, row.metric, row.value, row.n, row.spread, row.extra);
   }
 
-  evals(sweep: number): EvalRow[] {
+  evalsForSweep(sweep: number): EvalRow[] {
     return this.#db.prepare(
       "SELECT e.* FROM evals e JOIN jobs j ON j.id = e.job WHERE j.sweep = ? ORDER BY e.job, e.metric",
     ).all(sweep) as unknown as EvalRow[];

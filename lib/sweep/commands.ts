@@ -4,33 +4,47 @@
  * interrupted invocation left), and tabulate the results.
  */
 import { stringify } from "csv-stringify/sync";
+import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { RunConfig } from "../models/model.ts";
-import { DEFAULT_STORE, type EvalRow, SqliteStore, type Store } from "../store/store.ts";
+import {
+  DEFAULT_STORE,
+  type EvalRow,
+  SqliteStore,
+  type Store,
+  type SweepRow,
+} from "../store/store.ts";
+import { didYouMean } from "../runtime/text.ts";
 import { type Experiment, loadExperiment } from "./experiment.ts";
-import { execute } from "./executor.ts";
-import { describePlan, planSweep, stableKey } from "./planner.ts";
+import { execute, type ExecutorUpdate } from "./executor.ts";
+import { describePlan, planSweep } from "./planner.ts";
 
 /** Options of {@link runSweep}. */
 export interface SweepOptions {
   /** Experiment file. @default "experiments/default.yaml" */
   file?: string;
-  /** Print the plan and stop. */
+  /** Print the plan and stop. @default false */
   dryRun?: boolean;
-  /** Jobs at a time (overrides the experiment). */
+  /** Plain progress lines even when `onUpdate` (a dashboard) is given. @default false */
+  noTui?: boolean;
+  /** Jobs at a time (overrides the experiment). @default the experiment's, else the number of cores */
   concurrency?: number;
-  /** Put failed jobs back in the queue first. */
+  /** Put failed jobs back in the queue first. @default false */
   restartFailed?: boolean;
-  /** Store path. @default "runs/store.sqlite" */
+  /** An open store to use (left open); otherwise `storePath` is opened and closed. */
+  store?: Store;
+  /** Store path, when no `store` is given. @default "runs/store.sqlite" */
   storePath?: string;
-  /** Folder of run directories. @default "runs" */
+  /** Folder of run directories: runs/<sweep-name>/<job-key>/. @default "runs" */
   runsDir?: string;
-  /** Command running main.ts for the child jobs. @default this Deno running main.ts */
+  /** Command running main.ts for the child jobs. @default {@link defaultWorker} */
   workerCommand?: string[];
-  /** Plain progress lines (one per event). @default console.log */
+  /** Sink of plain progress lines (one per event, no escape codes). @default console.log */
   onEvent?: (line: string) => void;
-  /** Backend for the jobs (overrides the experiment). */
+  /** Structured progress for a dashboard; while given (and not `noTui`) no plain job lines are printed. */
+  onUpdate?: (update: ExecutorUpdate, sweepId: number) => void;
+  /** Backend for the jobs (overrides the experiment). @default the experiment's */
   backend?: string;
 }
 
@@ -40,20 +54,45 @@ export function defaultWorker(): string[] {
 }
 
 function hashText(text: string): string {
-  return stableKey(text);
+  return createHash("sha256").update(text).digest("hex").slice(0, 16);
 }
 
-/** What changed between the stored configurations and the new ones. */
-function describeChange(store: Store, sweepId: number, params: string[]): string[] {
-  const before = new Set(store.configs(sweepId).filter((c) => !c.removed).map((c) => c.params));
+/** Key paths whose values differ between two JSON values, e.g. `parameters.lr.values: [1] → [2]`. */
+function diffKeys(a: unknown, b: unknown, path: string, out: string[]): string[] {
+  const isObj = (v: unknown): v is Record<string, unknown> =>
+    v !== null && typeof v === "object" && !Array.isArray(v);
+  if (isObj(a) && isObj(b)) {
+    for (const k of new Set([...Object.keys(a), ...Object.keys(b)])) {
+      diffKeys(a[k], b[k], path ? `${path}.${k}` : k, out);
+    }
+  } else if (JSON.stringify(a) !== JSON.stringify(b)) {
+    out.push(`${path}: ${JSON.stringify(a) ?? "(absent)"} → ${JSON.stringify(b) ?? "(absent)"}`);
+  }
+  return out;
+}
+
+/** What changed between the stored sweep and the new experiment and configurations. */
+function describeChange(
+  store: Store,
+  sweep: SweepRow,
+  experiment: Experiment,
+  params: string[],
+): string[] {
+  const before = new Set(store.configs(sweep.id).filter((c) => !c.removed).map((c) => c.params));
   const after = new Set(params);
   const added = params.filter((p) => !before.has(p));
   const removed = [...before].filter((p) => !after.has(p));
+  const { file: _old, ...oldSpec } = JSON.parse(sweep.spec) as Experiment;
+  const { file: _new, ...newSpec } = experiment;
+  const changed = diffKeys(oldSpec, newSpec, "", []);
   const lines = [
     `the experiment file changed: ${added.length} configurations added, ${removed.length} removed`,
   ];
+  for (const c of changed) lines.push(`  ~ ${c}`);
   for (const p of added.slice(0, 10)) lines.push(`  + ${p}`);
+  if (added.length > 10) lines.push(`  + … ${added.length - 10} more`);
   for (const p of removed.slice(0, 10)) lines.push(`  - ${p} (kept in the store, not run)`);
+  if (removed.length > 10) lines.push(`  - … ${removed.length - 10} more`);
   return lines;
 }
 
@@ -69,16 +108,15 @@ export async function runSweep(
     say(describePlan(plan));
     return { name: experiment.name, done: 0, failed: 0 };
   }
-  const store = new SqliteStore(opts.storePath ?? DEFAULT_STORE);
+  const store = opts.store ?? new SqliteStore(opts.storePath ?? DEFAULT_STORE);
+  const plain = opts.noTui || !opts.onUpdate;
   try {
     const runsDir = opts.runsDir ?? "runs";
     const hash = hashText(text);
     const existing = store.sweep(experiment.name);
     const params = plan.configs.map((c) => JSON.stringify(c.params));
     if (existing && existing.hash !== hash) {
-      for (const l of describeChange(store, existing.id, params)) {
-        say(l);
-      }
+      for (const l of describeChange(store, existing, experiment, params)) say(l);
     }
     const sweep = store.upsertSweep(experiment.name, file, hash, JSON.stringify(experiment));
     store.setConfigs(
@@ -128,7 +166,10 @@ export async function runSweep(
       timeout: experiment.timeout,
       backend: opts.backend ?? experiment.backend,
       earlyTerminate: experiment.earlyTerminate,
-      onEvent: (l) => say(`${new Date().toISOString().slice(11, 19)} ${l}`),
+      onUpdate: (u) => {
+        opts.onUpdate?.(u, sweep.id);
+        if (plain) say(`${new Date().toISOString().slice(11, 19)} ${u.message}`);
+      },
     });
     store.setSweepStatus(sweep.id, result.failed ? "failed" : "done");
     say(
@@ -137,29 +178,35 @@ export async function runSweep(
     );
     return { name: experiment.name, ...result };
   } finally {
-    store.close();
+    if (!opts.store) store.close();
   }
 }
 
 /** Options of {@link compareSweep}. */
 export interface CompareOptions {
-  /** Sweep name (the most recent when absent). */
+  /** Sweep name. @default the most recent sweep */
   sweep?: string;
   /** Row parameter. @default "schedule" (or the first varying parameter) */
   rows?: string;
-  /** Column parameter. @default "sample_steps" (or the second varying parameter) */
+  /** Column parameter. @default "sample_steps" (or the next varying parameter) */
   cols?: string;
-  /** Metric (the experiment's when absent). */
+  /** Metric. @default the experiment's */
   metric?: string;
-  /** Every configuration as one CSV row. */
+  /** Every configuration as one CSV row: parameters, state, then metrics. @default false */
   csv?: boolean;
+  /** An open store to read (left open); otherwise `storePath` is opened read-only. */
+  store?: Store;
+  /** Store path, when no `store` is given. @default "runs/store.sqlite" */
   storePath?: string;
 }
 
 /** One configuration with its evaluation results. */
 export interface ConfigResult {
+  /** The configuration's full parameters. */
   params: RunConfig;
+  /** Metric name → value of its evaluation job. */
   metrics: Record<string, number>;
+  /** State of its evaluation job ("missing" when it has none). */
   state: string;
 }
 
@@ -170,14 +217,19 @@ export function sweepResults(
 ): { experiment: Experiment; results: ConfigResult[] } {
   const sweep = store.sweep(name);
   if (!sweep) {
+    const known = store.sweeps().map((s) => s.name);
     throw new Error(
-      name ? `no sweep named "${name}" in ${DEFAULT_STORE}` : "no sweep in the store yet",
+      name
+        ? `no sweep named "${name}" in the store${didYouMean(name, known)} (sweeps: ${
+          known.join(", ") || "none"
+        })`
+        : "no sweep in the store yet (run `deno task sweep` first)",
     );
   }
   const experiment = JSON.parse(sweep.spec) as Experiment;
   const jobs = new Map(store.jobs(sweep.id).map((j) => [j.key, j]));
   const byJob = new Map<number, EvalRow[]>();
-  for (const e of store.evals(sweep.id)) byJob.set(e.job, [...(byJob.get(e.job) ?? []), e]);
+  for (const e of store.evalsForSweep(sweep.id)) byJob.set(e.job, [...(byJob.get(e.job) ?? []), e]);
   const results = store.configs(sweep.id).filter((c) => !c.removed).map((c) => {
     const job = jobs.get(c.evalKey);
     const metrics: Record<string, number> = {};
@@ -189,7 +241,7 @@ export function sweepResults(
 
 /** The compare table (or CSV) as text. */
 export function compareSweep(opts: CompareOptions = {}): string {
-  const store = new SqliteStore(opts.storePath ?? DEFAULT_STORE, { readOnly: true });
+  const store = opts.store ?? new SqliteStore(opts.storePath ?? DEFAULT_STORE, { readOnly: true });
   try {
     const { experiment, results } = sweepResults(store, opts.sweep);
     const varying = Object.keys(experiment.parameters).filter((k) =>
@@ -270,7 +322,7 @@ export function compareSweep(opts: CompareOptions = {}): string {
     }
     return lines.join("\n");
   } finally {
-    store.close();
+    if (!opts.store) store.close();
   }
 }
 
@@ -289,7 +341,7 @@ export function watchPlain(opts: { sweep?: string; storePath?: string }): string
         count("queued")
       } queued, ${count("failed")} failed`,
     ];
-    const evals = store.evals(sweep.id);
+    const evals = store.evalsForSweep(sweep.id);
     for (const j of jobs) {
       const last = j.kind === "train" ? store.metricsSince(j.id, 0).at(-1) : undefined;
       const ev = evals.filter((e) => e.job === j.id).map((e) =>
@@ -307,5 +359,24 @@ export function watchPlain(opts: { sweep?: string; storePath?: string }): string
     return lines.join("\n");
   } finally {
     store.close();
+  }
+}
+
+/** Every sweep in the store, newest first: name, status, jobs done of total, creation time, file. */
+export function listSweeps(opts: { store?: Store; storePath?: string } = {}): string {
+  const store = opts.store ?? new SqliteStore(opts.storePath ?? DEFAULT_STORE, { readOnly: true });
+  try {
+    const rows = store.sweeps().map((s) => {
+      const jobs = store.jobs(s.id);
+      const done = jobs.filter((j) => j.state === "done").length;
+      const failed = jobs.filter((j) => j.state === "failed").length;
+      return [s.name, s.status, `${done}/${jobs.length}`, String(failed), s.created, s.file];
+    });
+    if (rows.length === 0) return "no sweep in the store yet";
+    const table = [["sweep", "status", "done", "failed", "created", "file"], ...rows];
+    const widths = table[0].map((_, c) => Math.max(...table.map((r) => r[c].length)));
+    return table.map((r) => r.map((v, c) => v.padEnd(widths[c])).join("  ").trimEnd()).join("\n");
+  } finally {
+    if (!opts.store) store.close();
   }
 }

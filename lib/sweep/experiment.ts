@@ -65,22 +65,37 @@ export type ParamSpace =
 export interface Experiment {
   /** The file it came from. */
   file: string;
+  /** Sweep name (the store key). @default the file name without .yaml */
   name: string;
+  /** Free text. @default "" */
   description: string;
+  /** Model of the zoo (ddpm, d3pm, tabddpm, …). */
   model: string;
+  /** Dataset name or .csv path. */
   data: string;
+  /** Grid (cartesian product) or random (run_cap draws). @default "grid" */
   method: "grid" | "random";
   /** Base configuration: trainer, model and evaluation keys given at the top level. */
   base: RunConfig;
   /** The swept parameters in file order. */
   parameters: Record<string, ParamSpace>;
+  /** The metric compared across configurations. @default {name: "", goal: "minimize"} */
   metric: { name: string; goal: "minimize" | "maximize" };
+  /** Random draws (method random). @default 10 */
   runCap: number;
+  /** Jobs at a time; 0 = the number of cores. @default 0 */
   concurrency: number;
+  /** Retries of a crashed or timed-out job. @default 1 */
   maxFailures: number;
   /** Per-job timeout in seconds (0 = none). */
   timeout: number;
+  /**
+   * Early termination of training jobs; both types run asynchronous
+   * successive halving (ASHA) on the training loss at rungs min_iter·eta^k.
+   * Absent = every job runs to the end.
+   */
   earlyTerminate?: { type: "asha" | "hyperband"; minIter: number; eta: number };
+  /** Backend of the jobs. @default "auto" */
   backend: string;
 }
 
@@ -110,7 +125,9 @@ function checkValue(
     );
   }
   if (key === "ema_eval") {
-    if (value === "raw" || typeof value === "number") return String(value);
+    if (value === "raw") return value;
+    const decay = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
+    if (typeof decay === "number" && decay > 0 && decay < 1) return String(decay);
     fail(file, path, `must be "raw" or an EMA decay such as 0.999, got ${JSON.stringify(value)}`);
   }
   if (key === "metrics") {
@@ -146,6 +163,13 @@ function asObject(file: string, path: string, v: unknown): Record<string, unknow
     fail(file, path, `must be a mapping, got ${JSON.stringify(v)}`);
   }
   return v as Record<string, unknown>;
+}
+
+/** Fails on a key of `obj` not in `allowed`, suggesting the nearest one. */
+function onlyKeys(file: string, path: string, obj: Record<string, unknown>, allowed: string[]) {
+  for (const k of Object.keys(obj)) {
+    if (!allowed.includes(k)) fail(file, `${path}.${k}`, `unknown key${didYouMean(k, allowed)}`);
+  }
 }
 
 function intAt(file: string, path: string, v: unknown, min: number): number {
@@ -191,15 +215,7 @@ export function parseExperiment(text: string, file: string): Experiment {
     const known = configKeys(model);
     if (!known[k]) fail(file, path, `unknown key "${k}"${didYouMean(k, Object.keys(known))}`);
     const p = asObject(file, path, raw);
-    for (const pk of Object.keys(p)) {
-      if (!["value", "values", "distribution", "min", "max"].includes(pk)) {
-        fail(
-          file,
-          `${path}.${pk}`,
-          `unknown key${didYouMean(pk, ["value", "values", "distribution", "min", "max"])}`,
-        );
-      }
-    }
+    onlyKeys(file, path, p, ["value", "values", "distribution", "min", "max"]);
     if ("value" in p) {
       parameters[k] = { values: [checkValue(file, model, k, p.value, `${path}.value`)] };
     } else if ("values" in p) {
@@ -250,6 +266,8 @@ export function parseExperiment(text: string, file: string): Experiment {
   }
 
   const metric = asObject(file, "metric", top.metric ?? { name: "", goal: "minimize" });
+  onlyKeys(file, "metric", metric, ["name", "goal"]);
+  if (typeof metric.name !== "string") fail(file, "metric.name", "must be a metric name");
   const goal = metric.goal ?? "minimize";
   if (goal !== "minimize" && goal !== "maximize") {
     fail(file, "metric.goal", "must be minimize or maximize");
@@ -257,6 +275,7 @@ export function parseExperiment(text: string, file: string): Experiment {
   let earlyTerminate: Experiment["earlyTerminate"];
   if (top.early_terminate !== undefined) {
     const et = asObject(file, "early_terminate", top.early_terminate);
+    onlyKeys(file, "early_terminate", et, ["type", "min_iter", "eta"]);
     if (et.type !== "asha" && et.type !== "hyperband") {
       fail(file, "early_terminate.type", "must be asha or hyperband");
     }
@@ -277,12 +296,12 @@ export function parseExperiment(text: string, file: string): Experiment {
     method,
     base,
     parameters,
-    metric: { name: String(metric.name ?? ""), goal },
+    metric: { name: metric.name, goal },
     runCap: top.run_cap === undefined ? 0 : intAt(file, "run_cap", top.run_cap, 1),
     concurrency: top.concurrency === undefined ? 0 : intAt(file, "concurrency", top.concurrency, 1),
     maxFailures: top.max_failures === undefined
       ? 1
-      : intAt(file, "max_failures", top.max_failures, 1),
+      : intAt(file, "max_failures", top.max_failures, 0),
     timeout: top.timeout === undefined ? 0 : intAt(file, "timeout", top.timeout, 1),
     earlyTerminate,
     backend: typeof top.backend === "string" ? top.backend : "auto",

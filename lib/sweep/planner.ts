@@ -134,7 +134,7 @@ export function planSweep(e: Experiment): Plan {
     const config: RunConfig = {
       ...g.base,
       steps: max,
-      ema: [...g.ema].sort() as ConfigValue as number[],
+      ema: [...g.ema].sort((a, b) => a - b),
     };
     if (steps.length > 1) config.checkpoint_at = steps.slice(0, -1);
     return { key, model: e.model, data: e.data, config };
@@ -142,29 +142,40 @@ export function planSweep(e: Experiment): Plan {
   return { configs: planned, train, eval: [...evals.values()], naiveTrain: configs.length };
 }
 
-/** The `--dry-run` report: counts, then one line per job. */
+/** Rows as text columns padded to their widest cell. */
+function table(rows: string[][]): string[] {
+  const widths = rows[0].map((_, c) => Math.max(...rows.map((r) => r[c].length)));
+  return rows.map((r) => "  " + r.map((v, c) => v.padEnd(widths[c])).join("  ").trimEnd());
+}
+
+function show(v: ConfigValue | undefined): string {
+  return v === undefined ? "" : typeof v === "string" ? v : JSON.stringify(v);
+}
+
+/** The `--dry-run` report: the counts, then a table of the training and of the evaluation jobs. */
 export function describePlan(plan: Plan): string {
-  const lines = [
-    `${plan.configs.length} configurations → ${plan.train.length} training jobs + ${plan.eval.length} evaluation jobs ` +
-    `(a naive grid would train ${plan.naiveTrain})`,
+  const trainCols = [...new Set(plan.train.flatMap((t) => Object.keys(t.config)))];
+  const evalCols = [...new Set(plan.eval.flatMap((e) => Object.keys(e.settings)))];
+  return [
+    `${plan.configs.length} configurations → ${plan.train.length} training jobs + ` +
+    `${plan.eval.length} evaluation jobs (a naive grid would train ${plan.naiveTrain})`,
     "",
     "training jobs:",
-  ];
-  for (const t of plan.train) {
-    lines.push(
-      `  ${t.key}  ${
-        Object.entries(t.config).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ")
-      }`,
-    );
-  }
-  lines.push("", "evaluation jobs:");
-  for (const ev of plan.eval) {
-    const s = Object.entries(ev.settings).map(([k, v]) => `${k}=${JSON.stringify(v)}`).join(" ");
-    lines.push(
-      `  ${ev.key}  ${ev.train} @ step ${ev.checkpoint}  ${s}  metrics=${
-        ev.metrics.join(",") || "(default)"
-      }`,
-    );
-  }
-  return lines.join("\n");
+    ...table([
+      ["key", ...trainCols],
+      ...plan.train.map((t) => [t.key, ...trainCols.map((k) => show(t.config[k]))]),
+    ]),
+    "",
+    "evaluation jobs:",
+    ...table([
+      ["key", "training job", "step", ...evalCols, "metrics"],
+      ...plan.eval.map((e) => [
+        e.key,
+        e.train,
+        String(e.checkpoint),
+        ...evalCols.map((k) => show(e.settings[k])),
+        e.metrics.join(",") || "(default)",
+      ]),
+    ]),
+  ].join("\n");
 }

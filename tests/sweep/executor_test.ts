@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { runSweep } from "../../lib/sweep/commands.ts";
+import { compareSweep, listSweeps, runSweep } from "../../lib/sweep/commands.ts";
 import { SqliteStore } from "../../lib/store/store.ts";
 
 const fake = [
@@ -88,10 +88,29 @@ Deno.exit((await p.status).code);`,
     "the healthy run's two evaluations finish",
   );
   assert.equal(evals.filter((j) => j.state === "failed").length, 4);
-  assert.equal(store.evals(store.sweep("iso")!.id).length, 2);
+  assert.equal(store.evalsForSweep(store.sweep("iso")!.id).length, 2);
   assert.equal(r.failed, 6);
+  assert.ok(lines.some((l) => /retry train .*simulated crash/.test(l)), "a crash is retried once");
   assert.ok(lines.some((l) => /failed train .*simulated crash/.test(l)));
+  const trainCalls = (lr: number) =>
+    fs.readFileSync(join(byLr(lr).runDir, "invocations.log"), "utf8").match(/^train/gm)!.length;
+  assert.equal(trainCalls(0.002), 2, "max_failures: 1 → one retry of the crash");
+  assert.equal(trainCalls(0.003), 1, "a NaN is not retried");
+  assert.equal(trainCalls(0.001), 1);
   store.close();
+
+  // --restart-failed puts the failed jobs back; the healthy run is not touched.
+  await runSweep({
+    file,
+    storePath,
+    runsDir,
+    restartFailed: true,
+    workerCommand: [Deno.execPath(), "run", "-A", wrap],
+    onEvent: () => {},
+  });
+  assert.equal(trainCalls(0.002), 4);
+  assert.equal(trainCalls(0.003), 2);
+  assert.equal(trainCalls(0.001), 1);
 });
 
 Deno.test("kill -9 of the sweep mid-training: rerun finishes it, no finished job re-run, series continuous", async () => {
@@ -107,18 +126,10 @@ parameters:
   sample_steps: {values: [10, 20]}
 `.replace("sleep_ms: 0\n", ""));
   // A slow fake trainer (40 ms per logged step) so the kill lands mid-run.
-  const slow = join(Deno.makeTempDirSync(), "slow.ts");
-  fs.writeFileSync(
-    slow,
-    `const p = new Deno.Command(Deno.execPath(), { args: ["run", "-A", ${
-      JSON.stringify(fake.at(-1))
-    }, ...Deno.args, "--set", "sleep_ms=40"] }).spawn();
-Deno.exit((await p.status).code);`,
-  );
   const runner = fileURLToPath(new URL("./fixtures/run_sweep.ts", import.meta.url));
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", runner, file, storePath, runsDir],
-    env: { DMW_FAKE_WORKER: slow },
+    env: { FAKE_SLEEP_MS: "40" },
     stdout: "null",
     stderr: "null",
   }).spawn();
@@ -139,14 +150,22 @@ Deno.exit((await p.status).code);`,
   child.kill("SIGKILL");
   await child.status;
 
-  await runSweep({
-    file,
-    storePath,
-    runsDir,
-    concurrency: 2,
-    workerCommand: [Deno.execPath(), "run", "-A", slow],
-    onEvent: () => {},
-  });
+  // The killed sweep's workers live on as orphans; the rerun stops them before resuming.
+  const lines: string[] = [];
+  Deno.env.set("FAKE_SLEEP_MS", "10");
+  try {
+    await runSweep({
+      file,
+      storePath,
+      runsDir,
+      concurrency: 2,
+      workerCommand: fake,
+      onEvent: (l) => lines.push(l),
+    });
+  } finally {
+    Deno.env.delete("FAKE_SLEEP_MS");
+  }
+  assert.ok(lines.some((l) => /resume train .*queued again/.test(l)), lines.join("\n"));
   const store = new SqliteStore(storePath, { readOnly: true });
   const sweep = store.sweep("resume")!;
   const jobs = store.jobs(sweep.id);
@@ -166,10 +185,15 @@ Deno.exit((await p.status).code);`,
   const evalCalls = calls.filter((c) => c.startsWith("eval"));
   assert.equal(new Set(evalCalls).size, evalCalls.length, "no evaluation ran twice");
   assert.equal(evalCalls.length, 4);
-  assert.ok(
-    calls.filter((c) => c.startsWith("train")).length <= 4,
-    "each training job started at most twice",
-  );
+  for (const j of jobs.filter((j) => j.kind === "train")) {
+    const starts = fs.readFileSync(join(j.runDir, "invocations.log"), "utf8").trim().split("\n")
+      .filter((l) => l.startsWith("train"));
+    assert.equal(starts[0], "train from 0");
+    assert.ok(starts.length <= 2, "a training job is started again only if it was unfinished");
+    if (starts.length === 2) {
+      assert.match(starts[1], /^train from [1-9]/, "the rerun resumed from a checkpoint");
+    }
+  }
   store.close();
 });
 
@@ -196,7 +220,114 @@ parameters:
     lines.join("\n"),
   );
   assert.equal(invocations(runsDir).length, before + 1, "only the new evaluation ran");
+  assert.ok(
+    lines.some((l) => l.includes("~ parameters.sample_steps.values: [10,20] → [10,30]")),
+    "the changed key is named",
+  );
   const store = new SqliteStore(storePath, { readOnly: true });
   assert.equal(store.configs(store.sweep("change")!.id).filter((c) => c.removed).length, 1);
   store.close();
+});
+
+Deno.test("ASHA stops the worst training run at a rung, only when the experiment asks", async () => {
+  const yaml = (et: string) => `
+name: asha
+model: ddpm
+data: 8gaussians
+metric: {name: mmd, goal: minimize}
+steps: 200
+${et}
+parameters:
+  lr: {values: [0.001, 0.002, 0.004]}
+`;
+  const run = async (et: string) => {
+    const { file, storePath, runsDir } = setup(yaml(et));
+    const lines: string[] = [];
+    Deno.env.set("FAKE_SLEEP_MS", "15");
+    try {
+      await runSweep({
+        file,
+        storePath,
+        runsDir,
+        concurrency: 3,
+        workerCommand: fake,
+        onEvent: (l) => lines.push(l),
+      });
+    } finally {
+      Deno.env.delete("FAKE_SLEEP_MS");
+    }
+    const store = new SqliteStore(storePath, { readOnly: true });
+    const jobs = store.jobs(store.sweep("asha")!.id);
+    store.close();
+    const state = (lr: number) =>
+      jobs.find((j) => j.kind === "train" && JSON.parse(j.spec).config.lr === lr)!.state;
+    return { jobs, lines, state };
+  };
+  const without = await run("");
+  assert.ok(without.jobs.every((j) => j.state === "done"));
+  const withAsha = await run("early_terminate: {type: asha, min_iter: 50, eta: 2}");
+  assert.equal(withAsha.state(0.001), "done", "the best run is never stopped");
+  assert.equal(withAsha.state(0.004), "stopped", withAsha.lines.join("\n"));
+  assert.ok(withAsha.lines.some((l) => /asha: stop .* at step \d+/.test(l)));
+  const evals = withAsha.jobs.filter((j) => j.kind === "eval");
+  assert.ok(evals.some((j) => j.state === "cancelled"), "a stopped run's evaluation is cancelled");
+});
+
+Deno.test("an evaluation printing no metric fails; compare grids and CSV read the store", async () => {
+  const { file, storePath, runsDir } = setup(`
+name: cmp
+model: ddpm
+data: 8gaussians
+metric: {name: mmd, goal: minimize}
+steps: 100
+parameters:
+  schedule: {values: [linear, cosine]}
+  ema_eval: {values: [raw, 0.999]}
+  sample_steps: {values: [10, 20, 40]}
+`);
+  const lines: string[] = [];
+  await runSweep({ file, dryRun: true, onEvent: (l) => lines.push(l) });
+  assert.match(
+    lines[0],
+    /^12 configurations → 2 training jobs \+ 12 evaluation jobs \(a naive grid would train 12\)/,
+  );
+  assert.ok(!fs.existsSync(storePath), "a dry run touches no store");
+  const r = await runSweep({ file, storePath, runsDir, workerCommand: fake, onEvent: () => {} });
+  assert.equal(r.failed, 0);
+  const store = new SqliteStore(storePath, { readOnly: true });
+  const grid = compareSweep({ store });
+  assert.match(grid, /cmp: mmd \(minimize\), best over ema_eval per cell; \* = best/);
+  assert.equal(grid.split("\n").filter((l) => l.includes("*")).length, 2, grid);
+  assert.match(grid, /linear .*0\.02000\*/, "1/100 + 10/1000 is the best cell");
+  const csv = compareSweep({ store, csv: true }).trim().split("\n");
+  assert.equal(csv.length, 13);
+  assert.match(csv[0], /^schedule,ema_eval,sample_steps,.*state,mmd$/);
+  assert.match(listSweeps({ store }), /cmp\s+done\s+14\/14/);
+  store.close();
+
+  const broken = setup(`
+name: broken
+model: ddpm
+data: 8gaussians
+metric: {name: mmd, goal: minimize}
+steps: 50
+`);
+  const wrap = join(broken.dir, "wrap.ts");
+  fs.writeFileSync(
+    wrap,
+    `const p = new Deno.Command(Deno.execPath(), { args: ["run", "-A", ${
+      JSON.stringify(fake.at(-1))
+    }, ...Deno.args, ...(Deno.args[0] === "eval" ? ["--set", "fail=1"] : [])] }).spawn();
+Deno.exit((await p.status).code);`,
+  );
+  const b = await runSweep({
+    ...broken,
+    workerCommand: [Deno.execPath(), "run", "-A", wrap],
+    onEvent: () => {},
+  });
+  assert.equal(b.failed, 1);
+  const s2 = new SqliteStore(broken.storePath, { readOnly: true });
+  const ev = s2.jobs(s2.latestSweep()!.id).find((j) => j.kind === "eval")!;
+  assert.match(ev.error!, /printed no metric line/);
+  s2.close();
 });
