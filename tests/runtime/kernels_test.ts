@@ -11,6 +11,7 @@ import { registerProjectKernels } from "../../lib/runtime/kernels/mod.ts";
 import { wasmBatchMatMul } from "../../lib/runtime/kernels/batch_mat_mul.ts";
 import { wasmConv2DBackpropFilter } from "../../lib/runtime/kernels/conv2d_backprop_filter.ts";
 import { wasmFusedMatMul } from "../../lib/runtime/kernels/fused_mat_mul.ts";
+import { wasmMean, wasmSum } from "../../lib/runtime/kernels/reduce.ts";
 import { wasmUnsortedSegmentSum } from "../../lib/runtime/kernels/unsorted_segment_sum.ts";
 
 await initBackend("wasm", null);
@@ -111,6 +112,8 @@ Deno.test("wasm lacks no kernel that training needs", () => {
   assertEquals(tf.getKernel(tf._FusedMatMul, "wasm")?.kernelFunc, wasmFusedMatMul);
   assertEquals(tf.getKernel(tf.Conv2DBackpropFilter, "wasm")?.kernelFunc, wasmConv2DBackpropFilter);
   assertEquals(tf.getKernel(tf.UnsortedSegmentSum, "wasm")?.kernelFunc, wasmUnsortedSegmentSum);
+  assertEquals(tf.getKernel(tf.Sum, "wasm")?.kernelFunc, wasmSum);
+  assertEquals(tf.getKernel(tf.Mean, "wasm")?.kernelFunc, wasmMean);
 });
 
 Deno.test("registerProjectKernels is idempotent", async () => {
@@ -273,6 +276,34 @@ Deno.test("transposed matMul with a broadcast batch matches cpu", async () => {
   }
 });
 
+Deno.test("sum and mean over any axes match cpu, keepDims too", async () => {
+  const cases: [number[], number[]][] = [
+    [[37, 5], [0]],
+    [[6, 1, 4, 5], [0, 1, 2]],
+    [[3, 4, 2, 5], [1, 3]],
+    [[3, 4, 2, 5], [0, 2]],
+    [[3, 4, 2, 5], [1, 2]],
+    [[3, 4, 2, 5], [0, 3]],
+    [[3, 4, 2, 5], [3]],
+    [[2, 1, 3], [1]],
+    [[4, 3], [0, 1]],
+  ];
+  for (const [i, [shape, axes]] of cases.entries()) {
+    for (const keepDims of [false, true]) {
+      await agree(
+        `sum/mean ${shape} over ${axes} keepDims ${keepDims}`,
+        [data(shape, 60 + i)],
+        (x) => [tf.sum(x, axes, keepDims), tf.mean(x, axes, keepDims)],
+      );
+    }
+  }
+  await agree("int32 sum over the leading axis", [data([5, 3], 70)], (x) => {
+    const n = tf.sum(tf.cast(tf.mul(x, 100), "int32"), 0);
+    assertEquals(n.dtype, "int32");
+    return tf.cast(n, "float32");
+  });
+});
+
 Deno.test("gradients through the ops the models use match cpu", async () => {
   const x4 = data([2, 4, 4, 6], 90);
   const cases: [string, (x: tf.Tensor) => tf.Tensor][] = [
@@ -329,6 +360,7 @@ Deno.test("project kernels leak no tensors over repeated calls", async () => {
           tf.sum(
             tf.fused.matMul({ a: tf.stack([a, a]), b: tf.stack([a, a]), transposeB: true, bias }),
           ), // [2, 7, 7]
+          tf.sum(tf.mean(x, [0, 2], true)), // [1, 8, 1, 3]
         ]),
       )
     )([x, w, table, a]);
