@@ -54,12 +54,7 @@ const META_KEYS = [
 /** One parameter's search space. */
 export type ParamSpace =
   | { values: ConfigValue[] }
-  | {
-    distribution: "uniform" | "log_uniform_values" | "int_uniform" | "categorical";
-    min?: number;
-    max?: number;
-    values?: ConfigValue[];
-  };
+  | { distribution: "uniform" | "log_uniform_values" | "int_uniform"; min: number; max: number };
 
 /** A validated experiment. */
 export interface Experiment {
@@ -87,8 +82,10 @@ export interface Experiment {
   concurrency: number;
   /** Retries of a crashed or timed-out job. @default 1 */
   maxFailures: number;
-  /** Per-job timeout in seconds (0 = none). */
+  /** Per-job timeout in seconds; 0 = none. @default 0 */
   timeout: number;
+  /** Seed of the random search's draws (method random). @default 0 */
+  seedSweep: number;
   /**
    * Early termination of training jobs; both types run asynchronous
    * successive halving (ASHA) on the training loss at rungs min_iter·eta^k.
@@ -235,31 +232,42 @@ export function parseExperiment(text: string, file: string): Experiment {
         fail(
           file,
           `${path}.distribution`,
-          `must be uniform, log_uniform_values, int_uniform or categorical`,
+          `must be uniform, log_uniform_values, int_uniform or categorical, got ${
+            JSON.stringify(d)
+          }${
+            didYouMean(String(d), ["uniform", "log_uniform_values", "int_uniform", "categorical"])
+          }`,
         );
       }
-      if (method === "grid" && d !== "categorical") {
-        fail(file, path, "a distribution needs method: random");
+      if (d === "categorical") {
+        if (!Array.isArray(p.values) || p.values.length === 0) {
+          fail(file, `${path}.values`, "a categorical distribution needs a non-empty list");
+        }
+        parameters[k] = {
+          values: (p.values as unknown[]).map((v, i) =>
+            checkValue(file, model, k, v, `${path}.values[${i}]`)
+          ),
+        };
+        continue;
       }
-      if (
-        d !== "categorical" &&
-        (typeof p.min !== "number" || typeof p.max !== "number" || p.min > p.max)
-      ) {
-        fail(file, path, "needs numbers min ≤ max");
+      if (method === "grid") fail(file, path, "a distribution needs method: random");
+      for (const end of ["min", "max"] as const) {
+        const v = p[end];
+        if (typeof v !== "number" || (d === "int_uniform" && !Number.isInteger(v))) {
+          fail(
+            file,
+            `${path}.${end}`,
+            `must be ${d === "int_uniform" ? "an integer" : "a number"}, got ${JSON.stringify(v)}`,
+          );
+        }
+        checkValue(file, model, k, v, `${path}.${end}`);
       }
-      checkValue(
-        file,
-        model,
-        k,
-        d === "categorical" ? (p.values as ConfigValue[] ?? [])[0] : p.min,
-        path,
-      );
-      parameters[k] = {
-        distribution: d,
-        min: p.min as number,
-        max: p.max as number,
-        values: p.values as ConfigValue[],
-      };
+      const [min, max] = [p.min as number, p.max as number];
+      if (min > max) fail(file, path, `min ${min} is above max ${max}`);
+      if (d === "log_uniform_values" && min <= 0) {
+        fail(file, `${path}.min`, "must be above 0 for log_uniform_values");
+      }
+      parameters[k] = { distribution: d, min, max };
     } else {
       fail(file, path, "needs value, values, or distribution");
     }
@@ -303,6 +311,7 @@ export function parseExperiment(text: string, file: string): Experiment {
       ? 1
       : intAt(file, "max_failures", top.max_failures, 0),
     timeout: top.timeout === undefined ? 0 : intAt(file, "timeout", top.timeout, 1),
+    seedSweep: top.seed_sweep === undefined ? 0 : intAt(file, "seed_sweep", top.seed_sweep, 0),
     earlyTerminate,
     backend: typeof top.backend === "string" ? top.backend : "auto",
   };
@@ -317,9 +326,10 @@ export function loadExperiment(file: string): { experiment: Experiment; text: st
 
 /**
  * The configurations of an experiment: the base merged with each point of
- * the grid (cartesian product in file order) or with `run_cap` random draws.
+ * the grid (cartesian product in file order), or with `run_cap` random
+ * draws from the generator seeded with `seed_sweep`.
  */
-export function expandConfigs(e: Experiment, seed = 0): RunConfig[] {
+export function expandConfigs(e: Experiment): RunConfig[] {
   const names = Object.keys(e.parameters);
   if (e.method === "grid") {
     let out: RunConfig[] = [{}];
@@ -329,23 +339,21 @@ export function expandConfigs(e: Experiment, seed = 0): RunConfig[] {
     }
     return out.map((c) => ({ ...e.base, ...c }));
   }
-  const rng = new Rng(seed);
-  const cap = e.runCap || 10;
-  return Array.from({ length: cap }, () => {
+  const rng = new Rng(e.seedSweep);
+  return Array.from({ length: e.runCap || 10 }, () => {
     const c: RunConfig = { ...e.base };
     for (const k of names) {
       const p = e.parameters[k];
-      if ("distribution" in p && p.distribution !== "categorical") {
-        const { min = 0, max = 1 } = p;
-        c[k] = p.distribution === "int_uniform"
-          ? min + rng.int(max - min + 1)
-          : p.distribution === "log_uniform_values"
-          ? Math.exp(Math.log(min) + rng.uniform() * (Math.log(max) - Math.log(min)))
-          : min + rng.uniform() * (max - min);
-      } else {
-        const vals = p.values!;
-        c[k] = vals[rng.int(vals.length)];
+      if ("values" in p) {
+        c[k] = p.values[rng.int(p.values.length)];
+        continue;
       }
+      const { min, max } = p;
+      c[k] = p.distribution === "int_uniform"
+        ? min + rng.int(max - min + 1)
+        : p.distribution === "log_uniform_values"
+        ? Math.exp(Math.log(min) + rng.uniform() * (Math.log(max) - Math.log(min)))
+        : min + rng.uniform() * (max - min);
     }
     return c;
   });

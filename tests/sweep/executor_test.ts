@@ -125,11 +125,11 @@ parameters:
   schedule: {values: [linear, cosine]}
   sample_steps: {values: [10, 20]}
 `.replace("sleep_ms: 0\n", ""));
-  // A slow fake trainer (40 ms per logged step) so the kill lands mid-run.
+  // A slow fake trainer (100 ms per logged step) so the kill lands mid-run.
   const runner = fileURLToPath(new URL("./fixtures/run_sweep.ts", import.meta.url));
   const child = new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", runner, file, storePath, runsDir],
-    env: { FAKE_SLEEP_MS: "40" },
+    env: { FAKE_SLEEP_MS: "100" },
     stdout: "null",
     stderr: "null",
   }).spawn();
@@ -166,6 +166,7 @@ parameters:
     Deno.env.delete("FAKE_SLEEP_MS");
   }
   assert.ok(lines.some((l) => /resume train .*queued again/.test(l)), lines.join("\n"));
+  assert.ok(lines.some((l) => /stopped orphaned worker \d+/.test(l)), lines.join("\n"));
   const store = new SqliteStore(storePath, { readOnly: true });
   const sweep = store.sweep("resume")!;
   const jobs = store.jobs(sweep.id);

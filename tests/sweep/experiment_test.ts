@@ -114,3 +114,88 @@ Deno.test("random search draws run_cap configurations from the distributions", (
     /a distribution needs method: random/,
   );
 });
+
+Deno.test("nested blocks reject unknown keys with suggestions, and check ranges", () => {
+  const parse = (yaml: string) => () => parseExperiment(yaml, "nested.yaml");
+  assert.throws(
+    parse("model: ddpm\ndata: 8gaussians\nmetric: {name: mmd, gaol: minimize}\n"),
+    /nested\.yaml: metric\.gaol: unknown key \(did you mean "goal"\?\)/,
+  );
+  assert.throws(
+    parse(base + "early_terminate: {type: asha, min_itr: 100}\n"),
+    /nested\.yaml: early_terminate\.min_itr: unknown key \(did you mean "min_iter"\?\)/,
+  );
+  assert.throws(
+    parse(
+      base +
+        "method: random\nparameters:\n  lr: {distribution: log_uniform_value, min: 1, max: 2}\n",
+    ),
+    /parameters\.lr\.distribution: .*did you mean "log_uniform_values"/,
+  );
+  assert.throws(
+    parse(
+      base +
+        "method: random\nparameters:\n  batch: {distribution: int_uniform, min: 8, max: 9.5}\n",
+    ),
+    /nested\.yaml: parameters\.batch\.max: must be an integer, got 9\.5/,
+  );
+  assert.throws(
+    parse(
+      base + "method: random\nparameters:\n  lr: {distribution: uniform, min: 0.1, max: 0.01}\n",
+    ),
+    /parameters\.lr: min 0\.1 is above max 0\.01/,
+  );
+  assert.throws(
+    parse(base + "parameters:\n  schedule: {distribution: categorical, values: [linear, cosin]}\n"),
+    /parameters\.schedule\.values\[1\]/,
+  );
+  assert.throws(
+    parse(base + "parameters:\n  ema_eval: {values: [raw, fast]}\n"),
+    /parameters\.ema_eval\.values\[1\]: must be "raw" or an EMA decay/,
+  );
+  assert.throws(
+    parse(base + "max_failures: -1\n"),
+    /nested\.yaml: max_failures: must be an integer/,
+  );
+});
+
+Deno.test("one training job per schedule tracks the union of the EMA decays evaluated", () => {
+  const e = parseExperiment(
+    base + "parameters:\n  schedule: {values: [linear, cosine]}\n" +
+      '  ema_eval: {values: [raw, 0.99, "0.9999"]}\n  sample_steps: {values: [10, 100]}\n' +
+      "  steps: {values: [100, 300]}\n",
+    "e.yaml",
+  );
+  const plan = planSweep(e);
+  assert.equal(plan.configs.length, 24);
+  assert.equal(plan.naiveTrain, 24);
+  assert.equal(plan.train.length, 2, "steps, EMA and sampling steps share one run per schedule");
+  assert.equal(plan.eval.length, 24);
+  for (const t of plan.train) {
+    assert.deepEqual(t.config.ema, [0.99, 0.999, 0.9999], "default 0.999 plus the evaluated ones");
+    assert.equal(t.config.steps, 300);
+    assert.deepEqual(t.config.checkpoint_at, [100]);
+  }
+  const mnist = planSweep(loadExperiment("experiments/mnist.yaml").experiment);
+  assert.equal(mnist.train.length, 2);
+  assert.equal(mnist.eval.length, mnist.configs.length);
+  assert.deepEqual(mnist.eval[0].metrics, ["fid"]);
+});
+
+Deno.test("random draws repeat for a seed_sweep and change with it", () => {
+  const draw = (seed: number) =>
+    planSweep(parseExperiment(
+      base +
+        `method: random\nrun_cap: 4\nseed_sweep: ${seed}\nparameters:\n` +
+        "  lr: {distribution: uniform, min: 0.001, max: 0.01}\n" +
+        "  batch: {distribution: int_uniform, min: 16, max: 64}\n" +
+        "  schedule: {distribution: categorical, values: [linear, cosine]}\n",
+      "e.yaml",
+    )).configs.map((c) => c.params);
+  assert.deepEqual(draw(1), draw(1));
+  assert.notDeepEqual(draw(1), draw(2));
+  for (const p of draw(3)) {
+    assert.ok(Number.isInteger(p.batch) && (p.batch as number) >= 16 && (p.batch as number) <= 64);
+    assert.ok(p.schedule === "linear" || p.schedule === "cosine");
+  }
+});
