@@ -332,3 +332,55 @@ Deno.exit((await p.status).code);`,
   assert.match(ev.error!, /printed no metric line/);
   s2.close();
 });
+
+Deno.test("a cancel request from another connection stops a running job; a timeout fails one", async () => {
+  const { file, storePath, runsDir } = setup(`
+name: cancel
+model: ddpm
+data: 8gaussians
+metric: {name: mmd, goal: minimize}
+steps: 2000
+timeout: 2
+max_failures: 0
+parameters:
+  lr: {values: [0.001, 0.002]}
+`);
+  const dashboard = { store: undefined as SqliteStore | undefined };
+  const updates: string[] = [];
+  Deno.env.set("FAKE_SLEEP_MS", "10");
+  try {
+    await runSweep({
+      file,
+      storePath,
+      runsDir,
+      concurrency: 2,
+      workerCommand: fake,
+      onEvent: () => {},
+      onUpdate: (u, sweepId) => {
+        updates.push(u.type);
+        if (u.type !== "train" || u.job.kind !== "train") return;
+        if (JSON.parse(u.job.spec).config.lr !== 0.001 || u.job.cancelRequested) return;
+        dashboard.store ??= new SqliteStore(storePath, { readOnly: false });
+        assert.ok(dashboard.store.jobs(sweepId).some((j) => j.id === u.job.id));
+        dashboard.store.requestCancel(u.job.id);
+      },
+    });
+  } finally {
+    Deno.env.delete("FAKE_SLEEP_MS");
+    dashboard.store?.close();
+  }
+  const store = new SqliteStore(storePath, { readOnly: true });
+  const jobs = store.jobs(store.sweep("cancel")!.id);
+  const train = (lr: number) =>
+    jobs.find((j) => j.kind === "train" && JSON.parse(j.spec).config.lr === lr)!;
+  assert.equal(train(0.001).state, "cancelled");
+  assert.equal(train(0.002).state, "failed");
+  assert.match(train(0.002).error!, /timed out after 2 s/);
+  assert.equal(train(0.002).attempts, 1, "max_failures: 0 → no retry");
+  assert.deepEqual(
+    jobs.filter((j) => j.kind === "eval").map((j) => j.state).sort(),
+    ["cancelled", "failed"],
+  );
+  assert.ok(updates.includes("start") && updates.includes("cancelled"));
+  store.close();
+});
