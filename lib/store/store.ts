@@ -10,24 +10,32 @@ import { DatabaseSync } from "node:sqlite";
 import * as fs from "node:fs";
 import { dirname } from "node:path";
 
-/** Job states. */
+/** Job states; `stopped` is a training job ended early by ASHA. */
 export type JobState = "queued" | "running" | "done" | "failed" | "cancelled" | "stopped";
 
 /** A sweep as stored. */
 export interface SweepRow {
+  /** Row id. */
   id: number;
+  /** Sweep name (unique; the experiment's `name`). */
   name: string;
+  /** Experiment file it was last run from. */
   file: string;
+  /** Hash of that file's text, to tell a changed file. */
   hash: string;
   /** The experiment, as parsed (JSON). */
   spec: string;
+  /** ISO time of creation. */
   created: string;
+  /** created, running, done or failed. */
   status: string;
 }
 
 /** One configuration of a sweep. */
 export interface ConfigRow {
+  /** Sweep id. */
   sweep: number;
+  /** Position in the expanded experiment. */
   idx: number;
   /** The varying and base parameters (JSON object). */
   params: string;
@@ -35,23 +43,35 @@ export interface ConfigRow {
   trainKey: string;
   /** Key of its evaluation job. */
   evalKey: string;
+  /** 1 when the experiment file no longer has it (kept, not run). */
   removed: number;
 }
 
 /** A job as stored. */
 export interface JobRow {
+  /** Row id. */
   id: number;
+  /** Sweep id. */
   sweep: number;
+  /** Stable hash of the job's definition (unique per sweep). */
   key: string;
+  /** Training run or evaluation of a checkpoint. */
   kind: "train" | "eval";
   /** The job's definition (JSON). */
   spec: string;
+  /** Run directory (an evaluation's is its training run's). */
   runDir: string;
+  /** Where the job stands. */
   state: JobState;
+  /** Times it was started. */
   attempts: number;
+  /** Why it last failed (stderr tail, NaN reason and step, timeout). */
   error: string | null;
+  /** ISO time of the last start. */
   started: string | null;
+  /** ISO time it last ended. */
   finished: string | null;
+  /** Process id of its worker while running. */
   pid: number | null;
   /** 1 when the dashboard asked to cancel the job; the executor polls it. */
   cancelRequested: number;
@@ -61,21 +81,31 @@ export interface JobRow {
 
 /** One point of a training run's metric series. */
 export interface MetricRow {
+  /** Job id. */
   job: number;
+  /** Training step. */
   step: number;
+  /** Training loss. */
   loss: number;
   /** Loss per timestep band (JSON array). */
   bands: string;
+  /** Learning rate. */
   lr: number;
+  /** Throughput. */
   stepsPerSec: number;
 }
 
 /** One evaluation result. */
 export interface EvalRow {
+  /** Job id. */
   job: number;
+  /** Metric name. */
   metric: string;
+  /** Its value (NaN when the evaluation gave none). */
   value: number;
+  /** Samples it used. */
   n: number;
+  /** Its spread (standard error or similar). */
   spread: number;
   /** Other fields of the result (JSON). */
   extra: string;

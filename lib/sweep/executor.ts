@@ -338,7 +338,9 @@ export async function execute(opts: ExecuteOptions): Promise<{ done: number; fai
       stdin: "null",
     }).spawn();
     const r: Running = { job, child, started: Date.now(), stdout: "", stderr: "" };
-    drain(child.stdout, (t) => r.stdout += t);
+    // Only an evaluation's stdout carries results; a trainer's is kept as a tail.
+    const keep = job.kind === "eval" ? 1 << 24 : 4000;
+    drain(child.stdout, (t) => r.stdout = (r.stdout + t).slice(-keep));
     drain(child.stderr, (t) => r.stderr = (r.stderr + t).slice(-4000));
     child.status.then((s) => r.exit = s);
     running.set(job.id, r);

@@ -15,8 +15,11 @@ import { EVAL_KEYS, expandConfigs, type Experiment } from "./experiment.ts";
 
 /** A training job: one run directory. */
 export interface TrainJob {
+  /** Stable key (model-data-hash of the training keys), also the run directory's name. */
   key: string;
+  /** Model of the zoo. */
   model: string;
+  /** Dataset. */
   data: string;
   /** Everything passed as `--set` (steps and checkpoint_at included). */
   config: RunConfig;
@@ -24,6 +27,7 @@ export interface TrainJob {
 
 /** An evaluation job: metrics of one checkpoint under one sampling setting. */
 export interface EvalJob {
+  /** Stable key (hash of the training job, step, settings and metrics). */
   key: string;
   /** Key of the training job it evaluates. */
   train: string;
@@ -37,19 +41,25 @@ export interface EvalJob {
 
 /** One configuration of the sweep and the jobs it maps to. */
 export interface PlannedConfig {
+  /** Position in the expansion. */
   idx: number;
   /** The full configuration. */
   params: RunConfig;
   /** Only the parameters that vary across the sweep. */
   varying: RunConfig;
+  /** Key of the training job it uses. */
   trainKey: string;
+  /** Key of its evaluation job. */
   evalKey: string;
 }
 
 /** A sweep's plan. */
 export interface Plan {
+  /** Every configuration. */
   configs: PlannedConfig[];
+  /** The deduplicated training jobs. */
   train: TrainJob[];
+  /** The evaluation jobs, one per distinct (training job, step, settings). */
   eval: EvalJob[];
   /** Training jobs a naive grid (one per configuration) would run. */
   naiveTrain: number;
