@@ -18,7 +18,7 @@ import {
 import { didYouMean } from "../runtime/text.ts";
 import { type Experiment, loadExperiment } from "./experiment.ts";
 import { execute, type ExecutorUpdate } from "./executor.ts";
-import { describePlan, planSweep } from "./planner.ts";
+import { describePlan, planSweep, type TrainJob } from "./planner.ts";
 
 /** Options of {@link runSweep}. */
 export interface SweepOptions {
@@ -129,12 +129,23 @@ export async function runSweep(
       })),
     );
     for (const t of plan.train) {
-      store.ensureJob(
+      const spec = JSON.stringify(t);
+      const job = store.ensureJob(
         sweep.id,
         t.key,
         "train",
-        JSON.stringify(t),
+        spec,
         join(runsDir, experiment.name, t.key),
+      );
+      if (job.spec === spec) continue;
+      // Same training keys, other steps or EMA decays: the run continues from its checkpoint.
+      const changes = diffKeys((JSON.parse(job.spec) as TrainJob).config, t.config, "", []);
+      store.updateJob(job.id, { spec });
+      if (job.state !== "queued" && job.state !== "running") {
+        store.updateJob(job.id, { state: "queued", attempts: 0, error: null, cancelRequested: 0 });
+      }
+      say(
+        `training job ${t.key} changed (${changes.join("; ")}): it continues from its checkpoint`,
       );
     }
     for (const ev of plan.eval) {

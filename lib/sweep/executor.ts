@@ -478,9 +478,13 @@ export async function execute(opts: ExecuteOptions): Promise<{ done: number; fai
       }
       const ev = evalByKey.get(job.key)!;
       const t = byKey.get(ev.train)!;
-      const ready = checkpoints.get(t.id)?.has(ev.checkpoint) || t.state === "done";
+      // A run with no events file at all (not written by this trainer) is trusted when done.
+      const known = checkpoints.get(t.id);
+      const ready = known ? known.has(ev.checkpoint) : t.state === "done";
       if (!ready && t.state !== "queued" && t.state !== "running") {
-        const state: JobState = t.state === "failed" ? "failed" : "cancelled";
+        const state: JobState = t.state === "cancelled" || t.state === "stopped"
+          ? "cancelled"
+          : "failed";
         const error =
           `its training job ${t.key} is ${t.state} (no checkpoint at step ${ev.checkpoint})`;
         store.updateJob(job.id, { state, error });

@@ -228,6 +228,33 @@ parameters:
   const store = new SqliteStore(storePath, { readOnly: true });
   assert.equal(store.configs(store.sweep("change")!.id).filter((c) => c.removed).length, 1);
   store.close();
+
+  // More steps for the same training keys: the done run continues from its last checkpoint.
+  fs.writeFileSync(file, fs.readFileSync(file, "utf8").replace("steps: 50", "steps: 100"));
+  lines.length = 0;
+  const r = await runSweep({ ...opts, onEvent: (l) => lines.push(l) });
+  assert.equal(r.failed, 0);
+  assert.ok(
+    lines.some((l) => /training job .* changed \(steps: 50 → 100\): it continues/.test(l)),
+    lines.join("\n"),
+  );
+  const trains = invocations(runsDir).filter((c) => c.startsWith("train"));
+  assert.deepEqual(trains, ["train from 0", "train from 50"]);
+  const s2 = new SqliteStore(storePath, { readOnly: true });
+  const job = s2.jobs(s2.sweep("change")!.id).find((j) => j.kind === "train")!;
+  assert.deepEqual(s2.metricsSince(job.id, 0).map((m) => m.step), [
+    10,
+    20,
+    30,
+    40,
+    50,
+    60,
+    70,
+    80,
+    90,
+    100,
+  ]);
+  s2.close();
 });
 
 Deno.test("ASHA stops the worst training run at a rung, only when the experiment asks", async () => {
