@@ -6,6 +6,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert";
+import { upsample2x } from "../../lib/network/layers.ts";
 import { initBackend } from "../../lib/runtime/backend.ts";
 import { registerProjectKernels } from "../../lib/runtime/kernels/mod.ts";
 import { wasmBatchMatMul } from "../../lib/runtime/kernels/batch_mat_mul.ts";
@@ -302,6 +303,23 @@ Deno.test("sum and mean over any axes match cpu, keepDims too", async () => {
     assertEquals(n.dtype, "int32");
     return tf.cast(n, "float32");
   });
+});
+
+Deno.test("upsample2x on wasm matches cpu tiling, value and gradient", async () => {
+  const inputs = [data([2, 3, 4, 5], 85)];
+  const wasm = await on("wasm", inputs, weightedGrads((x) => upsample2x(x as tf.Tensor4D)));
+  const wasmValue = await on("wasm", inputs, (x) => upsample2x(x as tf.Tensor4D));
+  const tiled = (x: tf.Tensor) => {
+    const [b, h, w, c] = x.shape; // two rank-4 tiles: tfjs tiles gradients up to rank 4
+    const wide = tf.tile(tf.reshape(x, [b * h, w, 1, c]), [1, 1, 2, 1]);
+    const t = tf.tile(tf.reshape(wide, [b, h, 1, 2 * w * c]), [1, 1, 2, 1]);
+    return tf.reshape(t, [b, 2 * h, 2 * w, c]);
+  };
+  const cpuValue = await on("cpu", inputs, tiled);
+  const cpu = await on("cpu", inputs, weightedGrads(tiled));
+  await tf.setBackend("wasm");
+  assertClose(wasmValue, cpuValue, "upsample2x value");
+  assertClose(wasm, cpu, "upsample2x gradient");
 });
 
 Deno.test("gradients through the ops the models use match cpu", async () => {
