@@ -464,6 +464,16 @@ export async function execute(opts: ExecuteOptions): Promise<{ done: number; fai
     const byKey = new Map(jobs.map((j) => [j.key, j]));
     let waiting = 0;
     for (const job of jobs) {
+      const trainOf = job.kind === "eval" ? byKey.get(evalByKey.get(job.key)!.train) : undefined;
+      if (
+        trainOf && (trainOf.state === "queued" || trainOf.state === "running") &&
+        (job.state === "failed" || job.state === "cancelled") &&
+        job.error?.startsWith(`its training job ${trainOf.key} `)
+      ) {
+        // Its training job was put back in the queue (restart from the dashboard): wait for it again.
+        store.requeue(job.id);
+        job.state = "queued";
+      }
       if (job.state !== "queued" || running.has(job.id)) continue;
       if (job.cancelRequested) {
         store.updateJob(job.id, { state: "cancelled" });

@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { compareSweep, listSweeps, runSweep } from "../../lib/sweep/commands.ts";
-import { SqliteStore } from "../../lib/store/store.ts";
+import { type JobRow, SqliteStore } from "../../lib/store/store.ts";
 
 const fake = [
   Deno.execPath(),
@@ -415,4 +415,24 @@ parameters:
   );
   assert.ok(updates.includes("start") && updates.includes("cancelled"));
   store.close();
+
+  // The dashboard's restart: the cancelled run and the evaluation waiting on it run again.
+  const restart = new SqliteStore(storePath);
+  restart.requeue(train(0.001).id);
+  restart.close();
+  Deno.env.set("FAKE_SLEEP_MS", "1");
+  try {
+    await runSweep({ file, storePath, runsDir, workerCommand: fake, onEvent: () => {} });
+  } finally {
+    Deno.env.delete("FAKE_SLEEP_MS");
+  }
+  const after = new SqliteStore(storePath, { readOnly: true });
+  const again = after.jobs(after.sweep("cancel")!.id);
+  const evalOf = (t: JobRow) =>
+    again.find((j) => j.kind === "eval" && JSON.parse(j.spec).train === t.key)!;
+  const t1 = again.find((j) => j.id === train(0.001).id)!;
+  assert.equal(t1.state, "done");
+  assert.equal(evalOf(t1).state, "done");
+  assert.equal(after.metricsSince(t1.id, 0).at(-1)!.step, 2000);
+  after.close();
 });
