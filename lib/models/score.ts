@@ -40,11 +40,11 @@ export const SCORE_KEYS: Record<string, KeySpec> = {
     help: "image sizes whose levels get a transformer block (the middle always has one)",
   },
   heads: { default: 4, help: "attention heads" },
-  stem: {
-    default: 1,
-    help: "stride of the UNet's input convolution (2 = first level at 14×14, cheaper)",
+  label_in_time: {
+    default: true,
+    help:
+      "also add the label embedding to the time embedding (the seed conditions through cross-attention only)",
   },
-  label_in_time: { default: false, help: "also add the label embedding to the time embedding" },
   context_tokens: { default: 4, help: "context tokens made from the label for cross-attention" },
   label_dropout: {
     default: 0.1,
@@ -79,16 +79,12 @@ export class ScoreModel implements ZooModel {
       mults: config.mults as number[],
       attnRes: config.attn_res as number[],
       heads: config.heads as number,
-      stem: config.stem as 1 | 2,
       labelInTime: config.label_in_time as boolean,
       contextTokens: config.context_tokens as number,
       fourierScale: config.fourier_scale as number,
       fourierSeed: config.seed as number,
       numClasses: NUM_CLASSES,
     });
-    if (config.stem !== 1 && config.stem !== 2) {
-      throw new Error(`model score: stem must be 1 or 2, got ${config.stem}`);
-    }
     this.batchSize = config.batch as number;
     const { images, labels, n } = loadMnist("train");
     this.#images = images;

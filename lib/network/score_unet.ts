@@ -53,12 +53,6 @@ export interface ScoreUNetConfig {
   groups?: number;
   /** Input image size (height = width). @default 28 */
   size?: number;
-  /**
-   * Stride of the input convolution: 2 runs the first level at half the
-   * image size (a 2×2 "patch" stem, ×2 upsampling before the output
-   * convolution), which makes a small model several times cheaper. @default 1
-   */
-  stem?: 1 | 2;
   /** Also add the label embedding to the time embedding (every ResBlock sees the label). @default false */
   labelInTime?: boolean;
 }
@@ -87,7 +81,6 @@ export class ScoreUNet implements Network {
       contextTokens: 4,
       groups: 8,
       size: 28,
-      stem: 1,
       labelInTime: false,
       ...config,
     };
@@ -146,7 +139,7 @@ export class ScoreUNet implements Network {
   }
 
   #hasAttention(level: number): boolean {
-    return this.config.attnRes.includes((this.config.size / this.config.stem) >> level);
+    return this.config.attnRes.includes(this.config.size >> level);
   }
 
   #forward(
@@ -156,7 +149,7 @@ export class ScoreUNet implements Network {
     cond?: tf.Tensor1D,
     maps?: AttentionMaps,
   ): tf.Tensor4D {
-    const { mults, temb, groups, numClasses, contextTokens, stem } = this.config;
+    const { mults, temb, groups, numClasses, contextTokens } = this.config;
     const B = x.shape[0];
     const labels = cond ?? (tf.fill([B], numClasses) as tf.Tensor1D);
     const le = embed(w, "label", labels); // [B, temb]
@@ -165,7 +158,7 @@ export class ScoreUNet implements Network {
     const ctx = tf.reshape(dense(w, "ctx", le), [B, contextTokens, temb]); // [B, K, temb]
     const block = (name: string, h: tf.Tensor4D) =>
       transformer(w, name, h, ctx, this.config.heads, maps);
-    let h = conv(w, "inc", x, stem); // [B, 28/stem, 28/stem, ch]
+    let h = conv(w, "inc", x); // [B, 28, 28, ch]
     const skips: tf.Tensor4D[] = [];
     for (let i = 0; i < mults.length; i++) {
       h = resBlock(w, `down${i}`, h, e, groups);
@@ -179,7 +172,7 @@ export class ScoreUNet implements Network {
     for (let i = mults.length - 1; i >= 0; i--) {
       h = resBlock(w, `up${i}`, tf.concat([h, skips.pop()!], 3), e, groups);
       if (this.#hasAttention(i)) h = block(`up${i}`, h);
-      if (i > 0 || stem === 2) h = upsample2x(h); // [B, 2H, 2W, c]
+      if (i > 0) h = upsample2x(h); // [B, 2H, 2W, c]
     }
     return conv(w, "outc", silu(groupNorm(w, "outn", h, groups)));
   }

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import * as fs from "node:fs";
 import { join } from "node:path";
+import { loadClassifier } from "../../lib/metrics/classifier.ts";
 import { resolveConfig } from "../../lib/models/config.ts";
 import type { RunConfig } from "../../lib/models/model.ts";
 import {
@@ -20,7 +21,12 @@ import { assertClose, useBackend } from "../helpers.ts";
 await useBackend("wasm");
 
 /** The small, fast configuration of these tests (and of the conditioning run). */
-const SMALL = { ch: 16, mults: [1, 2], stem: 2, heads: 2, label_in_time: true };
+const SMALL = { ch: 8, mults: [1, 2], attn_res: [14], heads: 2, label_in_time: true };
+
+/** Training steps of the conditioning run. */
+const SHORT_RUN_STEPS = 300;
+/** What the conditioning run must beat. */
+const SHORT_RUN_ACCURACY = 0.15;
 
 function config(given: RunConfig = {}): RunConfig {
   return { model: "score", data: "mnist", ...resolveConfig(SCORE_KEYS, { ...SMALL, ...given }) };
@@ -36,7 +42,6 @@ function variables(model: ScoreModel, rng: Rng, tag: string): Record<string, tf.
 
 Deno.test("score trains on mnist only", () => {
   assert.throws(() => new ScoreModel({ ...config(), data: "moons" }), /mnist only/);
-  assert.throws(() => new ScoreModel(config({ stem: 3 })), /stem/);
   assert.equal(SCORE_ENTRY.data, "mnist");
 });
 
@@ -106,7 +111,7 @@ Deno.test("sample: label layout, guidance and errors", async () => {
 });
 
 Deno.test("attention maps: self over pixels, cross over the context tokens", () => {
-  const model = new ScoreModel(config({ attn_res: [7, 14], context_tokens: 3 }));
+  const model = new ScoreModel(config({ mults: [1, 2, 2], attn_res: [7, 14], context_tokens: 3 }));
   const w = model.init(new Rng(4));
   const maps = tf.tidy(() =>
     model.network.applyWithAttention(
@@ -118,18 +123,18 @@ Deno.test("attention maps: self over pixels, cross over the context tokens", () 
       .attention
   );
   assert.deepEqual(Object.keys(maps).sort(), [
-    "down0.cross",
-    "down0.self",
     "down1.cross",
     "down1.self",
+    "down2.cross",
+    "down2.self",
     "mid.cross",
     "mid.self",
-    "up0.cross",
-    "up0.self",
     "up1.cross",
     "up1.self",
+    "up2.cross",
+    "up2.self",
   ]);
-  assert.deepEqual(maps["down0.self"].shape, [2, 2, 196, 196]);
+  assert.deepEqual(maps["down1.self"].shape, [2, 2, 196, 196]);
   assert.deepEqual(maps["mid.cross"].shape, [2, 2, 49, 3]);
   const rows = tf.sum(maps["up1.cross"], -1).dataSync();
   rows.forEach((v) => assertClose(v, 1, 1e-5));
@@ -154,4 +159,36 @@ Deno.test("scoreFigures writes the forward, reverse and attention figures", asyn
   paths.forEach((p) => assert.ok(fs.statSync(p).size > 100, p));
   fs.rmSync(dir, { recursive: true });
   tf.dispose(Object.values(weights));
+});
+
+/**
+ * The documented short run that shows the label conditioning works:
+ * `SCORE_CONDITIONING=1 npx -y deno@2.9.6 test -A tests/models/score_test.ts --filter conditioning`.
+ * SHORT_RUN_STEPS steps of the small configuration (batch 16, lr 5e-3, no
+ * EMA), then 5 digits of each label with 40 Euler–Maruyama steps at
+ * guidance 3, read by the MNIST classifier (trained on first use if it is
+ * not cached). Opt-in: on a shared 2-core machine 300 steps took 592 s, and
+ * the samples (blobs of strokes on grey; the 1s clearly vertical) were read
+ * right 5 times in 30 by a nearest-class-mean stand-in for the classifier.
+ * The threshold has not yet been checked against the CNN classifier.
+ */
+Deno.test({
+  name: "conditioning: after a short run the classifier reads the requested digits",
+  ignore: !Deno.env.get("SCORE_CONDITIONING"),
+}, async () => {
+  const model = new ScoreModel(config({ batch: 16 }));
+  const rng = new Rng(0);
+  const params = variables(model, rng, "score-cond");
+  const adam = new Adam(params, { kind: "adam", weightDecay: 0 });
+  for (let step = 0; step < SHORT_RUN_STEPS; step++) {
+    const r = trainStep(model, params, adam, rng, step, 5e-3, 1);
+    tf.dispose([r.loss, r.perSample, r.gradNorm!]);
+  }
+  const out = await model.sample(params, { n: 50, steps: 40, guidance: 3 }, new Rng(1));
+  assert.ok(out.kind === "image" && out.labels);
+  const predicted = (await loadClassifier()).predict(out.images, out.n);
+  const accuracy = predicted.reduce((a, p, i) => a + (p === out.labels![i] ? 1 : 0), 0) / out.n;
+  assert.ok(accuracy > SHORT_RUN_ACCURACY, `accuracy ${accuracy} (chance 0.1)`);
+  adam.dispose();
+  tf.dispose(Object.values(params));
 });
