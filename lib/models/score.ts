@@ -50,7 +50,11 @@ export const SCORE_KEYS: Record<string, KeySpec> = {
     default: 0.1,
     help: "fraction of training labels replaced by the null label (classifier-free guidance)",
   },
-  guidance: { default: 1, help: "default guidance scale w: s = (1 + w)·s_cond − w·s_uncond" },
+  guidance: {
+    default: 0,
+    help:
+      "default guidance scale w: s = (1 + w)·s_cond − w·s_uncond (0 = the seed's unguided sampler)",
+  },
   sampler: { default: "em", help: "sampler", choices: ["em"] },
   sample_steps: { default: 500, help: "default Euler–Maruyama steps" },
 };
