@@ -155,7 +155,7 @@ export async function trainClassifier(): Promise<MnistClassifier> {
     for (let b = 0; b < perEpoch; b++) {
       const idx = order.subarray(b * batch, (b + 1) * batch);
       const x = tf.tensor4d(mnistToFloat(images, idx), [batch, 28, 28, 1]);
-      const y = tf.oneHot(tf.tensor1d(Int32Array.from(idx, (i) => labels[i]), "int32"), 10);
+      const y = tf.cast(tf.oneHot(tf.tensor1d(Int32Array.from(idx, (i) => labels[i]), "int32"), 10), "float32");
       const { value, grads } = tf.variableGrads(
         () => tf.losses.softmaxCrossEntropy(y, forward(params, x).logits) as tf.Scalar,
         Object.values(params),

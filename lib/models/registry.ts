@@ -19,7 +19,9 @@ export function modelEntry(name: string): ModelEntry {
   const e = MODELS[name];
   if (!e) {
     throw new Error(
-      `unknown model "${name}"${didYouMean(name, Object.keys(MODELS))}; models: ${Object.keys(MODELS).join(", ")}`,
+      `unknown model "${name}"${didYouMean(name, Object.keys(MODELS))}; models: ${
+        Object.keys(MODELS).join(", ")
+      }`,
     );
   }
   return e;

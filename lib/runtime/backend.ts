@@ -27,7 +27,9 @@ export interface BackendInfo {
 let current: BackendInfo | undefined;
 
 /** Describes a WebGPU adapter, or returns undefined when Deno offers none. */
-async function probeAdapter(): Promise<{ adapter: any; text: string; fallback: boolean } | undefined> {
+async function probeAdapter(): Promise<
+  { adapter: any; text: string; fallback: boolean } | undefined
+> {
   const gpu = (globalThis.navigator as any)?.gpu;
   if (!gpu) return undefined;
   const adapter = await gpu.requestAdapter();
@@ -82,7 +84,9 @@ export async function initBackend(
   } else {
     const probe = await probeAdapter();
     if (name === "webgpu") {
-      if (!probe) throw new Error("--backend webgpu: Deno offers no WebGPU adapter on this machine");
+      if (!probe) {
+        throw new Error("--backend webgpu: Deno offers no WebGPU adapter on this machine");
+      }
       await useWebgpu();
       info = {
         name: "webgpu",
