@@ -22,6 +22,8 @@ import {
 import {
   conv,
   dense,
+  initResBlock,
+  resBlock,
   groupNorm,
   initConv,
   initDense,
@@ -174,31 +176,6 @@ function upsample(x: tf.Tensor4D): tf.Tensor4D {
   return tf.reshape(tf.concat([cols, cols], 2), [B, 2 * H, 2 * W, C]);
 }
 
-/** Parameters of a ResBlock: two norms and convs, a time projection, a 1×1 skip if widths differ. */
-function initResBlock(
-  w: Weights,
-  name: string,
-  cin: number,
-  cout: number,
-  temb: number,
-  rng: Rng,
-): void {
-  initNorm(w, `${name}.n1`, cin);
-  initConv(w, `${name}.c1`, 3, cin, cout, rng);
-  initDense(w, `${name}.t`, temb, cout, rng);
-  initNorm(w, `${name}.n2`, cout);
-  initConv(w, `${name}.c2`, 3, cout, cout, rng);
-  if (cin !== cout) initConv(w, `${name}.skip`, 1, cin, cout, rng);
-}
-
-/** ResBlock: c2(silu(n2(c1(silu(n1(x))) + t(e)))) + skip(x). */
-function resBlock(w: Weights, name: string, x: tf.Tensor4D, e: tf.Tensor): tf.Tensor4D {
-  const cout = w[`${name}.c1.b`].shape[0];
-  let h = conv(w, `${name}.c1`, silu(groupNorm(w, `${name}.n1`, x))); // [B, H, W, cout]
-  h = tf.add(h, tf.reshape(dense(w, `${name}.t`, e), [-1, 1, 1, cout]));
-  h = conv(w, `${name}.c2`, silu(groupNorm(w, `${name}.n2`, h)));
-  return tf.add(h, w[`${name}.skip.w`] ? conv(w, `${name}.skip`, x) : x);
-}
 
 /** A D3PM on quantised MNIST. */
 export class D3pm implements ZooModel {

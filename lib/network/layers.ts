@@ -196,3 +196,40 @@ export function fourierEmbedding(t: tf.Tensor1D, freqs: Float32Array): tf.Tensor
 export function countParams(w: Weights): number {
   return Object.values(w).reduce((n, t) => n + t.size, 0);
 }
+
+/** Parameters of a ResBlock: two norms and convs, a time projection, a 1×1 skip if widths differ. */
+export function initResBlock(
+  w: Weights,
+  name: string,
+  cin: number,
+  cout: number,
+  temb: number,
+  rng: Rng,
+): void {
+  initNorm(w, `${name}.n1`, cin);
+  initConv(w, `${name}.c1`, 3, cin, cout, rng);
+  initDense(w, `${name}.t`, temb, cout, rng);
+  initNorm(w, `${name}.n2`, cout);
+  initConv(w, `${name}.c2`, 3, cout, cout, rng);
+  if (cin !== cout) initConv(w, `${name}.skip`, 1, cin, cout, rng);
+}
+
+/**
+ * ResBlock: c2(silu(n2(c1(silu(n1(x))) + t(e)))) + skip(x), with GroupNorm of
+ * `groups` groups. x [B, H, W, cin], e [B, temb] → [B, H, W, cout].
+ * @default groups 8
+ */
+export function resBlock(
+  w: Weights,
+  name: string,
+  x: tf.Tensor4D,
+  e: tf.Tensor,
+  groups = 8,
+): tf.Tensor4D {
+  const cout = w[`${name}.c1.b`].shape[0];
+  let h = conv(w, `${name}.c1`, silu(groupNorm(w, `${name}.n1`, x, groups))); // [B, H, W, cout]
+  h = tf.add(h, tf.reshape(dense(w, `${name}.t`, e), [-1, 1, 1, cout]));
+  h = conv(w, `${name}.c2`, silu(groupNorm(w, `${name}.n2`, h, groups)));
+  const skip = w[`${name}.skip.w`] ? conv(w, `${name}.skip`, x) : x;
+  return tf.add(h, skip);
+}

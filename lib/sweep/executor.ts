@@ -151,9 +151,9 @@ export function evalArgs(
   if (s.sampler) args.push("--sampler", String(s.sampler));
   if (s.sample_steps) args.push("--steps", String(s.sample_steps));
   if (s.ema_eval) args.push("--ema", String(s.ema_eval));
-  if (s.eta) args.push("--eta", String(s.eta));
+  if (s.eta !== undefined) args.push("--eta", String(s.eta));
   if (s.clip) args.push("--clip", String(s.clip));
-  if (s.guidance) args.push("--guidance", String(s.guidance));
+  if (s.guidance !== undefined) args.push("--guidance", String(s.guidance));
   if (s.n_eval) args.push("--n", String(s.n_eval));
   args.push("--seed", String(s.eval_seed ?? 0), "--samples-out", samplesOut);
   if (backend !== "auto") args.push("--backend", backend);
