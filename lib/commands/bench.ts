@@ -14,6 +14,10 @@ import { Rng } from "../runtime/rng.ts";
 import { Adam } from "../trainer/optim.ts";
 import { trainStep } from "../trainer/trainer.ts";
 import { benchMatmul } from "../bench/matmul.ts";
+import { loadMnist, mnistToFloat } from "../data/mnist.ts";
+import { loadClassifier } from "../metrics/classifier.ts";
+import { mnistReference } from "../metrics/images.ts";
+import { computeMetric } from "../metrics/suite.ts";
 
 /** One benchmark result line. */
 export interface BenchRecord {
@@ -26,6 +30,8 @@ export interface BenchRecord {
   tensor_drift?: number;
   /** Peak bytes held by the backend during the case. */
   peak_bytes?: number;
+  /** The FID found (fid-mnist10k: training images against the test set). */
+  fid?: number;
 }
 
 function ddpm(data: string, batch: number): Ddpm {
@@ -114,6 +120,36 @@ async function timeSample(
   };
 }
 
+/**
+ * FID of 10,000 MNIST images as `eval` computes it, sampling not counted:
+ * classifier features, mean and covariance, the Fréchet distance to the test
+ * set's (cached) statistics, and the 10-resample bootstrap spread. The
+ * "samples" are the first 10,000 training images.
+ */
+async function timeFid(): Promise<BenchRecord> {
+  const clf = await loadClassifier();
+  mnistReference(clf); // the per-machine reference, as in a sweep after its first eval
+  const { images } = loadMnist("train");
+  const n = 10000;
+  const x = mnistToFloat(images, Int32Array.from({ length: n }, (_, i) => i));
+  const before = tf.memory().numTensors;
+  const t0 = performance.now();
+  const r = await computeMetric(
+    "fid",
+    { kind: "image", images: x, n, height: 28, width: 28, channels: 1 },
+    { data: "mnist", seed: 0 },
+  );
+  const ms = performance.now() - t0;
+  return {
+    case: "fid-mnist10k",
+    ms_per_iter: round(ms),
+    iters: 1,
+    backend: tf.getBackend(),
+    tensor_drift: tf.memory().numTensors - before,
+    fid: round(r.value),
+  };
+}
+
 function round(x: number): number {
   return Math.round(x * 100) / 100;
 }
@@ -124,6 +160,7 @@ export const BENCH_CASES: Record<string, () => Promise<BenchRecord | BenchRecord
   "mnist-unet": () => timeTrain("mnist-unet", "mnist", 64, 5),
   "sample-toy-ddpm1000": () => timeSample("sample-toy-ddpm1000", "8gaussians", 1024, "ddpm", 1000),
   "sample-mnist-ddim50": () => timeSample("sample-mnist-ddim50", "mnist", 64, "ddim", 50),
+  "fid-mnist10k": timeFid,
   "matmul": async () => (await benchMatmul()) as BenchRecord[],
 };
 

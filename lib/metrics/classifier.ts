@@ -5,6 +5,11 @@
  * from its configuration and code version so it trains once per machine.
  * Its 128-wide penultimate layer gives the features.
  *
+ * Trained weights for the current configuration ship in `lib/metrics/weights/`
+ * (1.7 MB; `deno run -A tasks/classifier.ts` retrains and rewrites them), so a
+ * fresh clone needs no 10-minute training; without them (a changed config or
+ * VERSION) the classifier trains on first use and is cached per machine.
+ *
  * These FIDs compare runs of this project with each other; they are not
  * comparable with Inception-based FIDs from papers.
  */
@@ -12,6 +17,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import * as fs from "node:fs";
 import { homedir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { loadMnist, mnistToFloat } from "../data/mnist.ts";
 import { conv, dense, initConv, initDense, type Weights } from "../network/layers.ts";
 import { Progress } from "../runtime/progress.ts";
@@ -33,13 +39,18 @@ const VERSION = 1;
 /** Width of the feature vector. */
 export const FEATURE_DIM = CLASSIFIER_CONFIG.features;
 
-function cacheDir(): string {
+/** The per-machine cache folder: `$DMW_CACHE`, else `$XDG_CACHE_HOME/dmw`, else `~/.cache/dmw`. */
+export function cacheDir(): string {
   const base = Deno.env.get("DMW_CACHE") ??
     join(Deno.env.get("XDG_CACHE_HOME") ?? join(homedir(), ".cache"), "dmw");
   return join(base, "mnist-classifier");
 }
 
-function cacheKey(): string {
+/** Folder of the weights that ship with the project. */
+export const BUNDLED_DIR = fileURLToPath(new URL("./weights/", import.meta.url));
+
+/** The cache key of the current configuration and code version, e.g. `v1-8c3e5a1f`. */
+export function cacheKey(): string {
   const text = JSON.stringify({ ...CLASSIFIER_CONFIG, VERSION });
   let h = 2166136261;
   for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 16777619) >>> 0;
@@ -135,8 +146,12 @@ export class MnistClassifier {
   }
 }
 
-/** Trains the classifier from its seed (progress on stderr). */
-export async function trainClassifier(): Promise<MnistClassifier> {
+/**
+ * Trains the classifier from its seed (progress on stderr). `maxSteps` stops
+ * early (tests use it to check determinism).
+ * @default maxSteps all epochs
+ */
+export async function trainClassifier(maxSteps = Infinity): Promise<MnistClassifier> {
   const { seed, epochs, batch, lr } = CLASSIFIER_CONFIG;
   const rng = new Rng(seed);
   const init = initClassifier(rng);
@@ -150,12 +165,17 @@ export async function trainClassifier(): Promise<MnistClassifier> {
     "training the MNIST feature network (once per machine)",
     epochs * perEpoch,
   );
-  for (let e = 0; e < epochs; e++) {
+  for (let e = 0; e < epochs && e * perEpoch < maxSteps; e++) {
     const order = rng.permutation(n);
-    for (let b = 0; b < perEpoch; b++) {
+    for (let b = 0; b < perEpoch && e * perEpoch + b < maxSteps; b++) {
       const idx = order.subarray(b * batch, (b + 1) * batch);
       const x = tf.tensor4d(mnistToFloat(images, idx), [batch, 28, 28, 1]);
-      const y = tf.cast(tf.oneHot(tf.tensor1d(Int32Array.from(idx, (i) => labels[i]), "int32"), 10), "float32");
+      const y = tf.tidy(() =>
+        tf.cast(
+          tf.oneHot(tf.tensor1d(Int32Array.from(idx, (i) => labels[i]), "int32"), 10),
+          "float32",
+        )
+      );
       const { value, grads } = tf.variableGrads(
         () => tf.losses.softmaxCrossEntropy(y, forward(params, x).logits) as tf.Scalar,
         Object.values(params),
@@ -179,22 +199,43 @@ export async function trainClassifier(): Promise<MnistClassifier> {
 
 let cached: MnistClassifier | undefined;
 
-/** The classifier: from the disk cache, or trained now and cached. */
-export async function loadClassifier(): Promise<MnistClassifier> {
-  if (cached) return cached;
-  const dir = cacheDir();
+/** Reads weights saved by {@link saveClassifier}, or returns undefined when absent. */
+function readSaved(dir: string): MnistClassifier | undefined {
   const file = join(dir, `${cacheKey()}.bin`);
   const meta = join(dir, `${cacheKey()}.json`);
-  if (fs.existsSync(file) && fs.existsSync(meta)) {
-    return cached = new MnistClassifier(
-      readTensors(file, JSON.parse(fs.readFileSync(meta, "utf8"))),
-    );
-  }
-  const clf = await trainClassifier();
+  if (!fs.existsSync(file) || !fs.existsSync(meta)) return undefined;
+  return new MnistClassifier(readTensors(file, JSON.parse(fs.readFileSync(meta, "utf8"))));
+}
+
+/** Writes the classifier's weights into `dir` under the current cache key (atomically). */
+export async function saveClassifier(clf: MnistClassifier, dir: string): Promise<string> {
   fs.mkdirSync(dir, { recursive: true });
+  const file = join(dir, `${cacheKey()}.bin`);
   const tmp = `${file}.tmp-${Deno.pid}`;
   const entries = await writeTensors(tmp, clf.weights);
-  fs.writeFileSync(meta, JSON.stringify(entries));
   fs.renameSync(tmp, file);
+  fs.writeFileSync(join(dir, `${cacheKey()}.json`), JSON.stringify(entries));
+  return file;
+}
+
+/** Where the classifier came from, after {@link loadClassifier}. */
+export let classifierSource: "bundled" | "cache" | "trained" | undefined;
+
+/** The classifier: the shipped weights, else the disk cache, else trained now and cached. */
+export async function loadClassifier(): Promise<MnistClassifier> {
+  if (cached) return cached;
+  const bundled = readSaved(BUNDLED_DIR);
+  if (bundled) {
+    classifierSource = "bundled";
+    return cached = bundled;
+  }
+  const saved = readSaved(cacheDir());
+  if (saved) {
+    classifierSource = "cache";
+    return cached = saved;
+  }
+  const clf = await trainClassifier();
+  await saveClassifier(clf, cacheDir());
+  classifierSource = "trained";
   return cached = clf;
 }

@@ -4,23 +4,49 @@
  * recall (Kynkäänniemi et al. 2019), class accuracy of conditional samples,
  * and an Inception-Score analogue. Feature arrays are [n·d] row-major.
  */
+import * as fs from "node:fs";
+import { join } from "node:path";
 import { loadMnist, mnistToFloat } from "../data/mnist.ts";
 import type { Rng } from "../runtime/rng.ts";
-import { FEATURE_DIM, type MnistClassifier } from "./classifier.ts";
+import { cacheDir, cacheKey, FEATURE_DIM, type MnistClassifier } from "./classifier.ts";
 import { type FeatureStats, featureStats } from "./frechet.ts";
 
 let reference: { features: Float32Array; n: number; stats: FeatureStats } | undefined;
 
-/** Features and statistics of the 10,000 MNIST test images (computed once per process). */
+/**
+ * Features and statistics of the 10,000 MNIST test images: computed once per
+ * machine (the features are cached beside the classifier, under its key) and
+ * kept for the process.
+ */
 export function mnistReference(
   clf: MnistClassifier,
 ): { features: Float32Array; n: number; stats: FeatureStats } {
   if (reference) return reference;
-  const { images, n } = loadMnist("test");
-  const features = clf.features(
-    mnistToFloat(images, Int32Array.from({ length: n }, (_, i) => i)),
-    n,
-  );
+  const file = join(cacheDir(), `reference-test-${cacheKey()}.f32`);
+  const n = 10000;
+  let features: Float32Array | undefined;
+  if (fs.existsSync(file)) {
+    const bytes = fs.readFileSync(file);
+    if (bytes.byteLength === n * FEATURE_DIM * 4) {
+      features = new Float32Array(
+        bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength),
+      );
+    }
+  }
+  if (!features) {
+    const test = loadMnist("test");
+    features = clf.features(
+      mnistToFloat(test.images, Int32Array.from({ length: test.n }, (_, i) => i)),
+      test.n,
+    );
+    fs.mkdirSync(cacheDir(), { recursive: true });
+    const tmp = `${file}.tmp-${Deno.pid}`;
+    fs.writeFileSync(
+      tmp,
+      new Uint8Array(features.buffer, features.byteOffset, features.byteLength),
+    );
+    fs.renameSync(tmp, file);
+  }
   return reference = { features, n, stats: featureStats(features, n, FEATURE_DIM) };
 }
 
