@@ -41,7 +41,7 @@ export async function evalCommand(opts: EvalCommandOptions): Promise<MetricResul
   const extra = parseSets(opts.set);
   try {
     const data = String(run.config.data);
-    const metrics = opts.metric.length ? opts.metric : defaultMetrics(data);
+    const metrics = opts.metric.length ? opts.metric : defaultMetrics(data, run.config);
     const n = opts.n ?? defaultSampleCount(data);
     const rng = new Rng(opts.seed);
     const settings = {
@@ -77,7 +77,12 @@ export async function evalCommand(opts: EvalCommandOptions): Promise<MetricResul
       if (opts.samplesOut) writeSamples(samples, opts.samplesOut, data, opts.seed);
       for (const m of needSamples) {
         results.push({
-          ...(await computeMetric(m, samples, { data, seed: opts.seed, extra })),
+          ...(await computeMetric(m, samples, {
+            data,
+            seed: opts.seed,
+            extra,
+            config: run.config,
+          })),
           ...settings,
         });
       }

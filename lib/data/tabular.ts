@@ -12,6 +12,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { parse } from "csv-parse/sync";
 import { stringify } from "csv-stringify/sync";
+import { Rng } from "../runtime/rng.ts";
 import { didYouMean } from "../runtime/text.ts";
 
 /** How a column is read: floats, integers, labels, or true/false/yes/no. */
@@ -498,6 +499,67 @@ export function tableToRecords(
     out.push(Object.fromEntries(rec));
   }
   return out;
+}
+
+/** Row indices of a table split in two by {@link splitRows}, each part in table order. */
+export interface RowSplit {
+  /** Rows to train on. */
+  train: Int32Array;
+  /** Rows held out (never trained on), for evaluation. */
+  holdout: Int32Array;
+}
+
+/**
+ * A seeded split of `n` rows: `round(n · holdout)` rows drawn without
+ * replacement are held out, the rest are for training. The same
+ * `(n, holdout, seed)` always gives the same split.
+ */
+export function splitRows(n: number, holdout: number, seed: number): RowSplit {
+  if (!(holdout >= 0 && holdout < 1)) {
+    throw new Error(`splitRows: holdout must be a fraction in [0, 1), got ${holdout}`);
+  }
+  const m = Math.round(n * holdout);
+  if (n - m < 1) {
+    throw new Error(`splitRows: holding out ${m} of ${n} rows leaves none to train on`);
+  }
+  const perm = new Rng(seed).permutation(n);
+  return { train: perm.slice(m).sort(), holdout: perm.slice(0, m).sort() };
+}
+
+/**
+ * Some rows of a table, in the given order, as a table with the same columns
+ * and categories (so codes mean the same labels in both); the numeric
+ * columns' `min`/`max` are those of the rows kept.
+ */
+export function selectRows(table: Table, rows: ArrayLike<number>): Table {
+  for (let k = 0; k < rows.length; k++) {
+    if (!(rows[k] >= 0 && rows[k] < table.rows)) {
+      throw new Error(`${table.name}: row ${rows[k]} outside 0..${table.rows - 1}`);
+    }
+  }
+  const take = <T extends Float64Array | Int32Array>(v: T): T => {
+    const out = new (v.constructor as new (n: number) => T)(rows.length);
+    for (let k = 0; k < rows.length; k++) out[k] = v[rows[k]];
+    return out;
+  };
+  const numeric = new Map(Object.entries(table.numeric).map(([k, v]) => [k, take(v)]));
+  const columns = table.columns.map((c) => {
+    const v = numeric.get(c.name);
+    if (!v || v.length === 0) return { ...c };
+    let [min, max] = [Infinity, -Infinity];
+    for (const x of v) [min, max] = [Math.min(min, x), Math.max(max, x)];
+    return { ...c, min, max };
+  });
+  return {
+    name: table.name,
+    columns,
+    rows: rows.length,
+    numeric: Object.fromEntries(numeric),
+    categorical: Object.fromEntries(
+      Object.entries(table.categorical).map(([k, v]) => [k, take(v)]),
+    ),
+    blanks: table.blanks,
+  };
 }
 
 /**

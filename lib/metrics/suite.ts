@@ -2,20 +2,41 @@
  * Metrics by name, computed on a model's samples, each with a bootstrap
  * spread (the standard deviation of the metric over resamples of the
  * generated rows). This is what `deno task eval` and the sweeps call.
+ * Table samples are compared with the run's own training rows and scored
+ * on its held-out rows (see {@link runTables}).
  */
+import { isBuiltinTable, selectRows, type Table } from "../data/tabular.ts";
 import { isToy, sampleToy } from "../data/toy2d.ts";
 import type { MetricResult, RunConfig, SampleOutput } from "../models/model.ts";
+import { runTables } from "../models/tabddpm.ts";
 import { Rng } from "../runtime/rng.ts";
 import { didYouMean } from "../runtime/text.ts";
 import { FEATURE_DIM, loadClassifier } from "./classifier.ts";
 import { featureStats, frechetDistance } from "./frechet.ts";
 import { classifierScore, kid, mnistReference, precisionRecall, takeRows } from "./images.ts";
 import { mmd, slicedWasserstein } from "./points.ts";
+import {
+  closestDistances,
+  columnDistances,
+  correlationDifference,
+  meanOf,
+  median,
+  mlEfficacy,
+  samplesToTable,
+} from "./tabular.ts";
 
 /** Metric names by the kind of samples they apply to. */
 export const METRICS = {
   image: ["fid", "kid", "pr", "class-accuracy", "is"],
   points: ["mmd", "swd"],
+  table: [
+    "column-wasserstein",
+    "column-tv",
+    "corr-diff",
+    "efficacy-real",
+    "efficacy-synthetic",
+    "dcr",
+  ],
 } as const;
 
 /** What a metric needs besides the samples. */
@@ -24,12 +45,21 @@ export interface MetricContext {
   data: string;
   /** Seed for reference draws, projections and resampling. */
   seed: number;
-  /** Extra settings (`--set` on eval). */
+  /** Extra settings (`--set` on eval; `target` names the efficacy target of a table). */
   extra?: RunConfig;
+  /** The run's configuration (tables: how the data was loaded and split). */
+  config?: RunConfig;
 }
 
-/** The metrics `eval` computes when none is named. */
-export function defaultMetrics(data: string): string[] {
+/**
+ * The metrics `eval` computes when none is named; a table's efficacy needs a
+ * `target` and held-out rows in the run's `config`.
+ */
+export function defaultMetrics(data: string, config: RunConfig = {}): string[] {
+  if (isBuiltinTable(data) || data.endsWith(".csv")) {
+    const efficacy = config.target && Number(config.holdout ?? 0) > 0;
+    return METRICS.table.filter((m) => efficacy || !m.startsWith("efficacy"));
+  }
   return data === "mnist" ? ["fid"] : isToy(data) ? ["mmd", "swd"] : [];
 }
 
@@ -135,7 +165,99 @@ export async function computeMetric(
     const pr = precisionRecall(real, m, gen, m, d);
     return { metric: "precision", value: pr.precision, n: m, spread: NaN, recall: pr.recall };
   }
-  throw new Error(`${name}: tabular samples are evaluated by the tabddpm model's own metrics`);
+  return tableMetric(name, s, ctx, rng);
+}
+
+/** Resamples for the spread of table metrics. */
+const TABLE_REPS = 20;
+
+/**
+ * A table metric of decoded samples against the run's training rows (and,
+ * for efficacy and the DCR reference, its held-out rows). Spread: bootstrap
+ * over the samples; for efficacy over the training and the held-out rows
+ * together, the model refitted on every resample.
+ */
+function tableMetric(
+  name: string,
+  s: Extract<SampleOutput, { kind: "table" }>,
+  ctx: MetricContext,
+  rng: Rng,
+): MetricResult {
+  const valid: readonly string[] = METRICS.table;
+  if (!valid.includes(name)) throw unknown(name, valid, "table samples");
+  if (!ctx.config) throw new Error(`${name}: needs the run's configuration (its table and split)`);
+  const { train, holdout } = runTables(ctx.config);
+  const synth = samplesToTable(s.header, s.rows, train);
+  const n = synth.rows;
+  const reference = holdout.rows > 0 ? holdout : undefined;
+  const spreadOver = (f: (t: Table) => number) =>
+    bootstrapStd(n, TABLE_REPS, rng, (idx) => f(selectRows(synth, idx)));
+  if (name === "column-wasserstein" || name === "column-tv") {
+    const key = name === "column-wasserstein" ? "wasserstein" : "tv";
+    const f = (t: Table) => columnDistances(train, t)[key];
+    const perColumn = f(synth);
+    if (Object.keys(perColumn).length === 0) {
+      throw new Error(
+        `${name}: ${train.name} has no ${key === "tv" ? "categorical" : "numeric"} columns`,
+      );
+    }
+    return {
+      metric: name,
+      value: meanOf(perColumn),
+      n,
+      spread: spreadOver((t) => meanOf(f(t))),
+      perColumn,
+      holdout: reference ? meanOf(f(reference)) : null,
+    };
+  }
+  if (name === "corr-diff") {
+    const f = (t: Table) => correlationDifference(train, t);
+    return {
+      metric: name,
+      value: f(synth),
+      n,
+      spread: spreadOver(f),
+      holdout: reference ? f(reference) : null,
+    };
+  }
+  if (name === "dcr") {
+    const d = closestDistances(synth, train);
+    return {
+      metric: name,
+      value: median(d),
+      n,
+      spread: bootstrapStd(n, TABLE_REPS, rng, (idx) => median(Array.from(idx, (i) => d[i]))),
+      copies: d.filter((v) => v === 0).length / n,
+      holdout: reference ? median(closestDistances(reference, train)) : null,
+    };
+  }
+  const target = String(ctx.extra?.target ?? ctx.config.target ?? "");
+  if (!target) {
+    throw new Error(`${name}: the run has no target column; name one with --set target=COLUMN`);
+  }
+  if (!reference) {
+    throw new Error(
+      `${name}: the run held no rows out of training (holdout 0); train with --set holdout=0.2`,
+    );
+  }
+  const on = name === "efficacy-real" ? train : synth;
+  const fit = (t: Table, test: Table) => mlEfficacy(t, test, target, { reference: train });
+  const r = fit(on, reference);
+  const spread = bootstrapStd(on.rows, TABLE_REPS, rng, (idx) => {
+    const test = Int32Array.from({ length: reference.rows }, () => rng.int(reference.rows));
+    return fit(selectRows(on, idx), selectRows(reference, test)).score;
+  });
+  return {
+    metric: name,
+    value: r.score,
+    n: reference.rows,
+    spread,
+    target,
+    measure: r.measure,
+    trainRows: on.rows,
+    ...(r.macroF1 === undefined ? {} : { macroF1: r.macroF1 }),
+    ...(on === synth ? { real: fit(train, reference).score } : {}),
+  };
 }
 
 function unknown(name: string, valid: readonly string[], what: string): Error {

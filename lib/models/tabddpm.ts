@@ -16,6 +16,10 @@
  * frequencies. A numeric (regression) target stays an ordinary numeric
  * column, diffused with the rest and unconditioned, as TabDDPM does for
  * regression.
+ *
+ * A seeded share of the rows (`holdout`, `split_seed`) is held out of
+ * training, so that evaluation can score models fitted on synthetic rows on
+ * real rows the diffusion model never saw ({@link runTables}).
  */
 import * as tf from "@tensorflow/tfjs-core";
 import {
@@ -25,6 +29,8 @@ import {
   MISSING,
   type NumericBlankPolicy,
   QuantileTransformer,
+  selectRows,
+  splitRows,
   type Table,
 } from "../data/tabular.ts";
 import { GaussianDiffusion } from "../diffusion/gaussian.ts";
@@ -67,6 +73,11 @@ export const TABDDPM_KEYS: Record<string, KeySpec> = {
     choices: ["drop-row", "mean"],
   },
   drop: { default: [], help: 'columns to leave out, e.g. ["Name"]' },
+  holdout: {
+    default: 0.2,
+    help: "fraction of rows held out of training (seeded by split_seed), for evaluation",
+  },
+  split_seed: { default: 0, help: "seed of the train / held-out split" },
   sampler: { default: "ddpm", help: "default sampler of the numeric part", choices: SAMPLERS },
   sample_steps: { default: 0, help: "default sampling steps (0 = T)" },
   spacing: { default: "leading", help: "timestep spacing for fewer steps" },
@@ -383,6 +394,36 @@ export function tableFeatures(table: Table, target = ""): TableFeatures {
   };
 }
 
+/** A run's table split as the run saw it. */
+export interface RunTables {
+  /** The rows the model trains on. */
+  train: Table;
+  /** The rows held out of training (no rows when `holdout` is 0). */
+  holdout: Table;
+}
+
+/**
+ * The table of a TabDDPM configuration, loaded with its blank and drop
+ * settings and split by `holdout` and `split_seed` into the rows the model
+ * trains on and the rows it never sees. Both parts keep the whole table's
+ * categories. A configuration without `holdout` (a run from before the
+ * split existed) trained on every row.
+ */
+export function runTables(config: RunConfig): RunTables {
+  const table = loadTable(String(config.data), {
+    blanks: config.blanks as NumericBlankPolicy,
+    drop: config.drop as string[],
+    constantColumns: "drop",
+  });
+  let split;
+  try {
+    split = splitRows(table.rows, Number(config.holdout ?? 0), Number(config.split_seed ?? 0));
+  } catch (e) {
+    throw new Error(`tabddpm: ${table.name}: holdout: ${(e as Error).message}`);
+  }
+  return { train: selectRows(table, split.train), holdout: selectRows(table, split.holdout) };
+}
+
 /** The registry entry of the TabDDPM model. */
 export const TABDDPM_ENTRY: ModelEntry = {
   description:
@@ -390,11 +431,7 @@ export const TABDDPM_ENTRY: ModelEntry = {
   keys: TABDDPM_KEYS,
   data: `a .csv file, ${BUILTIN_TABLES.join(", ")}`,
   create: (config) => {
-    const table = loadTable(String(config.data), {
-      blanks: config.blanks as NumericBlankPolicy,
-      drop: config.drop as string[],
-      constantColumns: "drop",
-    });
-    return Promise.resolve(new TabDdpm(config, tableFeatures(table, config.target as string)));
+    const { train } = runTables(config);
+    return Promise.resolve(new TabDdpm(config, tableFeatures(train, config.target as string)));
   },
 };

@@ -7,6 +7,8 @@ import {
   normalCdf,
   normalPpf,
   QuantileTransformer,
+  selectRows,
+  splitRows,
   tableToRecords,
   writeCsv,
 } from "../../lib/data/tabular.ts";
@@ -244,6 +246,31 @@ Deno.test("built-in tables: penguins, seattle-weather, cars", () => {
     ["Miles_per_Gallon", 8],
     ["Horsepower", 6],
   ]);
+});
+
+Deno.test("a seeded split holds rows out without overlap; the parts keep the categories", () => {
+  const s = splitRows(342, 0.2, 0);
+  assert.equal(s.holdout.length, 68);
+  assert.equal(s.train.length, 274);
+  const all = [...s.train, ...s.holdout].sort((a, b) => a - b);
+  assert.deepEqual(all, Array.from({ length: 342 }, (_, i) => i));
+  assert.deepEqual(splitRows(342, 0.2, 0), s, "same seed, same split");
+  assert.notDeepEqual(splitRows(342, 0.2, 1).holdout, s.holdout);
+  assert.equal(splitRows(10, 0, 3).holdout.length, 0);
+  assert.throws(() => splitRows(10, 1, 0), /holdout must be a fraction in \[0, 1\)/);
+  assert.throws(() => splitRows(1, 0.6, 0), /leaves none to train on/);
+
+  const p = loadTable("penguins");
+  const part = selectRows(p, s.holdout);
+  assert.equal(part.rows, 68);
+  assert.deepEqual(part.columns.map((c) => c.categories), p.columns.map((c) => c.categories));
+  const mass = part.numeric["Body Mass (g)"];
+  assert.equal(mass[0], p.numeric["Body Mass (g)"][s.holdout[0]]);
+  assert.deepEqual(
+    [part.columns[5].min, part.columns[5].max],
+    [Math.min(...mass), Math.max(...mass)],
+  );
+  assert.throws(() => selectRows(p, [342]), /penguins: row 342 outside 0..341/);
 });
 
 Deno.test("normal CDF and quantile function: known values and mutual inverses", () => {
