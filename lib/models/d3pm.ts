@@ -22,13 +22,13 @@ import {
 import {
   conv,
   dense,
-  initResBlock,
-  resBlock,
   groupNorm,
   initConv,
   initDense,
   initNorm,
+  initResBlock,
   type Network,
+  resBlock,
   silu,
   sinusoidalEmbedding,
   type Weights,
@@ -175,7 +175,6 @@ function upsample(x: tf.Tensor4D): tf.Tensor4D {
   const cols = tf.reshape(tf.concat([x, x], 3), [B, H, 2 * W, C]); // [B, H, 2W, C]
   return tf.reshape(tf.concat([cols, cols], 2), [B, 2 * H, 2 * W, C]);
 }
-
 
 /** A D3PM on quantised MNIST. */
 export class D3pm implements ZooModel {

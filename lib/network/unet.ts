@@ -8,8 +8,6 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { Rng } from "../runtime/rng.ts";
 import {
   attend,
-  initResBlock,
-  resBlock,
   conv,
   dense,
   embed,
@@ -18,7 +16,9 @@ import {
   initDense,
   initEmbedding,
   initNorm,
+  initResBlock,
   type Network,
+  resBlock,
   silu,
   sinusoidalEmbedding,
   upsample2x,
@@ -134,4 +134,3 @@ export class UNet implements Network {
     return tf.add(x, conv(w, "mida.out", merged));
   }
 }
-
