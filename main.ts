@@ -28,6 +28,9 @@ function collect(v: string, prev: string[]): string[] {
   return [...prev, v];
 }
 
+/** Whether the dashboard can run: stdin and stdout are terminals. */
+const terminal = () => Deno.stdout.isTerminal() && Deno.stdin.isTerminal();
+
 const backendOption = () =>
   new Option("--backend <name>", "tfjs backend: auto picks WebGPU on a hardware adapter, else wasm")
     .choices(["auto", "webgpu", "wasm", "cpu"]).default("auto");
@@ -148,7 +151,24 @@ program.command("sweep")
   .option("--restart-failed", "put failed jobs back in the queue")
   .option("--store <path>", "store file", "runs/store.sqlite")
   .addOption(backendOption())
+  .addHelpText(
+    "after",
+    "\nIn a terminal (and without --no-tui) the sweep runs as a background process, its plain lines\n" +
+      "going to runs/<sweep>/sweep.log, and the dashboard shows it: q quits the dashboard only, the\n" +
+      "sweep keeps running and `deno task watch` attaches again.",
+  )
   .action(async (file: string, o) => {
+    if (o.tui && !o.dryRun && terminal()) {
+      const { sweepWithDashboard } = await import("./lib/dashboard/launch.ts");
+      Deno.exitCode = await sweepWithDashboard({
+        file,
+        concurrency: o.concurrency,
+        restartFailed: o.restartFailed,
+        storePath: o.store,
+        backend: o.backend,
+      });
+      return;
+    }
     const { runSweep } = await import("./lib/sweep/commands.ts");
     const r = await runSweep({
       file,
@@ -162,12 +182,21 @@ program.command("sweep")
   });
 
 program.command("watch")
-  .description("Show a sweep's jobs and latest numbers (the most recent sweep when none is named).")
+  .description(
+    "The live dashboard of a sweep in the store (the most recent when none is named), running or finished; " +
+      "plain lines, one per event, with --no-tui or when stdout is not a terminal.",
+  )
   .argument("[sweep]", "sweep name")
+  .option("--no-tui", "plain lines instead of the dashboard")
   .option("--store <path>", "store file", "runs/store.sqlite")
   .action(async (sweep: string | undefined, o) => {
-    const { watchPlain } = await import("./lib/sweep/commands.ts");
-    console.log(watchPlain({ sweep, storePath: o.store }));
+    if (o.tui && terminal()) {
+      const { runDashboard } = await import("./lib/dashboard/mod.ts");
+      await runDashboard({ storePath: o.store, sweep });
+    } else {
+      const { watchLines } = await import("./lib/dashboard/plain.ts");
+      await watchLines({ storePath: o.store, sweep });
+    }
   });
 
 program.command("compare")
@@ -196,13 +225,23 @@ program.command("compare")
 
 program.command("visualize")
   .description(
-    "Write the figures of seed 004: time embeddings, the forward process on MNIST, ᾱ and log-SNR per schedule.",
+    "Write the figures of seed 004: time embeddings, the forward process on MNIST, ᾱ and log-SNR per schedule; " +
+      "with --run, the run's own figures (score: forward and reverse process, attention maps).",
   )
   .option("--out <dir>", "output folder", "runs/figures")
+  .option("--run <dir>", "run directory whose model draws its figures")
+  .option("--ema <decay>", "the run's weights: raw or a tracked EMA decay (default: the largest)")
+  .option("--checkpoint <step>", "the run's checkpoint step (default: latest)", int("--checkpoint"))
+  .option(
+    "--steps <k>",
+    "sampling steps of the reverse process (default: the run's)",
+    int("--steps"),
+  )
+  .option("--seed <n>", "seed of the run's figures", int("--seed"), 0)
   .addOption(backendOption())
   .action(async (o) => {
     const { visualizeCommand } = await import("./lib/commands/visualize.ts");
-    for (const p of await visualizeCommand({ out: o.out, backend: o.backend as BackendName })) {
+    for (const p of await visualizeCommand({ ...o, backend: o.backend as BackendName })) {
       console.log(p);
     }
   });

@@ -1,0 +1,276 @@
+/**
+ * The dashboard's engine, apart from any terminal: it polls the store
+ * through a {@link SweepReader}, keeps the UI state, turns keys into store
+ * requests (cancel, restart) and tells its subscriber when to redraw, at
+ * most `maxFps` times a second and only when something shown changed.
+ */
+import * as fs from "node:fs";
+import { SqliteStore, type Store } from "../store/store.ts";
+import type { Line } from "./charts.ts";
+import { type Snapshot, SweepReader } from "./model.ts";
+import { type Preview, readPreview, sampleFiles } from "./samples.ts";
+import { type Action, handleKey, initialUi, type Key, renderFrame, type UiState } from "./views.ts";
+
+/** A sweep process this dashboard started (see `launchSweep`). */
+export interface Owner {
+  /** Its process id. */
+  pid: number;
+  /** The file its plain progress lines go to. */
+  log: string;
+  /** Its exit status, once it ended. */
+  exit?: Deno.CommandStatus;
+}
+
+/** Options of {@link Controller}. */
+export interface ControllerOptions {
+  /** Store file. @default "runs/store.sqlite" */
+  storePath?: string;
+  /** Sweep name. @default the most recent sweep */
+  sweep?: string;
+  /** Wait for the sweep to appear instead of failing. @default false */
+  wait?: boolean;
+  /** Store poll interval, ms. @default 500 */
+  pollMs?: number;
+  /** Most redraws per second. @default 10 */
+  maxFps?: number;
+  /** The sweep process this dashboard started, if any. */
+  owner?: Owner;
+  /** Terminal size. @default 100 × 30 */
+  size?: { cols: number; rows: number };
+}
+
+/** Follows a sweep and renders frames for a terminal. */
+export class Controller {
+  readonly #opts: ControllerOptions;
+  readonly #store: Store;
+  readonly #reader: SweepReader;
+  #snap?: Snapshot;
+  #ui: UiState = initialUi();
+  #size: { cols: number; rows: number };
+  #error?: string;
+  readonly #listeners = new Set<() => void>();
+  #poll?: ReturnType<typeof setInterval>;
+  #drawTimer?: ReturnType<typeof setTimeout>;
+  #lastDraw = 0;
+  #drawn = "";
+  #frame?: { key: string; lines: Line[] };
+  readonly #previews = new Map<number, { key: string; value: Preview | string }>();
+  #logTail = { size: -1, line: "" };
+  #quit?: () => void;
+  /** Resolves when the user quits. */
+  readonly done: Promise<void>;
+  /** Redraws so far (the cost test reads it). */
+  draws = 0;
+
+  /** Opens the store read-only (a missing store file is an error naming it). */
+  constructor(opts: ControllerOptions = {}) {
+    this.#opts = opts;
+    this.#size = opts.size ?? { cols: 100, rows: 30 };
+    this.#store = new SqliteStore(opts.storePath ?? "runs/store.sqlite", { readOnly: true });
+    this.#reader = new SweepReader(this.#store, { sweep: opts.sweep, wait: opts.wait });
+    this.done = new Promise((resolve) => this.#quit = resolve);
+    this.#refresh();
+  }
+
+  /** The current snapshot (undefined while waiting for the sweep). */
+  get snapshot(): Snapshot | undefined {
+    return this.#snap;
+  }
+
+  /** The current UI state. */
+  get ui(): UiState {
+    return this.#ui;
+  }
+
+  /** Starts polling the store. */
+  start(): void {
+    this.#poll ??= setInterval(() => {
+      if (this.#refresh()) this.#requestDraw();
+    }, this.#opts.pollMs ?? 500);
+  }
+
+  /** Stops polling and closes the store. */
+  stop(): void {
+    clearInterval(this.#poll);
+    clearTimeout(this.#drawTimer);
+    this.#poll = undefined;
+    this.#store.close();
+  }
+
+  /** Calls `fn` whenever a redraw is due; returns the unsubscribe function. */
+  subscribe(fn: () => void): () => void {
+    this.#listeners.add(fn);
+    return () => this.#listeners.delete(fn);
+  }
+
+  /** New terminal size. */
+  resize(cols: number, rows: number): void {
+    if (cols === this.#size.cols && rows === this.#size.rows) return;
+    this.#size = { cols, rows };
+    this.#requestDraw();
+  }
+
+  /** Handles one key. */
+  key(k: Key): void {
+    const pageSize = Math.max(1, this.#size.rows - 8);
+    const { ui, action } = handleKey(this.#ui, k, this.#snap, pageSize);
+    this.#ui = ui;
+    if (action) this.#act(action);
+    this.#requestDraw();
+  }
+
+  /** The frame to show now (recomputed only when its inputs changed). */
+  frame(): Line[] {
+    const snap = this.#snap;
+    const clock = snap?.live ? Math.floor(Date.now() / 1000) : 0;
+    const status = this.#status();
+    const key = JSON.stringify([snap?.version, this.#ui, this.#size, clock, status, this.#error]);
+    if (this.#frame?.key === key) return this.#frame.lines;
+    const { lines, scroll } = renderFrame(snap, this.#ui, {
+      ...this.#size,
+      series: (id) => this.#reader.series(id),
+      preview: (id) => this.#preview(id),
+      status,
+      waiting: this.#error ??
+        `waiting for sweep ${this.#opts.sweep ?? ""} to appear in ${
+          this.#opts.storePath ?? "runs/store.sqlite"
+        }…`,
+    });
+    this.#ui = { ...this.#ui, scroll };
+    this.#frame = {
+      key: JSON.stringify([snap?.version, this.#ui, this.#size, clock, status, this.#error]),
+      lines,
+    };
+    return lines;
+  }
+
+  /** Reads the store; true when the frame may have changed. */
+  #refresh(): boolean {
+    try {
+      const before = this.#snap;
+      this.#snap = this.#reader.refresh() ?? this.#snap;
+      this.#error = undefined;
+      const clockMoved = !!this.#snap?.live &&
+        Math.floor(Date.now() / 1000) !== Math.floor(this.#lastDraw / 1000);
+      return this.#snap?.version !== before?.version || clockMoved || this.#logChanged();
+    } catch (e) {
+      if (!this.#snap && !this.#opts.wait) throw e;
+      this.#error = `store: ${e instanceof Error ? e.message : String(e)}`;
+      return true;
+    }
+  }
+
+  #requestDraw(): void {
+    const gap = 1000 / (this.#opts.maxFps ?? 10);
+    const wait = this.#lastDraw + gap - Date.now();
+    if (wait > 0) {
+      this.#drawTimer ??= setTimeout(() => {
+        this.#drawTimer = undefined;
+        this.#draw();
+      }, wait);
+      return;
+    }
+    this.#draw();
+  }
+
+  #draw(): void {
+    const text = JSON.stringify(this.frame());
+    this.#lastDraw = Date.now();
+    if (text === this.#drawn) return;
+    this.#drawn = text;
+    this.draws++;
+    for (const fn of this.#listeners) fn();
+  }
+
+  #act(action: Action): void {
+    if (action.type === "quit") {
+      this.#quit?.();
+      return;
+    }
+    const path = this.#opts.storePath ?? "runs/store.sqlite";
+    let writer: SqliteStore | undefined;
+    try {
+      writer = new SqliteStore(path);
+      const job = writer.job(action.jobId);
+      const what = `${job?.kind === "train" ? "training" : "evaluation"} job ${job?.key}`;
+      if (action.type === "cancel") {
+        writer.requestCancel(action.jobId);
+        this.#ui.message = `cancel requested for ${what}: the sweep stops it at its next poll`;
+      } else {
+        writer.requeue(action.jobId);
+        this.#ui.message = `${what} is queued again; the running sweep picks it up`;
+      }
+    } catch (e) {
+      this.#ui.message = `${action.type}: ${e instanceof Error ? e.message : String(e)}`;
+    } finally {
+      writer?.close();
+    }
+    this.#refresh();
+  }
+
+  /** The line under the body when nothing else is said: where the sweep runs, its last log line. */
+  #status(): string {
+    const o = this.#opts.owner;
+    if (!o) {
+      return this.#snap && !this.#snap.live
+        ? `attached read-only to a ${this.#snap.sweep.status} sweep`
+        : "attached to the store; q leaves the sweep running";
+    }
+    if (o.exit) return `the sweep process ended (exit code ${o.exit.code}); log ${o.log}`;
+    const tail = this.#logTail.line ? `: ${this.#logTail.line}` : "";
+    return `sweep runs in the background, pid ${o.pid}, log ${o.log}${tail}`;
+  }
+
+  /** Re-reads the last line of the owner's log when the file grew; true when it changed. */
+  #logChanged(): boolean {
+    const o = this.#opts.owner;
+    if (!o) return false;
+    try {
+      const size = fs.statSync(o.log).size;
+      if (size === this.#logTail.size) return false;
+      const fd = fs.openSync(o.log, "r");
+      const n = Math.min(size, 1024);
+      const buf = new Uint8Array(n);
+      fs.readSync(fd, buf, 0, n, size - n);
+      fs.closeSync(fd);
+      const line = new TextDecoder().decode(buf).trim().split("\n").at(-1) ?? "";
+      this.#logTail = { size, line };
+      return true;
+    } catch {
+      return false;
+    }
+  }
+
+  /** An evaluation's sample preview, read once per set of files. */
+  #preview(jobId: number): Preview | string {
+    const info = this.#snap?.jobs.get(jobId);
+    if (!info) return "no such job";
+    if (info.row.state !== "done") return `evaluation ${info.row.state}: no samples yet`;
+    let files: string[];
+    try {
+      files = sampleFiles(this.#store.artifacts(jobId), info.row.runDir, info.row.key);
+    } catch (e) {
+      return `samples: ${e instanceof Error ? e.message : String(e)}`;
+    }
+    if (files.length === 0) return "the evaluation wrote no sample file";
+    const key = files.map((f) => {
+      try {
+        return `${f}@${fs.statSync(f).mtime?.getTime()}`;
+      } catch {
+        return f;
+      }
+    }).join("|");
+    const cached = this.#previews.get(jobId);
+    if (cached?.key === key) return cached.value;
+    let value: Preview | string;
+    try {
+      const e = this.#snap!.experiment;
+      const drop = Array.isArray(e.base?.drop) ? (e.base.drop as string[]) : [];
+      value = readPreview(files, e.data, drop);
+    } catch (err) {
+      value = `samples: ${err instanceof Error ? err.message : String(err)}`;
+    }
+    this.#previews.set(jobId, { key, value });
+    return value;
+  }
+}

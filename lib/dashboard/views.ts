@@ -1,0 +1,708 @@
+/**
+ * The dashboard's screens as pure functions: {@link renderFrame} lays out a
+ * frame (header, the overview, run detail, compare or help body, a message
+ * line and a footer of keys) as exactly `rows - 1` lines of `cols`
+ * characters, and {@link handleKey} is the key map, returning the next UI
+ * state and the action a key asks for. The Ink app only draws these lines
+ * and carries out the actions, so both are tested without a terminal.
+ */
+import {
+  brailleChart,
+  duration,
+  fit,
+  fitLine,
+  hbar,
+  type Line,
+  plain,
+  progressBar,
+  scaleColour,
+  SERIES_COLOURS,
+  short,
+  type Span,
+  width,
+  withAxes,
+} from "./charts.ts";
+import {
+  cancelTarget,
+  compareGrid,
+  defaultAxes,
+  evalSeries,
+  type MetricPoint,
+  restartTarget,
+  type RunRow,
+  showValue,
+  type Snapshot,
+  type SortOrder,
+  sortRows,
+} from "./model.ts";
+import { drawPreview, type Preview } from "./samples.ts";
+
+/** The screens. */
+export type View = "overview" | "detail" | "compare";
+
+/** Tab order of the screens. */
+export const VIEWS: View[] = ["overview", "detail", "compare"];
+
+/** What the user has chosen. */
+export interface UiState {
+  /** The screen shown. @default "overview" */
+  view: View;
+  /** The help overlay is open. @default false */
+  help: boolean;
+  /** Index of the selected row in the sorted table. @default 0 */
+  selected: number;
+  /** First table row on screen. @default 0 */
+  scroll: number;
+  /** Row order. @default "plan" */
+  sort: SortOrder;
+  /** Loss chart on a log scale. @default true */
+  log: boolean;
+  /** Compare rows parameter. @default schedule, else the first varying */
+  rowParam?: string;
+  /** Compare columns parameter. @default sample_steps, else the next varying */
+  colParam?: string;
+  /** A pending cancel awaiting y. */
+  confirm?: { jobId: number; text: string };
+  /** The last message (a result, or why a key did nothing). */
+  message?: string;
+}
+
+/** The initial UI state. */
+export function initialUi(): UiState {
+  return { view: "overview", help: false, selected: 0, scroll: 0, sort: "plan", log: true };
+}
+
+/** What a key asks the app to do besides changing the UI state. */
+export type Action =
+  | { type: "quit" }
+  | { type: "cancel"; jobId: number }
+  | { type: "restart"; jobId: number };
+
+/** A key: a printable character, or up, down, pageup, pagedown, home, end, enter, escape, tab. */
+export type Key = string;
+
+/** Rows in the order shown. */
+export function shownRows(snap: Snapshot, ui: UiState): RunRow[] {
+  return sortRows(snap.rows, ui.sort, snap.minimize);
+}
+
+/** The next state for a key (and an action, when the key asks for one). */
+export function handleKey(
+  ui: UiState,
+  key: Key,
+  snap: Snapshot | undefined,
+  pageSize = 10,
+): { ui: UiState; action?: Action } {
+  const next: UiState = { ...ui, message: undefined };
+  if (ui.confirm) {
+    next.confirm = undefined;
+    if (key === "y" || key === "Y" || key === "enter") {
+      return { ui: next, action: { type: "cancel", jobId: ui.confirm.jobId } };
+    }
+    next.message = "not cancelled";
+    return { ui: next };
+  }
+  if (key === "q") return { ui: next, action: { type: "quit" } };
+  if (key === "?") return { ui: { ...next, help: !ui.help } };
+  if (ui.help) {
+    if (key === "escape") next.help = false;
+    return { ui: next };
+  }
+  if (key === "tab") {
+    next.view = VIEWS[(VIEWS.indexOf(ui.view) + 1) % VIEWS.length];
+    return { ui: next };
+  }
+  if (key === "escape") {
+    next.view = "overview";
+    return { ui: next };
+  }
+  if (!snap) return { ui: next };
+  const rows = shownRows(snap, ui);
+  const move = (d: number) => {
+    next.selected = Math.max(0, Math.min(rows.length - 1, ui.selected + d));
+  };
+  const row = rows[Math.min(ui.selected, rows.length - 1)];
+  if (ui.view === "compare") {
+    const cycle = (cur: string | undefined, other: string | undefined) => {
+      const options = snap.varying.filter((k) => k !== other);
+      return options[(options.indexOf(cur ?? "") + 1) % options.length];
+    };
+    const [r, c] = axesOf(snap, ui);
+    if (key === "x") next.rowParam = cycle(r, c);
+    else if (key === "y") next.colParam = cycle(c, r);
+    if ((key === "x" || key === "y") && snap.varying.length < 3) {
+      next.message = "only two parameters vary: nothing else to put on an axis";
+    }
+    return { ui: next };
+  }
+  if (key === "up" || key === "k") move(-1);
+  else if (key === "down" || key === "j") move(1);
+  else if (key === "pageup") move(-pageSize);
+  else if (key === "pagedown") move(pageSize);
+  else if (key === "home" || key === "g") next.selected = 0;
+  else if (key === "end" || key === "G") next.selected = Math.max(0, rows.length - 1);
+  else if (key === "enter" && row) next.view = "detail";
+  else if (key === "s" && ui.view === "overview") {
+    next.sort = ui.sort === "plan" ? "metric" : "plan";
+    if (row) {
+      next.selected = Math.max(0, shownRows(snap, next).indexOf(row));
+    }
+    next.message = next.sort === "metric"
+      ? `sorted by ${snap.metric || "metric"}, best first`
+      : "in plan order";
+  } else if (key === "l" && ui.view === "detail") next.log = !ui.log;
+  else if (key === "c" && row) {
+    const t = cancelTarget(snap, row);
+    if (!t.job) next.message = `c: ${t.reason}`;
+    else {
+      const what = t.job.kind === "train" ? "training job" : "evaluation job";
+      const shared = t.job.kind === "train" && t.shared > 1
+        ? ` (used by ${t.shared} configurations)`
+        : "";
+      next.confirm = {
+        jobId: t.job.id,
+        text: `cancel ${t.job.state} ${what} ${t.job.key}${shared}? y/n`,
+      };
+    }
+  } else if (key === "r" && row) {
+    const t = restartTarget(snap, row);
+    if (!t.job) next.message = `r: ${t.reason}`;
+    else return { ui: next, action: { type: "restart", jobId: t.job.id } };
+  }
+  return { ui: next };
+}
+
+/** The compare axes chosen or defaulted. */
+function axesOf(snap: Snapshot, ui: UiState): [string | undefined, string | undefined] {
+  const [r, c] = defaultAxes(snap.varying);
+  const rows = ui.rowParam && snap.varying.includes(ui.rowParam) ? ui.rowParam : r;
+  const cols = ui.colParam && snap.varying.includes(ui.colParam) && ui.colParam !== rows
+    ? ui.colParam
+    : c === rows
+    ? snap.varying.find((k) => k !== rows)
+    : c;
+  return [rows, cols];
+}
+
+/** What a frame needs besides the snapshot and the UI state. */
+export interface FrameContext {
+  /** Terminal columns. */
+  cols: number;
+  /** Terminal rows (the frame takes one less, for the cursor line). */
+  rows: number;
+  /** A training job's logged steps. */
+  series: (jobId: number) => MetricPoint[];
+  /** The samples of an evaluation job: a preview, or why there is none. */
+  preview?: (jobId: number) => Preview | string;
+  /** A line shown while there is nothing else to say (e.g. where the sweep runs). */
+  status?: string;
+  /** Shown instead of the body while there is no snapshot. */
+  waiting?: string;
+  /** The time now (for the header clock). @default Date.now() */
+  now?: number;
+}
+
+const STATUS_COLOUR: Record<string, number> = {
+  training: 39,
+  evaluating: 51,
+  done: 76,
+  failed: 196,
+  cancelled: 178,
+  cancelling: 178,
+  stopped: 178,
+};
+
+/**
+ * The whole frame: `rows - 1` lines, each exactly `cols` wide, and the
+ * table's first row on screen (kept so the selection stays visible; store
+ * it in the UI state).
+ */
+export function renderFrame(
+  snap: Snapshot | undefined,
+  ui: UiState,
+  ctx: FrameContext,
+): { lines: Line[]; scroll: number } {
+  const cols = Math.max(20, ctx.cols);
+  const height = Math.max(6, ctx.rows - 1);
+  const bodyH = height - 5;
+  const header = snap ? headerLines(snap) : [[{ text: "sweep dashboard", bold: true }], []];
+  let body: Line[];
+  let scroll = ui.scroll;
+  if (!snap) body = [[{ text: ctx.waiting ?? "waiting for the sweep…" }]];
+  else if (ui.help) body = helpLines();
+  else if (ui.view === "overview") ({ lines: body, scroll } = overviewLines(snap, ui, cols, bodyH));
+  else if (ui.view === "detail") body = detailLines(snap, ui, ctx, cols, bodyH);
+  else body = compareLines(snap, ui, cols, bodyH);
+  const tabs: Line = [{ text: " " }];
+  for (const v of VIEWS) {
+    const name = v === "overview" ? "Overview" : v === "detail" ? "Run detail" : "Compare";
+    tabs.push(
+      v === ui.view && !ui.help ? { text: ` ${name} `, inverse: true } : { text: ` ${name} ` },
+    );
+  }
+  if (ui.help) tabs.push({ text: " Help ", inverse: true });
+  if (snap && ui.view === "overview") {
+    tabs.push({ text: `   sort: ${ui.sort === "plan" ? "plan order" : snap.metric}`, dim: true });
+  }
+  const message: Line = ui.confirm
+    ? [{ text: ui.confirm.text, fg: 214, bold: true }]
+    : ui.message
+    ? [{ text: ui.message, fg: 214 }]
+    : [{ text: ctx.status ?? "", dim: true }];
+  const lines = [
+    ...header,
+    tabs,
+    ...body.slice(0, bodyH),
+    ...Array.from({ length: Math.max(0, bodyH - body.length) }, () => []),
+    message,
+    footerLine(ui),
+  ];
+  return { lines: lines.map((l) => fitLine(l, cols)), scroll };
+}
+
+function headerLines(s: Snapshot): Line[] {
+  const e = s.experiment;
+  const c = s.counts;
+  const conc = e.concurrency ? `concurrency ${e.concurrency}` : "concurrency = cores";
+  const statusColour = s.sweep.status === "running"
+    ? 39
+    : s.sweep.status === "done"
+    ? 76
+    : s.sweep.status === "failed"
+    ? 196
+    : undefined;
+  return [
+    [
+      { text: " " },
+      { text: s.sweep.name, bold: true },
+      { text: "  " },
+      { text: s.sweep.status, fg: statusColour },
+      { text: `  ${e.model} on ${e.data}  backend ${s.backend}  ${conc}`, dim: true },
+    ],
+    [
+      { text: " " },
+      { text: `${c.done} done`, fg: 76 },
+      { text: " · " },
+      { text: `${c.running} running`, fg: 39 },
+      { text: ` · ${c.queued} queued · ` },
+      { text: `${c.failed} failed`, fg: c.failed ? 196 : undefined },
+      ...(c.cancelled ? [{ text: ` · ${c.cancelled} cancelled` }] : []),
+      { text: ` of ${c.total} jobs   elapsed ${duration(s.elapsedMs)}` },
+      {
+        text: s.live
+          ? `  ETA ${s.etaPartial ? "≥" : ""}${
+            s.etaMs === 0 ? "—" : s.etaMs === undefined ? "?" : duration(s.etaMs)
+          }`
+          : "",
+      },
+    ],
+  ];
+}
+
+/** A table column. */
+interface Column {
+  title: string;
+  width: number;
+  align: "left" | "right";
+  cell: (r: RunRow) => Line;
+}
+
+function overviewColumns(s: Snapshot, rows: RunRow[], cols: number): Column[] {
+  const txt = (t: string, extra: Partial<Span> = {}): Line => [{ text: t, ...extra }];
+  const valueWidth = (k: string) => Math.max(3, ...rows.map((r) => showValue(r.params[k]).length));
+  const params: Column[] = s.varying.map((k) => {
+    return {
+      title: k,
+      width: Math.max(valueWidth(k), k.length),
+      align: "left",
+      cell: (r) => txt(showValue(r.params[k])),
+    };
+  });
+  const best = s.best;
+  const fixed: (Column & { drop?: number })[] = [
+    { title: "#", width: 3, align: "right", cell: (r) => txt(String(r.idx)) },
+    ...params,
+    {
+      title: "status",
+      width: 10,
+      align: "left",
+      cell: (r) => txt(r.status, { fg: STATUS_COLOUR[r.status], dim: r.status === "queued" }),
+    },
+    {
+      title: "progress",
+      width: 13,
+      align: "left",
+      cell: (r) => [...progressBar(r.progress, 8), { text: ` ${Math.round(r.progress * 100)}%` }],
+    },
+    {
+      title: "steps/s",
+      width: 7,
+      align: "right",
+      drop: 2,
+      cell: (r) => txt(r.stepsPerSec === undefined ? "" : short(r.stepsPerSec, 7)),
+    },
+    {
+      title: "ETA",
+      width: 6,
+      align: "right",
+      drop: 1,
+      cell: (r) => txt(r.etaMs === undefined ? "" : duration(r.etaMs)),
+    },
+    { title: "loss", width: 6, align: "right", cell: (r) => txt(short(r.loss, 6)) },
+    {
+      title: s.metric || "metric",
+      width: 9,
+      align: "right",
+      cell: (r) =>
+        r === best
+          ? txt(`★${short(r.metric, 8)}`, { fg: 76, bold: true })
+          : txt(short(r.metric, 8)),
+    },
+  ];
+  const total = (cs: Column[]) => cs.reduce((a, c) => a + c.width + 1, 0) - 1;
+  let cs = fixed;
+  // Narrow terminals: drop throughput, the percentage, ETA, then shorten parameter titles.
+  const progress = cs.find((c) => c.title === "progress")!;
+  const steps: (() => void)[] = [
+    () => cs = cs.filter((c) => c.drop !== 2),
+    () => {
+      progress.width = 8;
+      progress.cell = (r) => progressBar(r.progress, 8);
+    },
+    () => cs = cs.filter((c) => c.drop !== 1),
+    ...params.map((p) => ({ p, min: valueWidth(p.title) }))
+      .sort((a, b) => (b.p.width - b.min) - (a.p.width - a.min))
+      .map(({ p, min }) => () => {
+        p.width = Math.max(min, p.width - (total(cs) - cols));
+      }),
+  ];
+  for (const step of steps) {
+    if (total(cs) <= cols) break;
+    step();
+  }
+  return cs;
+}
+
+function overviewLines(
+  s: Snapshot,
+  ui: UiState,
+  cols: number,
+  bodyH: number,
+): { lines: Line[]; scroll: number } {
+  const rows = shownRows(s, ui);
+  const columns = overviewColumns(s, rows, cols - 1);
+  const head: Line = [{ text: " " }];
+  for (const c of columns) head.push({ text: fit(c.title, c.width, c.align) + " ", bold: true });
+  const visible = Math.max(1, bodyH - 2);
+  const sel = Math.min(ui.selected, rows.length - 1);
+  let scroll = Math.min(ui.scroll, Math.max(0, rows.length - visible));
+  if (sel < scroll) scroll = sel;
+  if (sel >= scroll + visible) scroll = sel - visible + 1;
+  const lines: Line[] = [head];
+  rows.slice(scroll, scroll + visible).forEach((r, i) => {
+    const line: Line = [];
+    for (const c of columns) {
+      const cell = c.cell(r);
+      const pad = c.align === "right" ? Math.max(0, c.width - width(plain(cell))) : 0;
+      if (pad) line.push({ text: " ".repeat(pad) });
+      line.push(...fitLine(cell, c.width - pad), { text: " " });
+    }
+    const selected = scroll + i === sel;
+    line.unshift({ text: selected ? "▸" : " ", bold: true });
+    lines.push(selected ? line.map((sp) => ({ ...sp, inverse: true })) : line);
+  });
+  while (lines.length < bodyH - 1) lines.push([]);
+  const b = s.best;
+  const more = rows.length > visible
+    ? `${scroll + 1}–${Math.min(rows.length, scroll + visible)}/${rows.length}  `
+    : "";
+  lines.push([
+    { text: more, dim: true },
+    b
+      ? {
+        text: `best ${s.metric} ${short(b.metric, 8)}: #${b.idx} ${
+          s.varying.map((k) => `${k}=${showValue(b.params[k])}`).join(" ")
+        }`,
+        fg: 76,
+      }
+      : { text: `no ${s.metric || "metric"} yet`, dim: true },
+  ]);
+  return { lines, scroll };
+}
+
+function describeRow(s: Snapshot, r: RunRow): string {
+  const p = s.varying.map((k) => `${k}=${showValue(r.params[k])}`).join(" ");
+  return `#${r.idx} ${p || "(the only configuration)"}`;
+}
+
+function detailLines(
+  s: Snapshot,
+  ui: UiState,
+  ctx: FrameContext,
+  cols: number,
+  bodyH: number,
+): Line[] {
+  const rows = shownRows(s, ui);
+  const r = rows[Math.min(ui.selected, rows.length - 1)];
+  if (!r) return [[{ text: "no configuration" }]];
+  const jobText = (label: string, j: RunRow["train"]) =>
+    j
+      ? `${label} ${j.state}${
+        j.kind === "train" && j.state === "running" ? ` ${Math.round(j.progress * 100)}%` : ""
+      }`
+      : `${label} —`;
+  const err = (r.train?.state === "failed" ? r.train.error : undefined) ??
+    (r.eval?.state === "failed" ? r.eval.error : undefined);
+  const title: Line[] = [
+    [{ text: describeRow(s, r), bold: true }],
+    [
+      { text: `${jobText("train", r.train)} · ${jobText("eval", r.eval)}`, dim: true },
+      { text: err ? `: ${err}` : "", fg: 196 },
+    ],
+  ];
+  const h = bodyH - title.length;
+  const leftW = Math.floor((cols - 1) / 2);
+  const rightW = cols - leftW - 1;
+  const left = lossPanel(s, r, ui.log, ctx, leftW, h);
+  const right = evalPanel(s, r, ctx, rightW, h);
+  const out = [...title];
+  for (let i = 0; i < h; i++) {
+    out.push([...fitLine(left[i] ?? [], leftW), { text: "│", dim: true }, ...(right[i] ?? [])]);
+  }
+  return out;
+}
+
+function lossPanel(
+  s: Snapshot,
+  r: RunRow,
+  log: boolean,
+  ctx: FrameContext,
+  w: number,
+  h: number,
+): Line[] {
+  const pts = r.train ? ctx.series(r.train.id) : [];
+  const last = pts.at(-1);
+  const nb = Math.max(0, ...pts.map((p) => p.bands.length));
+  const barLines = Math.min(nb, Math.max(1, Math.floor(h / 3)));
+  const chartH = Math.max(2, h - 3 - barLines - 1);
+  const series = Array.from({ length: nb }, (_, b) => ({
+    label: `band ${b}`,
+    points: pts.map((p) => [p.step, p.bands[b] ?? NaN] as [number, number]),
+  }));
+  if (nb === 0) series.push({ label: "loss", points: pts.map((p) => [p.step, p.loss]) });
+  const chart = withAxes(brailleChart(series, { width: w - 7, height: chartH, log }), {
+    xLabel: "step",
+  });
+  const lines: Line[] = [[
+    { text: `loss per timestep band${log ? " (log)" : ""}`, bold: true },
+    { text: pts.length ? "" : "  no steps logged yet", dim: true },
+  ]];
+  lines.push(...chart);
+  const latest = last?.bands ?? [];
+  const max = Math.max(0, ...latest.map((v) => v ?? 0));
+  const labelW = 11;
+  const valueW = 7;
+  const shownBands = latest.slice(0, barLines);
+  shownBands.forEach((v, b) => {
+    const lo = (b / nb).toFixed(2).replace(/^0/, "");
+    const hi = ((b + 1) / nb).toFixed(2).replace(/^0/, "");
+    lines.push([
+      { text: fit(`t ${lo}–${hi}`, labelW), dim: true },
+      { text: hbar(v ?? 0, max, Math.max(1, w - labelW - valueW - 1)), fg: SERIES_COLOURS[b % 10] },
+      { text: " " + fit(short(v ?? NaN, valueW - 1), valueW - 1, "right") },
+    ]);
+  });
+  if (latest.length > barLines) {
+    lines.push([{ text: `… ${latest.length - barLines} more bands`, dim: true }]);
+  }
+  const total = Number(
+    (s.jobs.get(r.train?.id ?? -1)?.spec as { config?: { steps?: number } })?.config?.steps,
+  );
+  lines.push([{
+    text: last
+      ? `step ${last.step}${Number.isFinite(total) ? `/${total}` : ""} · lr ${short(last.lr)} · ${
+        short(last.stepsPerSec)
+      } steps/s`
+      : "",
+    dim: true,
+  }]);
+  return lines;
+}
+
+function evalPanel(s: Snapshot, r: RunRow, ctx: FrameContext, w: number, h: number): Line[] {
+  const series = r.train ? evalSeries(s, r.train.key) : [];
+  const chartH = Math.max(3, Math.floor(h / 2) - 3);
+  const lines: Line[] = [[
+    { text: ` ${s.metric || "metric"} vs sampling steps`, bold: true },
+    { text: series.length ? "" : "  no evaluation yet", dim: true },
+  ]];
+  const chart = withAxes(
+    brailleChart(series, { width: w - 8, height: chartH, log: false }),
+    { xLabel: "steps" },
+  );
+  lines.push(...chart.map((l) => [{ text: " " }, ...l]));
+  let legend: Line = [{ text: " " }];
+  series.forEach((sr, i) => {
+    const item = [{ text: "━ ", fg: SERIES_COLOURS[i % 10] }, { text: `${sr.label}  ` }];
+    if (width(plain(legend)) + width(plain(item)) > w && legend.length > 1) {
+      lines.push(legend);
+      legend = [{ text: " " }];
+    }
+    legend.push(...item);
+  });
+  lines.push(legend);
+  const previewH = h - lines.length - 1;
+  const ev = r.eval;
+  const label = ev ? `samples of eval ${ev.key}` : "samples";
+  lines.push([{ text: ` ${label}`, bold: true }]);
+  if (previewH <= 0) return lines;
+  const p = ev && ctx.preview ? ctx.preview(ev.id) : "no evaluation job";
+  if (typeof p === "string") lines.push([{ text: ` ${p}`, dim: true }]);
+  else lines.push(...drawPreview(p, w - 2, previewH).map((l) => [{ text: " " }, ...l]));
+  return lines;
+}
+
+function compareLines(s: Snapshot, ui: UiState, cols: number, bodyH: number): Line[] {
+  const [rp, cp] = axesOf(s, ui);
+  if (!rp || !cp) {
+    return [[{
+      text: `compare needs two parameters that vary; this sweep varies ${
+        s.varying.join(", ") || "none"
+      }`,
+    }]];
+  }
+  const g = compareGrid(s.rows, rp, cp, s.minimize);
+  const others = s.varying.filter((k) => k !== rp && k !== cp);
+  const lines: Line[] = [[
+    { text: `${s.metric} (${s.minimize ? "lower" : "higher"} is better)`, bold: true },
+    {
+      text: `: ${rp} × ${cp}${
+        others.length ? `, best over ${others.join(", ")} per cell` : ""
+      }; ★ best`,
+      dim: true,
+    },
+  ], []];
+  const labelW = Math.min(
+    Math.floor(cols / 3),
+    Math.max(`${rp} \\ ${cp}`.length, ...g.rowValues.map((v) => v.length)) + 1,
+  );
+  const cellW = Math.max(8, ...g.colValues.map((v) => v.length + 1));
+  const fits = Math.max(1, Math.floor((cols - labelW) / cellW));
+  const colVals = g.colValues.slice(0, fits);
+  lines.push([
+    { text: fit(`${rp} \\ ${cp}`, labelW), bold: true },
+    ...colVals.map((c) => ({ text: fit(c, cellW, "right"), bold: true })),
+    { text: g.colValues.length > fits ? " …" : "", dim: true },
+  ]);
+  const span = g.max - g.min;
+  const rowsFit = Math.max(1, bodyH - 6);
+  g.rowValues.slice(0, rowsFit).forEach((rv, i) => {
+    const line: Line = [{ text: fit(rv, labelW) }];
+    colVals.forEach((_, j) => {
+      const v = g.cells[i][j];
+      if (v === undefined) {
+        line.push({ text: fit("—", cellW, "right"), dim: true });
+        return;
+      }
+      const t = span > 0 ? (v - g.min) / span : 0;
+      const isBest = g.best?.[0] === i && g.best?.[1] === j;
+      const text = `${isBest ? "★" : ""}${short(v, cellW - 2)}`;
+      line.push({ text: " ".repeat(Math.max(1, cellW - 1 - text.length)) });
+      line.push({
+        text: text + " ",
+        fg: scaleColour(s.minimize ? t : 1 - t),
+        bold: isBest,
+        inverse: isBest,
+      });
+    });
+    lines.push(line);
+  });
+  if (g.rowValues.length > rowsFit) {
+    lines.push([{ text: `… ${g.rowValues.length - rowsFit} more rows`, dim: true }]);
+  }
+  lines.push([]);
+  if (g.best) {
+    const [bi, bj] = g.best;
+    const v = g.cells[bi][bj]!;
+    const row = s.rows.find((r) =>
+      r.metric === v && showValue(r.params[rp]) === g.rowValues[bi] &&
+      showValue(r.params[cp]) === g.colValues[bj]
+    );
+    lines.push([{
+      text: `best: ${rp}=${g.rowValues[bi]} ${cp}=${g.colValues[bj]}${
+        row && others.length
+          ? ` ${others.map((k) => `${k}=${showValue(row.params[k])}`).join(" ")}`
+          : ""
+      } → ${short(v, 8)}`,
+      fg: 76,
+    }]);
+  } else lines.push([{ text: `no ${s.metric} yet`, dim: true }]);
+  lines.push([{ text: `colour: green best … red worst; x and y pick the parameters`, dim: true }]);
+  return lines;
+}
+
+/** The help overlay's text. */
+export function helpLines(): Line[] {
+  const keys: [string, string][] = [
+    ["↑ ↓  j k", "select a run (PgUp/PgDn, g/G: page, first, last)"],
+    ["Enter", "open the selected run: band losses, evaluations, samples"],
+    ["Esc", "back to the overview (closes this help)"],
+    ["Tab", "next view: overview → run detail → compare"],
+    ["s", "sort the runs by the sweep's metric / plan order"],
+    ["l", "run detail: log or linear loss scale"],
+    ["x  y", "compare: change the row / column parameter"],
+    ["c", "cancel the run's current job (asks first)"],
+    ["r", "restart the run's failed, cancelled or stopped job"],
+    ["?", "this help"],
+    ["q", "quit the dashboard; a running sweep keeps running (`deno task watch` attaches)"],
+  ];
+  return [
+    [{ text: "Keys", bold: true }],
+    [],
+    ...keys.map(([k, v]) => [{ text: fit(k, 12), fg: 214 }, { text: v }]),
+  ];
+}
+
+function footerLine(ui: UiState): Line {
+  const keys: [string, string][] = ui.confirm
+    ? [["y", "confirm"], ["other", "keep it running"]]
+    : ui.help
+    ? [["Esc/?", "close help"], ["q", "quit"]]
+    : ui.view === "overview"
+    ? [
+      ["↑↓jk", "select"],
+      ["⏎", "open"],
+      ["Tab", "view"],
+      ["s", "sort"],
+      ["c", "cancel"],
+      [
+        "r",
+        "restart",
+      ],
+      ["?", "help"],
+      ["q", "quit"],
+    ]
+    : ui.view === "detail"
+    ? [
+      ["↑↓jk", "run"],
+      ["Esc", "back"],
+      ["Tab", "view"],
+      ["l", "log/lin"],
+      ["c", "cancel"],
+      [
+        "r",
+        "restart",
+      ],
+      ["?", "help"],
+      ["q", "quit"],
+    ]
+    : [["x", "rows"], ["y", "cols"], ["Esc", "back"], ["Tab", "view"], ["?", "help"], [
+      "q",
+      "quit",
+    ]];
+  const line: Line = [{ text: " " }];
+  for (const [k, v] of keys) {
+    line.push({ text: k, fg: 214, bold: true }, { text: ` ${v}  `, dim: true });
+  }
+  return line;
+}

@@ -1,0 +1,121 @@
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { watchLines } from "../../lib/dashboard/plain.ts";
+import { SqliteStore } from "../../lib/store/store.ts";
+import { runSweep, watchPlain } from "../../lib/sweep/commands.ts";
+import { buildFixture } from "./fixture.ts";
+
+const ESC = String.fromCharCode(27);
+const main = fileURLToPath(new URL("../../main.ts", import.meta.url));
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+Deno.test("plain watch of a finished sweep: its jobs once, no escape codes", async () => {
+  const f = buildFixture(undefined, { status: "done" });
+  const lines: string[] = [];
+  await watchLines({ storePath: f.storePath, say: (l) => lines.push(l) });
+  assert.deepEqual(lines, watchPlain({ storePath: f.storePath }).split("\n"));
+  assert.equal(lines.length, 27);
+  assert.match(lines[0], /^sweep fixture \(done\): 11 done, 2 running, 12 queued, 1 failed$/);
+  assert.ok(!lines.join("").includes(ESC));
+});
+
+Deno.test("plain watch of a running sweep: one line per event until it stops", async () => {
+  const f = buildFixture();
+  const lines: string[] = [];
+  const watching = watchLines({ storePath: f.storePath, say: (l) => lines.push(l), pollMs: 20 });
+  const store = new SqliteStore(f.storePath);
+  try {
+    const { running } = f.train;
+    await sleep(150);
+    store.putMetrics([210, 220].map((step) => ({
+      job: running.id,
+      step,
+      loss: 0.25,
+      bands: "[]",
+      lr: 0.001,
+      stepsPerSec: 12,
+    })));
+    await sleep(150);
+    store.putEval({
+      job: f.evals.running.id,
+      metric: "mmd",
+      value: 0.0111,
+      n: 1,
+      spread: 0,
+      extra: "{}",
+    });
+    store.updateJob(f.evals.running.id, { state: "done", finished: new Date().toISOString() });
+    store.updateJob(f.evals.failed.id, { state: "queued" });
+    await sleep(150);
+    store.updateJob(running.id, { state: "cancelled" });
+    store.setSweepStatus(f.sweepId, "done");
+    await watching;
+  } finally {
+    store.close();
+  }
+  const body = lines.map((l) => l.replace(/^\d\d:\d\d:\d\d /, ""));
+  const t = f.train.running.key;
+  assert.deepEqual(body, [
+    "sweep fixture (running): 11 done, 2 running, 12 queued, 1 failed",
+    `running train ${t}`,
+    `running eval ${f.evals.running.key}`,
+    `train ${t} step 210/400 loss 0.25 12 steps/s`,
+    `train ${t} step 220/400 loss 0.25 12 steps/s`,
+    // Events seen in one poll come in job order.
+    `queued eval ${f.evals.failed.key}`,
+    `done eval ${f.evals.running.key} mmd=0.0111`,
+    `cancelled train ${t}`,
+    "sweep fixture done: 12 done, 0 running, 13 queued, 0 failed, 1 cancelled",
+  ]);
+  assert.ok(lines.every((l) => /^\d\d:\d\d:\d\d /.test(l) && !l.includes(ESC)));
+});
+
+Deno.test("main.ts watch without a terminal, and with --no-tui, prints plain lines", async () => {
+  const f = buildFixture(undefined, { status: "done" });
+  for (const extra of [[], ["--no-tui"]]) {
+    const out = await new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", main, "watch", "fixture", "--store", f.storePath, ...extra],
+      stdout: "piped",
+      stderr: "piped",
+      stdin: "null",
+    }).output();
+    const text = new TextDecoder().decode(out.stdout);
+    assert.equal(out.code, 0, new TextDecoder().decode(out.stderr));
+    assert.ok(!text.includes(ESC));
+    assert.deepEqual(
+      text.trimEnd().split("\n"),
+      watchPlain({ storePath: f.storePath }).split("\n"),
+    );
+  }
+});
+
+Deno.test("sweep without a terminal: plain lines, one per executor event", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "dmw-dash-" });
+  const file = join(dir, "exp.yaml");
+  fs.writeFileSync(
+    file,
+    "name: plain\nmodel: ddpm\ndata: 8gaussians\nmetric: {name: mmd, goal: minimize}\nsteps: 30\n" +
+      "parameters:\n  sample_steps: {values: [10, 20]}\n",
+  );
+  const lines: string[] = [];
+  const fake = fileURLToPath(new URL("../sweep/fixtures/fake_worker.ts", import.meta.url));
+  await runSweep({
+    file,
+    storePath: join(dir, "store.sqlite"),
+    runsDir: join(dir, "runs"),
+    workerCommand: [Deno.execPath(), "run", "-A", fake],
+    concurrency: 2,
+    onEvent: (l) => lines.push(l),
+  });
+  assert.ok(!lines.join("\n").includes(ESC));
+  assert.ok(lines.every((l) => !l.includes("\n")));
+  const events = lines.filter((l) => /^\d\d:\d\d:\d\d /.test(l)).map((l) => l.slice(9));
+  // 1 training job (3 logged steps, 1 checkpoint) and 2 evaluations.
+  assert.equal(events.filter((l) => l.startsWith("start ")).length, 3);
+  assert.equal(events.filter((l) => l.startsWith("train ")).length, 3);
+  assert.equal(events.filter((l) => l.startsWith("eval ")).length, 2);
+  assert.equal(events.filter((l) => l.startsWith("done ")).length, 3);
+  assert.match(lines.at(-1)!, /^sweep plain finished in \d+ s: 3 jobs done, 0 failed$/);
+});

@@ -1,0 +1,178 @@
+import assert from "node:assert/strict";
+import { plain, width } from "../../lib/dashboard/charts.ts";
+import { Controller } from "../../lib/dashboard/controller.ts";
+import { type Snapshot, SweepReader } from "../../lib/dashboard/model.ts";
+import {
+  handleKey,
+  initialUi,
+  renderFrame,
+  type UiState,
+  VIEWS,
+} from "../../lib/dashboard/views.ts";
+import { SqliteStore } from "../../lib/store/store.ts";
+import { buildFixture } from "./fixture.ts";
+
+function snapshot(status = "running"): { snap: Snapshot; reader: SweepReader; close: () => void } {
+  const f = buildFixture(undefined, { status });
+  const store = new SqliteStore(f.storePath, { readOnly: true });
+  const reader = new SweepReader(store);
+  return { snap: reader.refresh()!, reader, close: () => store.close() };
+}
+
+function press(ui: UiState, keys: string[], snap: Snapshot) {
+  let action;
+  for (const k of keys) ({ ui, action } = handleKey(ui, k, snap));
+  return { ui, action };
+}
+
+Deno.test("keys: select, open, back, tab, sort, log, help, quit", () => {
+  const { snap, close } = snapshot();
+  try {
+    let { ui } = press(initialUi(), ["j", "j", "down", "k"], snap);
+    assert.equal(ui.selected, 2);
+    ({ ui } = press(ui, ["up", "up", "up"], snap));
+    assert.equal(ui.selected, 0);
+    ({ ui } = press(ui, ["G"], snap));
+    assert.equal(ui.selected, 23);
+    ({ ui } = press(ui, ["g", "enter"], snap));
+    assert.equal(ui.view, "detail");
+    ({ ui } = press(ui, ["l"], snap));
+    assert.equal(ui.log, false);
+    ({ ui } = press(ui, ["escape"], snap));
+    assert.equal(ui.view, "overview");
+    const seen = [];
+    for (const _ of VIEWS) {
+      ({ ui } = press(ui, ["tab"], snap));
+      seen.push(ui.view);
+    }
+    assert.deepEqual(seen, ["detail", "compare", "overview"]);
+    ({ ui } = press(ui, ["s"], snap));
+    assert.equal(ui.sort, "metric");
+    assert.match(ui.message!, /sorted by mmd/);
+    ({ ui } = press(ui, ["?"], snap));
+    assert.ok(ui.help);
+    ({ ui } = press(ui, ["j", "escape"], snap));
+    assert.ok(!ui.help);
+    // The selection follows its row (0, the worst mmd) into the sorted order.
+    assert.equal(ui.selected, 9);
+    assert.deepEqual(press(ui, ["q"], snap).action, { type: "quit" });
+  } finally {
+    close();
+  }
+});
+
+Deno.test("keys: c asks first; y cancels, any other key does not; r restarts a failed job", () => {
+  const { snap, close } = snapshot();
+  try {
+    const down = (n: number) => Array(n).fill("j");
+    let { ui, action } = press(initialUi(), [...down(12), "c"], snap);
+    assert.equal(action, undefined);
+    assert.match(
+      ui.confirm!.text,
+      /^cancel running training job .* \(used by 12 configurations\)\? y\/n$/,
+    );
+    ({ ui, action } = press(ui, ["n"], snap));
+    assert.equal(action, undefined);
+    assert.equal(ui.message, "not cancelled");
+    ({ ui, action } = press(ui, ["c", "y"], snap));
+    assert.deepEqual(action, { type: "cancel", jobId: snap.rows[12].train!.id });
+    ({ ui, action } = press({ ...ui, selected: 1 }, ["r"], snap));
+    assert.deepEqual(action, { type: "restart", jobId: snap.rows[1].eval!.id });
+    ({ ui, action } = press({ ...ui, selected: 0 }, ["c"], snap));
+    assert.equal(action, undefined);
+    assert.match(ui.message!, /^c: evaluation job .* is done: nothing to cancel$/);
+  } finally {
+    close();
+  }
+});
+
+Deno.test("compare keys cycle the row and column parameters", () => {
+  const { snap, close } = snapshot();
+  try {
+    let { ui } = press(initialUi(), ["tab", "tab", "x"], snap);
+    assert.equal(ui.rowParam, "sampler");
+    ({ ui } = press(ui, ["y"], snap));
+    assert.equal(ui.colParam, "ema_eval");
+  } finally {
+    close();
+  }
+});
+
+Deno.test("every view fills the terminal exactly, at 80×24 and 120×40", () => {
+  const { snap, reader, close } = snapshot();
+  try {
+    for (const [cols, rows] of [[80, 24], [120, 40], [100, 30]]) {
+      for (
+        const ui of [
+          initialUi(),
+          { ...initialUi(), view: "detail" as const, selected: 12 },
+          { ...initialUi(), view: "detail" as const, selected: 5, log: false },
+          { ...initialUi(), view: "compare" as const },
+          { ...initialUi(), help: true },
+        ]
+      ) {
+        const { lines } = renderFrame(snap, ui, { cols, rows, series: (id) => reader.series(id) });
+        assert.equal(lines.length, rows - 1, `${cols}×${rows} ${ui.view}`);
+        for (const l of lines) assert.equal(width(plain(l)), cols, plain(l));
+        assert.match(plain(lines.at(-1)!), /q quit/);
+        assert.match(plain(lines[0]), /fixture {2}running {2}ddpm on 8gaussians/);
+      }
+    }
+  } finally {
+    close();
+  }
+});
+
+Deno.test("overview at 80 columns keeps the parameters, status, loss and metric", () => {
+  const { snap, reader, close } = snapshot();
+  try {
+    const { lines } = renderFrame(snap, initialUi(), {
+      cols: 80,
+      rows: 24,
+      series: (id) => reader.series(id),
+    });
+    const text = lines.map(plain);
+    assert.match(text[3], /# schedule sample_steps sampler ema_eval status +progress +loss +mmd$/);
+    assert.match(text[4], /^▸ +0 linear +10 +ddpm +raw +done +█{8} +0\.5225 +0\.037/);
+    assert.match(text.join("\n"), /11 linear +100 +ddim +0\.999 +done .* ★0\.012/);
+    assert.match(text[20], /^1–16\/24 {2}best mmd 0\.012: #11 schedule=linear/);
+  } finally {
+    close();
+  }
+});
+
+Deno.test("controller: keys write cancel and restart requests to the store", () => {
+  const f = buildFixture();
+  const c = new Controller({ storePath: f.storePath, size: { cols: 100, rows: 30 } });
+  try {
+    for (const k of ["j", "r"]) c.key(k);
+    assert.match(c.ui.message!, /evaluation job .* is queued again/);
+    for (const k of [...Array(11).fill("j"), "c", "y"]) c.key(k);
+    assert.match(c.ui.message!, /cancel requested for training job/);
+    const store = new SqliteStore(f.storePath, { readOnly: true });
+    assert.equal(store.job(f.evals.failed.id)!.state, "queued");
+    assert.equal(store.job(f.train.running.id)!.cancelRequested, 1);
+    store.close();
+    assert.match(plain(c.frame()[3]), /# schedule sample_steps/);
+  } finally {
+    c.stop();
+  }
+});
+
+Deno.test("controller: at most 10 redraws a second however fast keys come", async () => {
+  const f = buildFixture();
+  const c = new Controller({ storePath: f.storePath, size: { cols: 100, rows: 30 }, maxFps: 10 });
+  let draws = 0;
+  c.subscribe(() => draws++);
+  try {
+    const t0 = Date.now();
+    while (Date.now() - t0 < 450) {
+      c.key(draws % 2 ? "j" : "k");
+      await new Promise((r) => setTimeout(r, 5));
+    }
+    // 450 ms: a draw at once, then one per 100 ms.
+    assert.ok(draws >= 3 && draws <= 6, `${draws} redraws`);
+  } finally {
+    c.stop();
+  }
+});
