@@ -1,7 +1,8 @@
 /**
  * `deno task sample`: draws samples from a run and writes them: a PNG grid
- * for images; a CSV plus a PNG scatter over the data for 2-D sets; a CSV of
- * rows for tables.
+ * for images (conditional ones: one row per label, or a square grid of one
+ * label); a CSV plus a PNG scatter over the data for 2-D sets; a CSV of rows
+ * for tables.
  */
 import * as fs from "node:fs";
 import { dirname, extname } from "node:path";
@@ -9,7 +10,7 @@ import { stringify } from "csv-stringify/sync";
 import { sampleToy } from "../data/toy2d.ts";
 import type { SampleOutput, SampleRequest } from "../models/model.ts";
 import { type BackendName, initBackend } from "../runtime/backend.ts";
-import { blank, boundsOf, imageGrid, scatter, writePng } from "../runtime/png.ts";
+import { blank, boundsOf, imageGrid, type Picture, scatter, writePng } from "../runtime/png.ts";
 import { Progress } from "../runtime/progress.ts";
 import { Rng } from "../runtime/rng.ts";
 import { openRun } from "./run.ts";
@@ -62,8 +63,10 @@ export function writeSamples(out: SampleOutput, path: string, data: string, seed
   const ext = extname(path).toLowerCase();
   if (out.kind === "image") {
     const png = ext === ".png" ? path : `${path}.png`;
-    const cols = out.labels ? Math.max(1, Math.round(out.n / 10)) : undefined;
-    writePng(png, imageGrid(out.images, out.n, out.height, out.width, cols));
+    writePng(
+      png,
+      out.labels ? labelGrid(out) : imageGrid(out.images, out.n, out.height, out.width),
+    );
     return [png];
   }
   if (out.kind === "points") {
@@ -84,4 +87,20 @@ export function writeSamples(out: SampleOutput, path: string, data: string, seed
   const csv = ext === ".csv" ? path : `${path}.csv`;
   fs.writeFileSync(csv, stringify([out.header, ...out.rows]));
   return [csv];
+}
+
+/**
+ * Conditional samples as a grid: one row per label, in label order and each
+ * row as long as the largest class, when they carry several labels; a
+ * square grid when they share one.
+ */
+export function labelGrid(out: Extract<SampleOutput, { kind: "image" }>): Picture {
+  const labels = Array.from(out.labels ?? new Int32Array(out.n));
+  const classes = [...new Set(labels)].sort((a, b) => a - b);
+  if (classes.length === 1) return imageGrid(out.images, out.n, out.height, out.width);
+  const rowOf = new Map(classes.map((c, r) => [c, r]));
+  const filled = new Array(classes.length).fill(0);
+  const cols = Math.max(...classes.map((c) => labels.filter((l) => l === c).length));
+  const cells = labels.map((l) => rowOf.get(l)! * cols + filled[rowOf.get(l)!]++);
+  return imageGrid(out.images, out.n, out.height, out.width, cols, 2, cells);
 }

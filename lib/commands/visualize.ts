@@ -2,7 +2,9 @@
  * `deno task visualize`: the figures of seed 004 — the sinusoidal time
  * embedding for t ∈ {0, 1, 10, 100} over 320 dimensions (heatmap) and its
  * first 64 dimensions (lines), the forward process on a few MNIST digits
- * for each schedule, and ᾱ_t and log-SNR for each schedule.
+ * for each schedule, and ᾱ_t and log-SNR for each schedule. With a run
+ * (`--run DIR`), the figures its model draws from its weights instead (the
+ * score model: forward process, one reverse run, attention maps).
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
@@ -13,14 +15,31 @@ import { sinusoidalEmbedding } from "../network/layers.ts";
 import { type BackendName, initBackend } from "../runtime/backend.ts";
 import { heatmap, imageGrid, linePlot, writePng } from "../runtime/png.ts";
 import { Rng } from "../runtime/rng.ts";
+import { openRun } from "./run.ts";
 
 const KINDS: ScheduleKind[] = ["linear", "cosine", "sigmoid"];
 
+/** Options of {@link visualizeCommand}. */
+export interface VisualizeCommandOptions {
+  /** Output folder. */
+  out: string;
+  backend: BackendName;
+  /** A run directory: draw its model's figures instead of seed 004's. */
+  run?: string;
+  /** The run's weights: raw or a tracked EMA decay. @default the largest tracked */
+  ema?: string;
+  /** The run's checkpoint step. @default the latest */
+  checkpoint?: number;
+  /** Sampling steps of a reverse-process figure. @default the run's */
+  steps?: number;
+  /** Seed of the run's figures. @default 0 */
+  seed?: number;
+}
+
 /** Writes every figure into `out`; returns the paths. */
-export async function visualizeCommand(
-  opts: { out: string; backend: BackendName },
-): Promise<string[]> {
+export async function visualizeCommand(opts: VisualizeCommandOptions): Promise<string[]> {
   await initBackend(opts.backend);
+  if (opts.run) return await runFigures(opts.run, opts);
   const paths: string[] = [];
   const save = (name: string, pic: Parameters<typeof writePng>[1]) => {
     const p = join(opts.out, name);
@@ -70,4 +89,15 @@ export async function visualizeCommand(
     ),
   );
   return paths;
+}
+
+/** The figures a run's model draws from its weights. */
+async function runFigures(dir: string, opts: VisualizeCommandOptions): Promise<string[]> {
+  const run = await openRun(dir, { checkpoint: opts.checkpoint, ema: opts.ema });
+  try {
+    if (!run.model.figures) throw new Error(`${dir}: model ${run.model.name} draws no figures`);
+    return await run.model.figures(run.weights, opts.out, { seed: opts.seed, steps: opts.steps });
+  } finally {
+    run.close();
+  }
 }

@@ -54,6 +54,14 @@ export interface SampleRequest {
   onProgress?: (done: number, total: number) => void;
 }
 
+/** What `deno task visualize --run` asks of a model's figures. */
+export interface FigureOptions {
+  /** Seed of the data drawn, the noise and any sampling. @default 0 */
+  seed?: number;
+  /** Sampling steps of a reverse-process figure. @default the model's */
+  steps?: number;
+}
+
 /** Samples, in the data's own form. */
 export type SampleOutput =
   | {
@@ -98,8 +106,18 @@ export interface ZooModel {
   extraState?(): unknown;
   /** Restores {@link extraState}. */
   restoreExtraState?(state: unknown): void;
+  /**
+   * A factor on the trainer's learning rate at `step` (0-based), for a
+   * schedule of the model's own on top of warmup and decay. @default 1
+   */
+  lrMultiplier?(step: number): number;
   /** Draws samples with the given weights (raw or an EMA). */
   sample(w: Weights, req: SampleRequest, rng: Rng): Promise<SampleOutput>;
+  /**
+   * Writes the model's figures for the given weights into `outDir` (for
+   * `deno task visualize --run`); returns the paths written.
+   */
+  figures?(w: Weights, outDir: string, opts: FigureOptions): Promise<string[]>;
   /**
    * Model-specific metrics that are not computed from samples (D3PM's
    * bits per dimension, say); returns undefined for metrics it does not own.

@@ -11,8 +11,6 @@ import * as tf from "@tensorflow/tfjs-core";
 import { Rng } from "../runtime/rng.ts";
 import {
   attend,
-  initResBlock,
-  resBlock,
   conv,
   dense,
   embed,
@@ -22,8 +20,10 @@ import {
   initDense,
   initEmbedding,
   initNorm,
+  initResBlock,
   layerNorm,
   type Network,
+  resBlock,
   silu,
   upsample2x,
   type Weights,
@@ -179,7 +179,6 @@ export class ScoreUNet implements Network {
     return conv(w, "outc", silu(groupNorm(w, "outn", h, groups)));
   }
 }
-
 
 /** Parameters of a transformer block over c channels with context width `dctx`. */
 function initTransformer(w: Weights, name: string, c: number, dctx: number, rng: Rng): void {

@@ -37,6 +37,8 @@ export function writePng(path: string, pic: Picture): void {
 /**
  * Tiles greyscale images in [−1, 1] ([n, h, w] values, one channel) into a
  * grid of `cols` columns with a 2-pixel gutter, scaled up by `scale`.
+ * `cells` places image k in cell cells[k] (row-major; default k), leaving
+ * the other cells empty.
  */
 export function imageGrid(
   images: Float32Array,
@@ -45,15 +47,19 @@ export function imageGrid(
   w: number,
   cols = Math.ceil(Math.sqrt(n)),
   scale = 2,
+  cells?: ArrayLike<number>,
 ): Picture {
-  const rows = Math.ceil(n / cols);
+  const cellOf = (k: number) => cells?.[k] ?? k;
+  let last = n - 1;
+  for (let k = 0; k < n; k++) last = Math.max(last, cellOf(k));
+  const rows = Math.ceil((last + 1) / cols);
   const pad = 2;
   const W = cols * (w * scale + pad) + pad;
   const H = rows * (h * scale + pad) + pad;
   const pic = blank(W, H, [40, 40, 40]);
   for (let k = 0; k < n; k++) {
-    const ox = pad + (k % cols) * (w * scale + pad);
-    const oy = pad + Math.floor(k / cols) * (h * scale + pad);
+    const ox = pad + (cellOf(k) % cols) * (w * scale + pad);
+    const oy = pad + Math.floor(cellOf(k) / cols) * (h * scale + pad);
     for (let y = 0; y < h * scale; y++) {
       for (let x = 0; x < w * scale; x++) {
         const v = images[k * h * w + Math.floor(y / scale) * w + Math.floor(x / scale)];

@@ -149,7 +149,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
 
   try {
     for (let step = start; step < total; step++) {
-      const lr = learningRate(lrSchedule, step);
+      const lr = learningRate(lrSchedule, step) * (model.lrMultiplier?.(step) ?? 1);
       const isLogStep = (step + 1) % logEvery === 0 || step + 1 === total;
       const r = trainStep(model, params, adam, rng, step, lr, gradClip);
       emas.update(params, step);

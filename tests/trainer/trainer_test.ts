@@ -3,9 +3,9 @@ import * as tf from "@tensorflow/tfjs-core";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { resolveConfig } from "../../lib/models/config.ts";
-import type { RunConfig } from "../../lib/models/model.ts";
+import type { ModelEntry, RunConfig } from "../../lib/models/model.ts";
 import { DDPM_ENTRY } from "../../lib/models/ddpm.ts";
-import { listCheckpoints } from "../../lib/trainer/checkpoint.ts";
+import { listCheckpoints, loadCheckpoint } from "../../lib/trainer/checkpoint.ts";
 import { readEvents } from "../../lib/trainer/events.ts";
 import { train, TrainingFailed } from "../../lib/trainer/trainer.ts";
 import { assertClose, useBackend } from "../helpers.ts";
@@ -132,4 +132,45 @@ Deno.test("cpu and wasm agree within tolerance for a few steps of a small model"
   const cpu = await run("cpu");
   const wasm = await run("wasm");
   for (const [s, l] of cpu) assertClose(wasm.get(s)!, l, 1e-4, 1e-3, `loss at step ${s}`);
+});
+
+/**
+ * A model whose loss is linear in one parameter vector, Σ c_i·w_i: the
+ * gradient is c at every step, so each Adam step moves w_i by exactly
+ * −lr·sign(c_i) and the parameters after training show the sum of the
+ * learning rates the trainer used.
+ */
+const LINEAR: ModelEntry = {
+  description: "a linear loss with its own learning-rate factor 0.5^step",
+  keys: {},
+  data: "none",
+  create: () =>
+    Promise.resolve({
+      name: "linear",
+      init: () => ({ w: tf.zeros([3]) }),
+      loss: (w) => {
+        const loss = tf.sum(tf.mul(w.w, [2, -1, 0.5])) as tf.Scalar;
+        return { loss, perSample: tf.reshape(loss, [1]), position: Float32Array.of(0) };
+      },
+      lrMultiplier: (step: number) => 0.5 ** step,
+      sample: () => Promise.reject(new Error("no samples")),
+      dispose() {},
+    }),
+};
+
+Deno.test("the trainer multiplies the learning rate by the model's lrMultiplier", async () => {
+  const dir = tmp();
+  const config = {
+    model: "linear",
+    data: "none",
+    ...resolveConfig({}, { steps: 4, lr: 0.1, grad_clip: 0, ema: [], log_every: 1 }),
+  };
+  await train({ runDir: dir, entry: LINEAR, config });
+  const lrs = readEvents(dir).flatMap((e) => (e.type === "train" ? [e.lr] : []));
+  assert.deepEqual(lrs, [0.1, 0.05, 0.025, 0.0125]);
+  const { tensors } = loadCheckpoint(dir, 4);
+  const moved = 0.1 * (1 + 0.5 + 0.25 + 0.125); // Σ lr·0.5^step; without the factor 0.4
+  const w = tensors["param/w"].dataSync();
+  [-1, 1, -1].forEach((sign, i) => assertClose(w[i], sign * moved, 1e-6, 1e-5, `w[${i}]`));
+  tf.dispose(Object.values(tensors));
 });
