@@ -18,6 +18,14 @@ function int(name: string) {
   };
 }
 
+function positive(name: string) {
+  return (v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError(`${name} must be at least 1`);
+    return n;
+  };
+}
+
 function num(v: string): number {
   const n = Number(v);
   if (!Number.isFinite(n)) throw new InvalidArgumentError("must be a number");
@@ -34,6 +42,12 @@ const terminal = () => Deno.stdout.isTerminal() && Deno.stdin.isTerminal();
 const backendOption = () =>
   new Option("--backend <name>", "tfjs backend: auto picks WebGPU on a hardware adapter, else wasm")
     .choices(["auto", "webgpu", "wasm", "cpu"]).default("auto");
+
+const threadsOption = () =>
+  new Option(
+    "--threads <n>",
+    "wasm threads (sets DMW_THREADS; default every core, and cores / concurrency for a sweep's jobs)",
+  ).argParser(positive("--threads"));
 
 function keyLines(keys: Record<string, KeySpec>): string[] {
   return Object.entries(keys).map(([k, s]) =>
@@ -56,7 +70,11 @@ const program = new Command()
   .description(
     "Diffusion-model workbench: train the zoo, sample, evaluate, sweep and compare experiments.",
   )
-  .showHelpAfterError();
+  .showHelpAfterError()
+  .hook("preAction", (_program, action) => {
+    const threads = action.opts().threads;
+    if (threads !== undefined) Deno.env.set("DMW_THREADS", String(threads));
+  });
 
 program.command("train")
   .description(
@@ -75,6 +93,7 @@ program.command("train")
   .option("--seed <n>", "seed (default 0)", int("--seed"))
   .option("--set <key=value>", "any configuration key, repeatable (see below)", collect, [])
   .addOption(backendOption())
+  .addOption(threadsOption())
   .addHelpText("after", keyHelp)
   .action(async (o) => {
     const { trainCommand } = await import("./lib/commands/train.ts");
@@ -101,6 +120,7 @@ program.command("sample")
   .option("--guidance <w>", "classifier-free guidance scale (conditional models)", num)
   .option("--seed <n>", "seed", int("--seed"), 0)
   .addOption(backendOption())
+  .addOption(threadsOption())
   .action(async (o) => {
     const { sampleCommand } = await import("./lib/commands/sample.ts");
     const paths = await sampleCommand({ ...o, backend: o.backend as BackendName });
@@ -131,6 +151,7 @@ program.command("eval")
   .option("--seed <n>", "seed", int("--seed"), 0)
   .option("--set <key=value>", "extra evaluation settings, repeatable", collect, [])
   .addOption(backendOption())
+  .addOption(threadsOption())
   .action(async (o) => {
     const { evalCommand } = await import("./lib/commands/eval.ts");
     await evalCommand({ ...o, backend: o.backend as BackendName });
@@ -151,6 +172,7 @@ program.command("sweep")
   .option("--restart-failed", "put failed jobs back in the queue")
   .option("--store <path>", "store file", "runs/store.sqlite")
   .addOption(backendOption())
+  .addOption(threadsOption())
   .addHelpText(
     "after",
     "\nIn a terminal (and without --no-tui) the sweep runs as a background process, its plain lines\n" +
@@ -239,6 +261,7 @@ program.command("visualize")
   )
   .option("--seed <n>", "seed of the run's figures", int("--seed"), 0)
   .addOption(backendOption())
+  .addOption(threadsOption())
   .action(async (o) => {
     const { visualizeCommand } = await import("./lib/commands/visualize.ts");
     for (const p of await visualizeCommand({ ...o, backend: o.backend as BackendName })) {
@@ -252,6 +275,7 @@ program.command("bench")
   )
   .option("--case <name>", "run one case only")
   .addOption(backendOption())
+  .addOption(threadsOption())
   .action(async (o) => {
     const { benchCommand } = await import("./lib/commands/bench.ts");
     await benchCommand({ case: o.case, backend: o.backend as BackendName });

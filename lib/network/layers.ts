@@ -96,14 +96,50 @@ export function silu<T extends tf.Tensor>(x: T): T {
   return tf.mul(x, tf.sigmoid(x)) as T;
 }
 
-/** GroupNorm over NHWC: statistics per sample and group of channels, eps 1e-5. */
+/**
+ * GroupNorm over NHWC: statistics per sample and group of channels, eps 1e-5,
+ * then the per-channel scale `<name>.g` and shift `<name>.b`. Its gradient
+ * is written out (the closed form below), about half the kernel passes of
+ * differentiating the forward ops.
+ */
 export function groupNorm(w: Weights, name: string, x: tf.Tensor4D, groups = 8): tf.Tensor4D {
+  return groupNormOp(x, w[`${name}.g`], w[`${name}.b`], groups);
+}
+
+/**
+ * y = x̂·γ + β with x̂ = (x − μ)·r, r = (σ² + eps)^−½ over each sample's group.
+ * Backward, with means m(·) over a group: dx = r·(dx̂ − m(dx̂) − x̂·m(dx̂·x̂))
+ * for dx̂ = dy·γ; dγ = Σ dy·x̂ and dβ = Σ dy over batch and pixels.
+ */
+function groupNormOp(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, groups: number) {
   const [B, H, W, C] = x.shape;
-  const g = tf.reshape(x, [B, H * W, groups, C / groups]); // [B, HW, G, C/G]
-  const { mean, variance } = tf.moments(g, [1, 3], true); // [B, 1, G, 1]
-  const normed = tf.mul(tf.sub(g, mean), tf.rsqrt(tf.add(variance, 1e-5)));
-  const y = tf.reshape(normed, [B, H, W, C]);
-  return tf.add(tf.mul(y, w[`${name}.g`]), w[`${name}.b`]);
+  const grouped = [B, H * W, groups, C / groups]; // [B, HW, G, C/G]
+  const op = tf.customGrad((...args) => {
+    const [x, gamma, beta] = args as tf.Tensor[];
+    const save = args[3] as tf.GradSaveFunc;
+    const g = tf.reshape(x, grouped);
+    const { mean, variance } = tf.moments(g, [1, 3], true); // [B, 1, G, 1]
+    const r = tf.rsqrt(tf.add(variance, 1e-5)); // [B, 1, G, 1]
+    const xhat = tf.reshape(tf.mul(tf.sub(g, mean), r), x.shape); // [B, H, W, C]
+    save([xhat, r, gamma]);
+    return {
+      value: tf.add(tf.mul(xhat, gamma), beta),
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [xhat, r, gamma] = saved;
+        const dxhat = tf.reshape(tf.mul(dy, gamma), grouped); // [B, HW, G, C/G]
+        const xh = tf.reshape(xhat, grouped);
+        const m1 = tf.mean(dxhat, [1, 3], true); // [B, 1, G, 1]
+        const m2 = tf.mean(tf.mul(dxhat, xh), [1, 3], true); // [B, 1, G, 1]
+        const dx = tf.mul(tf.sub(tf.sub(dxhat, m1), tf.mul(xh, m2)), r);
+        return [
+          tf.reshape(dx, x.shape),
+          tf.reshape(tf.sum(tf.mul(dy, xhat), [0, 1, 2]), gamma.shape),
+          tf.reshape(tf.sum(dy, [0, 1, 2]), gamma.shape),
+        ];
+      },
+    };
+  });
+  return op(x, gamma, beta) as tf.Tensor4D;
 }
 
 /** LayerNorm over the last axis, eps 1e-5. */
@@ -166,6 +202,18 @@ export function attend(
   const scores = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(d)); // [B, h, N, M]
   const weights = tf.softmax(scores) as tf.Tensor4D;
   return { out: tf.matMul(weights, v) as tf.Tensor4D, weights };
+}
+
+/** [B, N, h·d] → [B, h, N, d]. */
+export function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
+  const [B, N, C] = x.shape;
+  return tf.transpose(tf.reshape(x, [B, N, heads, C / heads]), [0, 2, 1, 3]) as tf.Tensor4D;
+}
+
+/** [B, h, N, d] → [B, N, h·d]. */
+export function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
+  const [B, h, N, d] = x.shape;
+  return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [B, N, h * d]) as tf.Tensor3D;
 }
 
 /**

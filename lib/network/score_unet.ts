@@ -22,9 +22,11 @@ import {
   initNorm,
   initResBlock,
   layerNorm,
+  mergeHeads,
   type Network,
   resBlock,
   silu,
+  splitHeads,
   upsample2x,
   type Weights,
 } from "./layers.ts";
@@ -192,18 +194,6 @@ function initTransformer(w: Weights, name: string, c: number, dctx: number, rng:
   initNorm(w, `${name}.ln3`, c);
   initDense(w, `${name}.ff1`, c, 2 * c, rng);
   initDense(w, `${name}.ff2`, 2 * c, c, rng);
-}
-
-/** [B, N, h·d] → [B, h, N, d]. */
-function splitHeads(x: tf.Tensor, heads: number): tf.Tensor4D {
-  const [B, N, C] = x.shape;
-  return tf.transpose(tf.reshape(x, [B, N, heads, C / heads]), [0, 2, 1, 3]) as tf.Tensor4D;
-}
-
-/** [B, h, N, d] → [B, N, h·d]. */
-function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
-  const [B, h, N, d] = x.shape;
-  return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [B, N, h * d]) as tf.Tensor3D;
 }
 
 /**

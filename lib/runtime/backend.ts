@@ -3,6 +3,10 @@
  * adapter, otherwise the wasm backend (SIMD). Software adapters such as Mesa
  * llvmpipe report `isFallbackAdapter` and are slower than wasm, so `auto`
  * passes them over; `--backend webgpu` still uses them on request.
+ *
+ * wasm runs XNNPACK on `$DMW_THREADS` threads (default: every core) through
+ * the threaded SIMD build (see wasm_threads.ts); 1 thread uses the plain
+ * SIMD build. The sweep executor gives each of its jobs cores / concurrency.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-cpu";
@@ -10,6 +14,7 @@ import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { registerProjectKernels } from "./kernels/mod.ts";
+import { setThreadedWasmBackend } from "./wasm_threads.ts";
 
 /** The backends a command can ask for. */
 export type BackendName = "auto" | "webgpu" | "wasm" | "cpu";
@@ -20,6 +25,8 @@ export interface BackendInfo {
   name: "webgpu" | "wasm" | "cpu";
   /** The GPU adapter's description, when one was found. */
   adapter?: string;
+  /** XNNPACK threads of the wasm backend. */
+  threads?: number;
   /** One sentence: why this backend. */
   reason: string;
 }
@@ -46,14 +53,40 @@ function wasmDir(): string {
   return dirname(require.resolve("@tensorflow/tfjs-backend-wasm"));
 }
 
-async function useWasm(): Promise<void> {
+/**
+ * The wasm backend's thread count: `$DMW_THREADS`, else every core.
+ * Throws on a value that is not a positive integer.
+ */
+export function wasmThreads(): number {
+  const given = Deno.env.get("DMW_THREADS");
+  if (given === undefined || given === "") return navigator.hardwareConcurrency || 1;
+  const n = Number(given);
+  if (!Number.isInteger(n) || n < 1) {
+    throw new Error(`DMW_THREADS (--threads) must be a positive integer, not "${given}"`);
+  }
+  return n;
+}
+
+/** Initialises the wasm backend on `threads` threads; returns the count XNNPACK took. */
+async function useWasm(threads: number): Promise<number> {
   const dir = wasmDir();
   setWasmPaths({
     "tfjs-backend-wasm.wasm": join(dir, "tfjs-backend-wasm.wasm"),
     "tfjs-backend-wasm-simd.wasm": join(dir, "tfjs-backend-wasm-simd.wasm"),
     "tfjs-backend-wasm-threaded-simd.wasm": join(dir, "tfjs-backend-wasm-threaded-simd.wasm"),
   });
+  if (threads > 1) {
+    try {
+      return await setThreadedWasmBackend(dir, threads);
+    } catch (e) {
+      throw new Error(
+        `the threaded wasm backend failed to start (${(e as Error).message}); ` +
+          "--threads 1 uses the single-threaded build",
+      );
+    }
+  }
   if (!(await tf.setBackend("wasm"))) throw new Error("the wasm backend failed to initialise");
+  return 1;
 }
 
 async function useWebgpu(): Promise<void> {
@@ -79,8 +112,8 @@ export async function initBackend(
     await tf.setBackend("cpu");
     info = { name: "cpu", reason: "asked for with --backend cpu" };
   } else if (name === "wasm") {
-    await useWasm();
-    info = { name: "wasm", reason: "asked for with --backend wasm" };
+    const threads = await useWasm(wasmThreads());
+    info = { name: "wasm", threads, reason: "asked for with --backend wasm" };
   } else {
     const probe = await probeAdapter();
     if (name === "webgpu") {
@@ -99,9 +132,10 @@ export async function initBackend(
       await useWebgpu();
       info = { name: "webgpu", adapter: probe.text, reason: "auto: a hardware WebGPU adapter" };
     } else {
-      await useWasm();
+      const threads = await useWasm(wasmThreads());
       info = {
         name: "wasm",
+        threads,
         adapter: probe?.text,
         reason: probe
           ? "auto: the only WebGPU adapter is a software fallback, slower than wasm"
@@ -110,8 +144,11 @@ export async function initBackend(
     }
   }
   current = info;
+  const threads = info.threads ? `, ${info.threads} thread${info.threads > 1 ? "s" : ""}` : "";
   log?.(
-    `backend: ${info.name}${info.adapter ? ` (adapter: ${info.adapter})` : ""} — ${info.reason}`,
+    `backend: ${info.name}${threads}${
+      info.adapter ? ` (adapter: ${info.adapter})` : ""
+    } — ${info.reason}`,
   );
   return info;
 }

@@ -223,6 +223,9 @@ export async function execute(opts: ExecuteOptions): Promise<{ done: number; fai
   const concurrency = opts.concurrency || navigator.hardwareConcurrency || 2;
   const maxFailures = opts.maxFailures ?? 1;
   const backend = opts.backend ?? "auto";
+  // Each job's wasm threads: the user's DMW_THREADS, else an equal share of the cores.
+  const threads = Deno.env.get("DMW_THREADS") ||
+    String(Math.max(1, Math.floor((navigator.hardwareConcurrency || 1) / concurrency)));
   const emit = (u: Omit<ExecutorUpdate, "job"> & { job: JobRow | number }) =>
     opts.onUpdate?.({
       ...u,
@@ -333,6 +336,7 @@ export async function execute(opts: ExecuteOptions): Promise<{ done: number; fai
   const start = (job: JobRow, args: string[]) => {
     const child = new Deno.Command(opts.workerCommand[0], {
       args: [...opts.workerCommand.slice(1), ...args],
+      env: { DMW_THREADS: threads },
       stdout: "piped",
       stderr: "piped",
       stdin: "null",

@@ -12,6 +12,7 @@ import { registerProjectKernels } from "../../lib/runtime/kernels/mod.ts";
 import { wasmBatchMatMul } from "../../lib/runtime/kernels/batch_mat_mul.ts";
 import { wasmConv2DBackpropFilter } from "../../lib/runtime/kernels/conv2d_backprop_filter.ts";
 import { wasmFusedMatMul } from "../../lib/runtime/kernels/fused_mat_mul.ts";
+import { wasmIdentity } from "../../lib/runtime/kernels/identity.ts";
 import { wasmMean, wasmSum } from "../../lib/runtime/kernels/reduce.ts";
 import { wasmUnsortedSegmentSum } from "../../lib/runtime/kernels/unsorted_segment_sum.ts";
 
@@ -115,6 +116,36 @@ Deno.test("wasm lacks no kernel that training needs", () => {
   assertEquals(tf.getKernel(tf.UnsortedSegmentSum, "wasm")?.kernelFunc, wasmUnsortedSegmentSum);
   assertEquals(tf.getKernel(tf.Sum, "wasm")?.kernelFunc, wasmSum);
   assertEquals(tf.getKernel(tf.Mean, "wasm")?.kernelFunc, wasmMean);
+  assertEquals(tf.getKernel(tf.Identity, "wasm")?.kernelFunc, wasmIdentity);
+});
+
+Deno.test("Identity shares data: either copy outlives the other; both gone frees it", () => {
+  const before = tf.memory();
+  const x = tf.tensor(data([64, 64], 3).values, [64, 64]);
+  const bytes = tf.memory().numBytes - before.numBytes;
+  const y = tf.clone(x);
+  assertEquals(
+    tf.memory().numBytes - before.numBytes,
+    2 * bytes,
+    "engine accounting as for a copy",
+  );
+  const want = Float32Array.from(x.dataSync());
+  x.dispose();
+  assertEquals(Float32Array.from(y.dataSync()), want, "the clone outlives its source");
+  const z = tf.clone(y);
+  y.dispose();
+  assertEquals(Float32Array.from(z.dataSync()), want, "and a clone of a clone");
+  const b = tf.backend() as unknown as { refCount(id: object): number };
+  assertEquals(b.refCount(z.dataId), 1);
+  z.dispose();
+  assertEquals(b.refCount(z.dataId), 0, "the wasm buffer is freed with the last reference");
+  assertEquals(tf.memory().numTensors, before.numTensors);
+  assertEquals(tf.memory().numBytes, before.numBytes);
+});
+
+Deno.test("saved activations are not copied: gradients through shared data match cpu", async () => {
+  const f = (x: tf.Tensor, w: tf.Tensor) => tf.mul(tf.sigmoid(tf.matMul(x, w)), tf.square(x));
+  await agree("sigmoid(xw)·x² grads", [data([6, 6], 4), data([6, 6], 5)], weightedGrads(f));
 });
 
 Deno.test("registerProjectKernels is idempotent", async () => {

@@ -1,7 +1,8 @@
 /**
  * Project kernels that fill gaps in tfjs-backend-wasm 4.22.0 (gradients the
  * models need) and replace its slow ones (transposed BatchMatMul and
- * _FusedMatMul, Conv2DBackpropInput, Sum and Mean over non-innermost axes), plus tfjs-core's
+ * _FusedMatMul, Conv2DBackpropInput, Sum and Mean over non-innermost axes,
+ * the copying Identity), plus tfjs-core's
  * gradient functions, which Deno's CommonJS load of tfjs-core leaves out.
  */
 import { registerWasmBatchMatMul } from "./batch_mat_mul.ts";
@@ -9,6 +10,7 @@ import { registerWasmConv2DBackpropFilter } from "./conv2d_backprop_filter.ts";
 import { registerWasmConv2DBackpropInput } from "./conv2d_backprop_input.ts";
 import { registerWasmFusedMatMul } from "./fused_mat_mul.ts";
 import { registerAllGradients } from "./gradients.ts";
+import { registerWasmIdentity } from "./identity.ts";
 import { registerWasmReductions } from "./reduce.ts";
 import { registerWasmUnsortedSegmentSum } from "./unsorted_segment_sum.ts";
 
@@ -28,4 +30,5 @@ export function registerProjectKernels(): void {
   registerWasmBatchMatMul();
   registerWasmFusedMatMul();
   registerWasmReductions();
+  registerWasmIdentity();
 }

@@ -1,0 +1,79 @@
+/**
+ * Layers with hand-written gradients against the same formula differentiated
+ * by tfjs, and the forward pass against a float64 loop.
+ */
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs-core";
+import { groupNorm } from "../../lib/network/layers.ts";
+import { Rng } from "../../lib/runtime/rng.ts";
+import { useBackend } from "../helpers.ts";
+
+await useBackend("wasm");
+
+/** GroupNorm as plain differentiable ops, the reference for the custom gradient. */
+function groupNormByOps(x: tf.Tensor4D, g: tf.Tensor, b: tf.Tensor, groups: number): tf.Tensor {
+  const [B, H, W, C] = x.shape;
+  const grouped = tf.reshape(x, [B, H * W, groups, C / groups]);
+  const { mean, variance } = tf.moments(grouped, [1, 3], true);
+  const normed = tf.mul(tf.sub(grouped, mean), tf.rsqrt(tf.add(variance, 1e-5)));
+  return tf.add(tf.mul(tf.reshape(normed, x.shape), g), b);
+}
+
+function normal(shape: number[], rng: Rng, scale = 1, shift = 0): tf.Tensor {
+  const v = new Float32Array(shape.reduce((p, q) => p * q, 1));
+  for (let i = 0; i < v.length; i++) v[i] = shift + scale * rng.normal();
+  return tf.tensor(v, shape);
+}
+
+function maxRelErr(a: tf.Tensor, b: tf.Tensor): number {
+  const x = a.dataSync(), y = b.dataSync();
+  let err = 0, scale = 1e-6;
+  for (let i = 0; i < y.length; i++) {
+    err = Math.max(err, Math.abs(x[i] - y[i]));
+    scale = Math.max(scale, Math.abs(y[i]));
+  }
+  return err / scale;
+}
+
+const CASES: [number[], number][] = [[[2, 5, 3, 8], 4], [[3, 4, 4, 6], 2], [[1, 7, 7, 4], 4]];
+for (const [shape, groups] of CASES) {
+  Deno.test(`groupNorm ${shape} / ${groups} groups: value in float64, gradients as autodiff`, () => {
+    const rng = new Rng(shape.reduce((p, q) => p * 31 + q, groups));
+    const C = shape[3];
+    const x = normal([...shape], rng, 2, 0.5) as tf.Tensor4D;
+    const w = { "n.g": normal([C], rng, 0.5, 1), "n.b": normal([C], rng, 0.3) };
+    const r = normal([...shape], rng); // a fixed weighting of the outputs
+
+    const y = groupNorm(w, "n", x, groups).dataSync();
+    const xs = x.dataSync(), gs = w["n.g"].dataSync(), bs = w["n.b"].dataSync();
+    const [B, H, W] = shape, cg = C / groups;
+    for (let b = 0; b < B; b++) {
+      for (let g = 0; g < groups; g++) {
+        const idx: number[] = [];
+        for (let p = 0; p < H * W; p++) {
+          for (let c = 0; c < cg; c++) idx.push((b * H * W + p) * C + g * cg + c);
+        }
+        const mean = idx.reduce((s, i) => s + xs[i], 0) / idx.length;
+        const v = idx.reduce((s, i) => s + (xs[i] - mean) ** 2, 0) / idx.length;
+        for (const i of idx) {
+          const want = (xs[i] - mean) / Math.sqrt(v + 1e-5) * gs[i % C] + bs[i % C];
+          assert.ok(Math.abs(y[i] - want) < 1e-4, `y[${i}] = ${y[i]}, float64 ${want}`);
+        }
+      }
+    }
+
+    const loss = (f: typeof groupNormByOps) => (x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+      tf.sum(tf.mul(f(x as tf.Tensor4D, g, b, groups), r));
+    const custom = tf.grads(loss((x, g, b, k) => groupNorm({ "n.g": g, "n.b": b }, "n", x, k)))([
+      x,
+      w["n.g"],
+      w["n.b"],
+    ]);
+    const byOps = tf.grads(loss(groupNormByOps))([x, w["n.g"], w["n.b"]]);
+    ["x", "γ", "β"].forEach((name, i) => {
+      const e = maxRelErr(custom[i], byOps[i]);
+      assert.ok(e < 1e-4, `d${name}: relative error ${e}`);
+    });
+    tf.dispose([x, r, ...Object.values(w), ...custom, ...byOps]);
+  });
+}
