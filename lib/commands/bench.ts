@@ -18,6 +18,9 @@ import { loadMnist, mnistToFloat } from "../data/mnist.ts";
 import { loadClassifier } from "../metrics/classifier.ts";
 import { mnistReference } from "../metrics/images.ts";
 import { computeMetric } from "../metrics/suite.ts";
+import { runSweep } from "../sweep/commands.ts";
+import * as fs from "node:fs";
+import { join } from "node:path";
 
 /** One benchmark result line. */
 export interface BenchRecord {
@@ -32,6 +35,10 @@ export interface BenchRecord {
   peak_bytes?: number;
   /** The FID found (fid-mnist10k: training images against the test set). */
   fid?: number;
+  /** sweep-concurrency: wall-clock seconds at concurrency 1 and 2, and their ratio. */
+  seconds_c1?: number;
+  seconds_c2?: number;
+  ratio?: number;
 }
 
 function ddpm(data: string, batch: number): Ddpm {
@@ -150,6 +157,60 @@ async function timeFid(): Promise<BenchRecord> {
   };
 }
 
+/** Four equal training jobs (and their evaluations): the sweep-concurrency case's experiment. */
+const EQUAL_JOBS = `name: bench-concurrency
+model: ddpm
+data: 8gaussians
+steps: 1500
+ema: []
+metrics: [mmd]
+n_eval: 500
+sample_steps: 50
+sampler: ddim
+parameters:
+  seed:
+    values: [0, 1, 2, 3]
+`;
+
+/**
+ * The same sweep of four equal jobs in child processes at concurrency 1 and
+ * 2, each in a fresh store; `ms_per_iter` is the concurrency-2 wall clock.
+ * Jobs get the executor's default threads (cores / concurrency).
+ */
+async function timeSweepConcurrency(): Promise<BenchRecord> {
+  const dir = Deno.makeTempDirSync({ prefix: "dmw-bench-sweep-" });
+  const file = join(dir, "bench.yaml");
+  fs.writeFileSync(file, EQUAL_JOBS);
+  const seconds: number[] = [];
+  try {
+    for (const concurrency of [1, 2]) {
+      const runsDir = join(dir, `c${concurrency}`);
+      const t0 = performance.now();
+      const r = await runSweep({
+        file,
+        concurrency,
+        noTui: true,
+        runsDir,
+        storePath: join(runsDir, "store.sqlite"),
+        onEvent: () => {},
+      });
+      if (r.failed) throw new Error(`sweep-concurrency: ${r.failed} jobs failed at ${concurrency}`);
+      seconds.push((performance.now() - t0) / 1000);
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  return {
+    case: "sweep-concurrency",
+    ms_per_iter: round(seconds[1] * 1000),
+    iters: 1,
+    backend: tf.getBackend(),
+    seconds_c1: round(seconds[0]),
+    seconds_c2: round(seconds[1]),
+    ratio: round(seconds[1] / seconds[0]),
+  };
+}
+
 function round(x: number): number {
   return Math.round(x * 100) / 100;
 }
@@ -161,6 +222,7 @@ export const BENCH_CASES: Record<string, () => Promise<BenchRecord | BenchRecord
   "sample-toy-ddpm1000": () => timeSample("sample-toy-ddpm1000", "8gaussians", 1024, "ddpm", 1000),
   "sample-mnist-ddim50": () => timeSample("sample-mnist-ddim50", "mnist", 64, "ddim", 50),
   "fid-mnist10k": timeFid,
+  "sweep-concurrency": timeSweepConcurrency,
   "matmul": async () => (await benchMatmul()) as BenchRecord[],
 };
 
