@@ -7,6 +7,9 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { resolveConfig } from "../models/config.ts";
+import type { RunConfig } from "../models/model.ts";
+import { modelEntry } from "../models/registry.ts";
+import { train } from "../trainer/trainer.ts";
 import { Ddpm, DDPM_KEYS } from "../models/ddpm.ts";
 import { countParams } from "../network/layers.ts";
 import { type BackendName, initBackend } from "../runtime/backend.ts";
@@ -31,8 +34,14 @@ export interface BenchRecord {
   backend: string;
   /** Tensors alive after the timed iterations minus before (0 = no leak). */
   tensor_drift?: number;
-  /** Peak bytes held by the backend during the case. */
+  /** Peak bytes of tensors during one profiled iteration (tf.profile's peakBytes). */
   peak_bytes?: number;
+  /** Size of the wasm heap at the end (it only grows: the backend's high-water mark). */
+  heap_bytes?: number;
+  /** Resident set size of the process at the end. */
+  rss_bytes?: number;
+  /** memory-1000: numTensors at the first and last logging step of each model's 1,000 steps. */
+  models?: Record<string, { tensors_at_50: number; tensors_at_1000: number; ms_per_step: number }>;
   /** The FID found (fid-mnist10k: training images against the test set). */
   fid?: number;
   /** sweep-concurrency: wall-clock seconds at concurrency 1 and 2, and their ratio. */
@@ -70,11 +79,9 @@ async function timeTrain(
   for (const [k, t] of Object.entries(init)) params[k] = tf.variable(t, true, `bench-${name}/${k}`);
   tf.dispose(Object.values(init));
   const adam = new Adam(params);
-  let peak = 0;
   const once = async (step: number) => {
     const r = trainStep(model, params, adam, rng, step, 1e-3, 0);
     await r.loss.data();
-    peak = Math.max(peak, tf.memory().numBytes);
     tf.dispose([r.loss, r.perSample]);
   };
   for (let i = 0; i < 2; i++) await once(i);
@@ -83,6 +90,7 @@ async function timeTrain(
   for (let i = 0; i < iters; i++) await once(2 + i);
   const ms = (performance.now() - t0) / iters;
   const drift = tf.memory().numTensors - before;
+  const peak = (await tf.profile(() => once(2 + iters))).peakBytes;
   const params_ = countParams(params);
   adam.dispose();
   Object.values(params).forEach((v) => v.dispose());
@@ -95,6 +103,76 @@ async function timeTrain(
     backend: tf.getBackend(),
     tensor_drift: drift,
     peak_bytes: peak,
+    ...processMemory(),
+  };
+}
+
+/** The wasm heap's size (when on wasm) and the process's resident set. */
+function processMemory(): { heap_bytes?: number; rss_bytes: number } {
+  const wasm = (tf.backend() as unknown as { wasm?: { HEAPU8: Uint8Array } }).wasm;
+  return { heap_bytes: wasm?.HEAPU8.buffer.byteLength, rss_bytes: Deno.memoryUsage().rss };
+}
+
+/** Small configurations of every model of the zoo, for memory-1000. */
+const MEMORY_RUNS: { name: string; model: string; data: string; set: RunConfig }[] = [
+  { name: "ddpm-mlp", model: "ddpm", data: "8gaussians", set: {} },
+  { name: "ddpm-unet", model: "ddpm", data: "mnist", set: { ch: 8, batch: 8 } },
+  {
+    name: "score",
+    model: "score",
+    data: "mnist",
+    set: { ch: 8, mults: [1, 2], attn_res: [14], heads: 2, batch: 8 },
+  },
+  { name: "d3pm", model: "d3pm", data: "mnist", set: { ch: 8, batch: 8 } },
+  { name: "tabddpm", model: "tabddpm", data: "penguins", set: {} },
+];
+
+/**
+ * 1,000 steps of each model through the real trainer (EMA, logging every 50
+ * steps, checkpoints every 500), recording tf.memory().numTensors at each
+ * logging step: the counts at steps 50 and 1,000 must be equal.
+ */
+async function memoryRuns(): Promise<BenchRecord> {
+  const models: NonNullable<BenchRecord["models"]> = {};
+  const t0 = performance.now();
+  for (const r of MEMORY_RUNS) {
+    const dir = Deno.makeTempDirSync({ prefix: `dmw-bench-${r.name}-` });
+    const entry = modelEntry(r.model);
+    const config = {
+      model: r.model,
+      data: r.data,
+      ...resolveConfig(entry.keys, { ...r.set, steps: 1000 }),
+    };
+    const counts = new Map<number, number>();
+    const started = performance.now();
+    try {
+      await train({
+        runDir: dir,
+        entry,
+        config,
+        onProgress: (p) => counts.set(p.step, tf.memory().numTensors),
+      });
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+    models[r.name] = {
+      tensors_at_50: counts.get(50)!,
+      tensors_at_1000: counts.get(1000)!,
+      ms_per_step: round((performance.now() - started) / 1000),
+    };
+  }
+  const leaks = Object.entries(models).filter(([, m]) => m.tensors_at_1000 !== m.tensors_at_50);
+  if (leaks.length) {
+    throw new Error(`memory-1000: numTensors grew in ${leaks.map(([k]) => k).join(", ")}`);
+  }
+  return {
+    case: "memory-1000",
+    ms_per_iter: round(performance.now() - t0),
+    iters: MEMORY_RUNS.length,
+    backend: tf.getBackend(),
+    tensor_drift: 0,
+    models,
+    ...processMemory(),
   };
 }
 
@@ -223,6 +301,7 @@ export const BENCH_CASES: Record<string, () => Promise<BenchRecord | BenchRecord
   "sample-mnist-ddim50": () => timeSample("sample-mnist-ddim50", "mnist", 64, "ddim", 50),
   "fid-mnist10k": timeFid,
   "sweep-concurrency": timeSweepConcurrency,
+  "memory-1000": memoryRuns,
   "matmul": async () => (await benchMatmul()) as BenchRecord[],
 };
 
