@@ -44,6 +44,7 @@ export async function trainCommand(opts: TrainCommandOptions): Promise<string> {
         `loss ${p.loss.toFixed(4)}  bands ${p.bands.map((b) => b.toFixed(3)).join(" ")}  ${
           p.stepsPerSec.toFixed(1)
         } steps/s`,
+        p.etaSec,
       ),
   });
   if (result.resumedFrom > 0) console.error(`resumed from step ${result.resumedFrom}`);

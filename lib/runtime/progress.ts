@@ -24,15 +24,19 @@ export class Progress {
   /** `label` names the work; `total` is its size in units. */
   constructor(readonly label: string, public total: number) {}
 
-  /** Reports `done` units, with an optional suffix such as the latest loss. */
-  update(done: number, suffix = ""): void {
+  /**
+   * Reports `done` units, with an optional suffix such as the latest loss.
+   * `etaSec` overrides the ETA extrapolated from this reporter's own start
+   * (a resumed run knows its rate; elapsed/done would count the earlier steps).
+   */
+  update(done: number, suffix = "", etaSec?: number): void {
     const now = performance.now();
     const finished = done >= this.total;
     if (!finished && now - this.#lastPrint < (this.#tty ? 100 : 5000)) return;
     this.#lastPrint = now;
     const elapsed = (now - this.#start) / 1000;
     const frac = Math.min(1, done / this.total);
-    const eta = frac > 0 ? elapsed * (1 - frac) / frac : NaN;
+    const eta = etaSec ?? (frac > 0 ? elapsed * (1 - frac) / frac : NaN);
     const bar = "█".repeat(Math.round(frac * 24)).padEnd(24, "·");
     const line =
       `${this.label} ${bar} ${(frac * 100).toFixed(0).padStart(3)}% ${done}/${this.total} ` +
