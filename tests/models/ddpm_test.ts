@@ -47,3 +47,56 @@ for (const schedule of ["linear", "cosine"]) {
     );
   });
 }
+
+/**
+ * A short MNIST run (the documented run's UNet at half its width, 400 steps
+ * of batch 16), sampled with 20-step DDIM from its EMA weights: 200 samples
+ * against an untrained network's, by FID and the classifier Inception Score.
+ * Measured here: FID 1453 against 2643, IS 2.53 against 1.71 (200 samples
+ * make FID large; it compares, it is not the documented run's figure).
+ */
+Deno.test("mnist: a short UNet run's samples beat an untrained network's by FID and IS", async () => {
+  const config = (steps: number, lr: number) => ({
+    model: "ddpm",
+    data: "mnist",
+    ...resolveConfig(DDPM_ENTRY.keys, {
+      steps,
+      lr,
+      ch: 8,
+      batch: 16,
+      warmup: 50,
+      ema: [0.999],
+      checkpoint_every: steps,
+    }),
+  });
+  const scores = async (dir: string, ema: string) => {
+    const run = await openRun(dir, { ema });
+    try {
+      const s = await run.model.sample(
+        run.weights,
+        { n: 200, sampler: "ddim", steps: 20 },
+        new Rng(1),
+      );
+      const opts = { data: "mnist", seed: 0 };
+      return {
+        fid: (await computeMetric("fid", s, opts)).value,
+        is: (await computeMetric("is", s, opts)).value,
+      };
+    } finally {
+      run.close();
+    }
+  };
+  const dir = Deno.makeTempDirSync({ prefix: "dmw-ddpm-mnist-" });
+  const untrainedDir = Deno.makeTempDirSync({ prefix: "dmw-ddpm-mnist-untrained-" });
+  await train({ runDir: dir, entry: DDPM_ENTRY, config: config(400, 2e-3) });
+  await train({ runDir: untrainedDir, entry: DDPM_ENTRY, config: config(1, 0) });
+  const trained = await scores(dir, "0.999");
+  const untrained = await scores(untrainedDir, "raw");
+  console.log(
+    `mnist short run: trained ${JSON.stringify(trained)}, untrained ${JSON.stringify(untrained)}`,
+  );
+  assert.ok(trained.fid < 0.7 * untrained.fid, `FID ${trained.fid} vs untrained ${untrained.fid}`);
+  assert.ok(trained.is > untrained.is + 0.5, `IS ${trained.is} vs untrained ${untrained.is}`);
+  Deno.removeSync(dir, { recursive: true });
+  Deno.removeSync(untrainedDir, { recursive: true });
+});
