@@ -34,7 +34,10 @@ export interface BenchRecord {
   backend: string;
   /** Tensors alive after the timed iterations minus before (0 = no leak). */
   tensor_drift?: number;
-  /** Peak bytes of tensors during one profiled iteration (tf.profile's peakBytes). */
+  /**
+   * Peak bytes of tensors during one profiled iteration (tf.profile's
+   * peakBytes: tensors sharing data are each counted in full).
+   */
   peak_bytes?: number;
   /** Size of the wasm heap at the end (it only grows: the backend's high-water mark). */
   heap_bytes?: number;
