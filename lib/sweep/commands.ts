@@ -18,7 +18,7 @@ import {
 import { didYouMean } from "../runtime/text.ts";
 import { type Experiment, loadExperiment } from "./experiment.ts";
 import { execute, type ExecutorUpdate } from "./executor.ts";
-import { describePlan, planSweep, type TrainJob } from "./planner.ts";
+import { configRows, describePlan, planSweep, type TrainJob } from "./planner.ts";
 
 /** Options of {@link runSweep}. */
 export interface SweepOptions {
@@ -119,15 +119,7 @@ export async function runSweep(
       for (const l of describeChange(store, existing, experiment, params)) say(l);
     }
     const sweep = store.upsertSweep(experiment.name, file, hash, JSON.stringify(experiment));
-    store.setConfigs(
-      sweep.id,
-      plan.configs.map((c) => ({
-        idx: c.idx,
-        params: JSON.stringify(c.params),
-        trainKey: c.trainKey,
-        evalKey: c.evalKey,
-      })),
-    );
+    store.setConfigs(sweep.id, configRows(plan));
     for (const t of plan.train) {
       const spec = JSON.stringify(t);
       const job = store.ensureJob(

@@ -189,3 +189,15 @@ export function describePlan(plan: Plan): string {
     ]),
   ].join("\n");
 }
+
+/** The plan's configurations as the store keeps them (see `Store.setConfigs`). */
+export function configRows(
+  plan: Plan,
+): { idx: number; params: string; trainKey: string; evalKey: string }[] {
+  return plan.configs.map((c) => ({
+    idx: c.idx,
+    params: JSON.stringify(c.params),
+    trainKey: c.trainKey,
+    evalKey: c.evalKey,
+  }));
+}

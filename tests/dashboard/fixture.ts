@@ -17,7 +17,7 @@ import { sampleToy } from "../../lib/data/toy2d.ts";
 import { Rng } from "../../lib/runtime/rng.ts";
 import { type JobRow, SqliteStore } from "../../lib/store/store.ts";
 import { loadExperiment } from "../../lib/sweep/experiment.ts";
-import { type EvalJob, planSweep } from "../../lib/sweep/planner.ts";
+import { configRows, type EvalJob, planSweep } from "../../lib/sweep/planner.ts";
 
 /** The experiment the fixture records. */
 export const FIXTURE_YAML = `name: fixture
@@ -77,15 +77,7 @@ export function buildFixture(
       "fixturehash",
       JSON.stringify(experiment),
     );
-    store.setConfigs(
-      sweep.id,
-      plan.configs.map((c) => ({
-        idx: c.idx,
-        params: JSON.stringify(c.params),
-        trainKey: c.trainKey,
-        evalKey: c.evalKey,
-      })),
-    );
+    store.setConfigs(sweep.id, configRows(plan));
     const runsDir = join(dir, "runs", experiment.name);
     const trainJobs = plan.train.map((t) =>
       store.ensureJob(sweep.id, t.key, "train", JSON.stringify(t), join(runsDir, t.key))
