@@ -10,8 +10,6 @@
  * ```
  */
 import React from "react";
-import { render } from "ink";
-import { App } from "./app.ts";
 import { Controller, type Owner } from "./controller.ts";
 
 export type { Owner } from "./controller.ts";
@@ -34,8 +32,30 @@ export interface DashboardOptions {
 
 const ESC = String.fromCharCode(27);
 
+/**
+ * Ink and the dashboard's components, loaded with `CI` masked. Ink decides once,
+ * when it loads, whether it runs in CI (the is-in-ci package: `CI` or any
+ * `CI_*` set), and there draws nothing but the last frame at exit: a dashboard
+ * on a terminal in a CI job (or a shell that exports `CI`) would stay blank.
+ * The dashboard runs only where stdin and stdout are terminals, so it always
+ * wants live frames; the variable is put back before anything else reads it.
+ */
+async function loadInk() {
+  const saved = Object.entries(Deno.env.toObject()).filter(([k]) =>
+    k === "CI" || k === "CONTINUOUS_INTEGRATION" || k.startsWith("CI_")
+  );
+  for (const [k] of saved) Deno.env.delete(k);
+  try {
+    const [{ render }, { App }] = await Promise.all([import("ink"), import("./app.ts")]);
+    return { render, App };
+  } finally {
+    for (const [k, v] of saved) Deno.env.set(k, v);
+  }
+}
+
 /** Shows the dashboard until the user quits (q, Ctrl-C); the sweep is left running. */
 export async function runDashboard(opts: DashboardOptions = {}): Promise<void> {
+  const { render, App } = await loadInk();
   const size = () => {
     const { columns, rows } = Deno.consoleSize();
     return { cols: columns, rows };

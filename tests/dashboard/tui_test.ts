@@ -104,8 +104,9 @@ async function gone(pid: number, ms = 10_000): Promise<boolean> {
   return false;
 }
 
-function watchCommand(storePath: string): string {
-  return `exec '${Deno.execPath()}' run -A main.ts watch fixture --store '${storePath}'`;
+/** `env`: variables to set for the dashboard, as `K=V …`. */
+function watchCommand(storePath: string, env = ""): string {
+  return `${env} exec '${Deno.execPath()}' run -A main.ts watch fixture --store '${storePath}'`;
 }
 
 function job(storePath: string, id: number) {
@@ -217,11 +218,12 @@ Deno.test({
 });
 
 Deno.test({
-  name: "tmux 80×24: a finished sweep fits, and c and r say why they do nothing",
+  name: "tmux 80×24, CI set: a finished sweep fits, and c and r say why they do nothing",
   ignore: !TMUX,
   fn: async () => {
     const f = buildFixture(undefined, { status: "done" });
-    const p = new Pane("narrow", watchCommand(f.storePath), 80, 24);
+    // CI set, as in a CI job: Ink alone would then draw only its last frame.
+    const p = new Pane("narrow", watchCommand(f.storePath, "CI=true CI_JOB_ID=1"), 80, 24);
     try {
       let s = await p.waitFor([/▸ +0 linear/], "overview at 80×24");
       const lines = s.split("\n");
