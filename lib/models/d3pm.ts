@@ -22,7 +22,7 @@ import {
 import {
   conv,
   dense,
-  groupNorm,
+  groupNormSilu,
   initConv,
   initDense,
   initNorm,
@@ -165,7 +165,7 @@ export class D3pmNet implements Network {
     h = resBlock(w, "mid2", resBlock(w, "mid1", h, e), e);
     h = resBlock(w, "up1", tf.concat([upsample(h), h2], 3), e); // [B, 14, 14, 2ch]
     h = resBlock(w, "up0", tf.concat([upsample(h), h1], 3), e); // [B, 28, 28, ch]
-    return conv(w, "outc", silu(groupNorm(w, "outn", h))); // [B, 28, 28, categories]
+    return conv(w, "outc", groupNormSilu(w, "outn", h)); // [B, 28, 28, categories]
   }
 }
 

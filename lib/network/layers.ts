@@ -8,6 +8,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { Rng } from "../runtime/rng.ts";
+import { groupNormByKernels, hasGroupNormKernels } from "../runtime/kernels/group_norm.ts";
 
 /** Named parameter tensors of a network. */
 export type Weights = Record<string, tf.Tensor>;
@@ -98,12 +99,31 @@ export function silu<T extends tf.Tensor>(x: T): T {
 
 /**
  * GroupNorm over NHWC: statistics per sample and group of channels, eps 1e-5,
- * then the per-channel scale `<name>.g` and shift `<name>.b`. Its gradient
- * is written out (the closed form below), about half the kernel passes of
- * differentiating the forward ops.
+ * then the per-channel scale `<name>.g` and shift `<name>.b`. On wasm it is
+ * the project's kernels (lib/runtime/kernels/group_norm.ts); elsewhere
+ * tf ops with the gradient written out (the closed form below), about half
+ * the kernel passes of differentiating the forward ops.
  */
 export function groupNorm(w: Weights, name: string, x: tf.Tensor4D, groups = 8): tf.Tensor4D {
-  return groupNormOp(x, w[`${name}.g`], w[`${name}.b`], groups);
+  return groupNormOp(x, w[`${name}.g`], w[`${name}.b`], groups, false);
+}
+
+/** SiLU of {@link groupNorm}: the norm-then-activation step of every ResBlock and output head. */
+export function groupNormSilu(w: Weights, name: string, x: tf.Tensor4D, groups = 8): tf.Tensor4D {
+  return groupNormOp(x, w[`${name}.g`], w[`${name}.b`], groups, true);
+}
+
+function groupNormOp(
+  x: tf.Tensor4D,
+  gamma: tf.Tensor,
+  beta: tf.Tensor,
+  groups: number,
+  withSilu: boolean,
+): tf.Tensor4D {
+  const y = hasGroupNormKernels()
+    ? groupNormByKernels(x, gamma, beta, { groups, eps: 1e-5 })
+    : groupNormByOps(x, gamma, beta, groups);
+  return withSilu ? silu(y) : y;
 }
 
 /**
@@ -111,7 +131,7 @@ export function groupNorm(w: Weights, name: string, x: tf.Tensor4D, groups = 8):
  * Backward, with means m(·) over a group: dx = r·(dx̂ − m(dx̂) − x̂·m(dx̂·x̂))
  * for dx̂ = dy·γ; dγ = Σ dy·x̂ and dβ = Σ dy over batch and pixels.
  */
-function groupNormOp(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, groups: number) {
+function groupNormByOps(x: tf.Tensor4D, gamma: tf.Tensor, beta: tf.Tensor, groups: number) {
   const [B, H, W, C] = x.shape;
   const grouped = [B, H * W, groups, C / groups]; // [B, HW, G, C/G]
   const op = tf.customGrad((...args) => {
@@ -275,9 +295,9 @@ export function resBlock(
   groups = 8,
 ): tf.Tensor4D {
   const cout = w[`${name}.c1.b`].shape[0];
-  let h = conv(w, `${name}.c1`, silu(groupNorm(w, `${name}.n1`, x, groups))); // [B, H, W, cout]
+  let h = conv(w, `${name}.c1`, groupNormSilu(w, `${name}.n1`, x, groups)); // [B, H, W, cout]
   h = tf.add(h, tf.reshape(dense(w, `${name}.t`, e), [-1, 1, 1, cout]));
-  h = conv(w, `${name}.c2`, silu(groupNorm(w, `${name}.n2`, h, groups)));
+  h = conv(w, `${name}.c2`, groupNormSilu(w, `${name}.n2`, h, groups));
   const skip = w[`${name}.skip.w`] ? conv(w, `${name}.skip`, x) : x;
   return tf.add(h, skip);
 }

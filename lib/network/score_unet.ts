@@ -15,7 +15,7 @@ import {
   dense,
   embed,
   fourierEmbedding,
-  groupNorm,
+  groupNormSilu,
   initConv,
   initDense,
   initEmbedding,
@@ -178,7 +178,7 @@ export class ScoreUNet implements Network {
       if (this.#hasAttention(i)) h = block(`up${i}`, h);
       if (i > 0) h = upsample2x(h); // [B, 2H, 2W, c]
     }
-    return conv(w, "outc", silu(groupNorm(w, "outn", h, groups)));
+    return conv(w, "outc", groupNormSilu(w, "outn", h, groups));
   }
 }
 

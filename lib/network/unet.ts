@@ -12,6 +12,7 @@ import {
   dense,
   embed,
   groupNorm,
+  groupNormSilu,
   initConv,
   initDense,
   initEmbedding,
@@ -115,7 +116,7 @@ export class UNet implements Network {
       h = resBlock(w, `up${i}`, tf.concat([h, skips.pop()!], 3), e, groups);
       if (i > 0) h = upsample2x(h); // [B, 2H, 2W, c]
     }
-    return conv(w, "outc", silu(groupNorm(w, "outn", h, groups)));
+    return conv(w, "outc", groupNormSilu(w, "outn", h, groups));
   }
 
   /** Self-attention over the H·W positions, residual. */

@@ -1,10 +1,11 @@
 /**
- * Layers with hand-written gradients against the same formula differentiated
- * by tfjs, and the forward pass against a float64 loop.
+ * Layers with hand-written gradients (and wasm kernels) against the same
+ * formula differentiated by tfjs, and the forward pass against a float64 loop.
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { groupNorm } from "../../lib/network/layers.ts";
+import { groupNorm, groupNormSilu } from "../../lib/network/layers.ts";
+import { hasGroupNormKernels } from "../../lib/runtime/kernels/group_norm.ts";
 import { Rng } from "../../lib/runtime/rng.ts";
 import { useBackend } from "../helpers.ts";
 
@@ -36,44 +37,65 @@ function maxRelErr(a: tf.Tensor, b: tf.Tensor): number {
 }
 
 const CASES: [number[], number][] = [[[2, 5, 3, 8], 4], [[3, 4, 4, 6], 2], [[1, 7, 7, 4], 4]];
-for (const [shape, groups] of CASES) {
-  Deno.test(`groupNorm ${shape} / ${groups} groups: value in float64, gradients as autodiff`, () => {
-    const rng = new Rng(shape.reduce((p, q) => p * 31 + q, groups));
-    const C = shape[3];
-    const x = normal([...shape], rng, 2, 0.5) as tf.Tensor4D;
-    const w = { "n.g": normal([C], rng, 0.5, 1), "n.b": normal([C], rng, 0.3) };
-    const r = normal([...shape], rng); // a fixed weighting of the outputs
+const silu64 = (y: number) => y / (1 + Math.exp(-y));
 
-    const y = groupNorm(w, "n", x, groups).dataSync();
-    const xs = x.dataSync(), gs = w["n.g"].dataSync(), bs = w["n.b"].dataSync();
-    const [B, H, W] = shape, cg = C / groups;
-    for (let b = 0; b < B; b++) {
-      for (let g = 0; g < groups; g++) {
-        const idx: number[] = [];
-        for (let p = 0; p < H * W; p++) {
-          for (let c = 0; c < cg; c++) idx.push((b * H * W + p) * C + g * cg + c);
-        }
-        const mean = idx.reduce((s, i) => s + xs[i], 0) / idx.length;
-        const v = idx.reduce((s, i) => s + (xs[i] - mean) ** 2, 0) / idx.length;
-        for (const i of idx) {
-          const want = (xs[i] - mean) / Math.sqrt(v + 1e-5) * gs[i % C] + bs[i % C];
-          assert.ok(Math.abs(y[i] - want) < 1e-4, `y[${i}] = ${y[i]}, float64 ${want}`);
-        }
-      }
+// wasm runs the project kernels (lib/runtime/kernels/group_norm.ts), cpu the
+// tf ops with the closed-form gradient; both against the same references.
+for (const backend of ["wasm", "cpu"] as const) {
+  for (const [shape, groups] of CASES) {
+    for (const withSilu of [false, true]) {
+      const what = withSilu ? "groupNormSilu" : "groupNorm";
+      Deno.test(
+        `${backend} ${what} ${shape} / ${groups} groups: value in float64, gradients as autodiff`,
+        async () => {
+          await useBackend(backend);
+          assert.equal(hasGroupNormKernels(), backend === "wasm");
+          const layer = withSilu ? groupNormSilu : groupNorm;
+          const rng = new Rng(shape.reduce((p, q) => p * 31 + q, groups));
+          const C = shape[3];
+          const x = normal([...shape], rng, 2, 0.5) as tf.Tensor4D;
+          const w = { "n.g": normal([C], rng, 0.5, 1), "n.b": normal([C], rng, 0.3) };
+          const r = normal([...shape], rng); // a fixed weighting of the outputs
+          const before = tf.memory().numTensors;
+
+          const y = tf.tidy(() => layer(w, "n", x, groups).dataSync());
+          const xs = x.dataSync(), gs = w["n.g"].dataSync(), bs = w["n.b"].dataSync();
+          const [B, H, W] = shape, cg = C / groups;
+          for (let b = 0; b < B; b++) {
+            for (let g = 0; g < groups; g++) {
+              const idx: number[] = [];
+              for (let p = 0; p < H * W; p++) {
+                for (let c = 0; c < cg; c++) idx.push((b * H * W + p) * C + g * cg + c);
+              }
+              const mean = idx.reduce((s, i) => s + xs[i], 0) / idx.length;
+              const v = idx.reduce((s, i) => s + (xs[i] - mean) ** 2, 0) / idx.length;
+              for (const i of idx) {
+                const affine = (xs[i] - mean) / Math.sqrt(v + 1e-5) * gs[i % C] + bs[i % C];
+                const want = withSilu ? silu64(affine) : affine;
+                assert.ok(Math.abs(y[i] - want) < 1e-4, `y[${i}] = ${y[i]}, float64 ${want}`);
+              }
+            }
+          }
+
+          const byOps = (x: tf.Tensor4D, g: tf.Tensor, b: tf.Tensor) => {
+            const y = groupNormByOps(x, g, b, groups);
+            return withSilu ? tf.mul(y, tf.sigmoid(y)) : y;
+          };
+          const loss = (f: typeof byOps) => (x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+            tf.sum(tf.mul(f(x as tf.Tensor4D, g, b), r));
+          const custom = tf.grads(loss((x, g, b) => layer({ "n.g": g, "n.b": b }, "n", x, groups)))(
+            [x, w["n.g"], w["n.b"]],
+          );
+          const reference = tf.grads(loss(byOps))([x, w["n.g"], w["n.b"]]);
+          ["x", "γ", "β"].forEach((name, i) => {
+            const e = maxRelErr(custom[i], reference[i]);
+            assert.ok(e < 1e-4, `d${name}: relative error ${e}`);
+          });
+          tf.dispose([...custom, ...reference]);
+          assert.equal(tf.memory().numTensors, before, "value and gradient free what they make");
+          tf.dispose([x, r, ...Object.values(w)]);
+        },
+      );
     }
-
-    const loss = (f: typeof groupNormByOps) => (x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
-      tf.sum(tf.mul(f(x as tf.Tensor4D, g, b, groups), r));
-    const custom = tf.grads(loss((x, g, b, k) => groupNorm({ "n.g": g, "n.b": b }, "n", x, k)))([
-      x,
-      w["n.g"],
-      w["n.b"],
-    ]);
-    const byOps = tf.grads(loss(groupNormByOps))([x, w["n.g"], w["n.b"]]);
-    ["x", "γ", "β"].forEach((name, i) => {
-      const e = maxRelErr(custom[i], byOps[i]);
-      assert.ok(e < 1e-4, `d${name}: relative error ${e}`);
-    });
-    tf.dispose([x, r, ...Object.values(w), ...custom, ...byOps]);
-  });
+  }
 }

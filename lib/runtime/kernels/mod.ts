@@ -2,13 +2,14 @@
  * Project kernels that fill gaps in tfjs-backend-wasm 4.22.0 (gradients the
  * models need) and replace its slow ones (transposed BatchMatMul and
  * _FusedMatMul, Conv2DBackpropInput, Sum and Mean over non-innermost axes,
- * the copying Identity), plus tfjs-core's
+ * the copying Identity) and add GroupNorm, plus tfjs-core's
  * gradient functions, which Deno's CommonJS load of tfjs-core leaves out.
  */
 import { registerWasmBatchMatMul } from "./batch_mat_mul.ts";
 import { registerWasmConv2DBackpropFilter } from "./conv2d_backprop_filter.ts";
 import { registerWasmConv2DBackpropInput } from "./conv2d_backprop_input.ts";
 import { registerWasmFusedMatMul } from "./fused_mat_mul.ts";
+import { registerWasmGroupNorm } from "./group_norm.ts";
 import { registerAllGradients } from "./gradients.ts";
 import { registerWasmIdentity } from "./identity.ts";
 import { registerWasmReductions } from "./reduce.ts";
@@ -31,4 +32,5 @@ export function registerProjectKernels(): void {
   registerWasmFusedMatMul();
   registerWasmReductions();
   registerWasmIdentity();
+  registerWasmGroupNorm();
 }
