@@ -13,18 +13,19 @@ await useBackend("wasm");
 // sampled with the EMA weights by 100-step DDIM, scored by MMD against fresh data.
 const THRESHOLD = 0.04;
 
-async function mmdOf(dir: string, ema: string): Promise<number> {
+/** n samples of a run's `ema` weights by DDIM in `steps` steps, seed 1. */
+async function sampleRun(dir: string, ema: string, n: number, steps: number) {
   const run = await openRun(dir, { ema });
   try {
-    const s = await run.model.sample(
-      run.weights,
-      { n: 1000, sampler: "ddim", steps: 100 },
-      new Rng(1),
-    );
-    return (await computeMetric("mmd", s, { data: "8gaussians", seed: 0 })).value;
+    return await run.model.sample(run.weights, { n, sampler: "ddim", steps }, new Rng(1));
   } finally {
     run.close();
   }
+}
+
+async function mmdOf(dir: string, ema: string): Promise<number> {
+  const s = await sampleRun(dir, ema, 1000, 100);
+  return (await computeMetric("mmd", s, { data: "8gaussians", seed: 0 })).value;
 }
 
 for (const schedule of ["linear", "cosine"]) {
@@ -70,21 +71,12 @@ Deno.test("mnist: a short UNet run's samples beat an untrained network's by FID 
     }),
   });
   const scores = async (dir: string, ema: string) => {
-    const run = await openRun(dir, { ema });
-    try {
-      const s = await run.model.sample(
-        run.weights,
-        { n: 200, sampler: "ddim", steps: 20 },
-        new Rng(1),
-      );
-      const opts = { data: "mnist", seed: 0 };
-      return {
-        fid: (await computeMetric("fid", s, opts)).value,
-        is: (await computeMetric("is", s, opts)).value,
-      };
-    } finally {
-      run.close();
-    }
+    const s = await sampleRun(dir, ema, 200, 20);
+    const opts = { data: "mnist", seed: 0 };
+    return {
+      fid: (await computeMetric("fid", s, opts)).value,
+      is: (await computeMetric("is", s, opts)).value,
+    };
   };
   const dir = Deno.makeTempDirSync({ prefix: "dmw-ddpm-mnist-" });
   const untrainedDir = Deno.makeTempDirSync({ prefix: "dmw-ddpm-mnist-untrained-" });

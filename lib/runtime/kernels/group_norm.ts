@@ -17,6 +17,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-wasm";
+import type { WasmBackend } from "./kernel_util.ts";
 
 const BACKEND = "wasm";
 
@@ -33,20 +34,26 @@ export interface GroupNormAttrs {
   eps: number;
 }
 
-/** What the wasm backend offers beyond KernelBackend: a view of a tensor on its heap. */
-interface WasmBackend extends tf.KernelBackend {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(info: tf.TensorInfo): Float32Array;
+/** Sizes both kernels work in: batch B, pixels P, channels C, cg per group, n per group. */
+interface Dims {
+  B: number;
+  P: number;
+  C: number;
+  cg: number;
+  n: number;
 }
 
-function checkShapes(x: tf.TensorInfo, gamma: tf.TensorInfo, groups: number): void {
-  const [, , , C] = x.shape;
+/** Checks x [B, H, W, C] float32 and γ [C] with G dividing C; returns their sizes. */
+function dimsOf(x: tf.TensorInfo, gamma: tf.TensorInfo, groups: number): Dims {
+  const [B, H, W, C] = x.shape;
   if (x.shape.length !== 4 || x.dtype !== "float32" || C % groups !== 0) {
     throw new Error(`${GROUP_NORM}: wants float32 [B, H, W, C] with C divisible by ${groups}`);
   }
   if (gamma.shape.length !== 1 || gamma.shape[0] !== C) {
     throw new Error(`${GROUP_NORM}: γ has shape [${gamma.shape}], wants [${C}]`);
   }
+  const cg = C / groups;
+  return { B, P: H * W, C, cg, n: H * W * cg };
 }
 
 /** u[c] += v[o + c] and w[c] += v[o + c]·x[o + c] over the pixels of one sample. */
@@ -83,11 +90,7 @@ export function wasmGroupNorm(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo
   const backend = args.backend as WasmBackend;
   const { x, gamma, beta } = args.inputs as Record<string, tf.TensorInfo>;
   const { groups, eps } = args.attrs as unknown as GroupNormAttrs;
-  checkShapes(x, gamma, groups);
-  const [B, H, W, C] = x.shape;
-  const P = H * W;
-  const cg = C / groups;
-  const n = P * cg;
+  const { B, P, C, cg, n } = dimsOf(x, gamma, groups);
   const y = backend.makeOutput(x.shape, "float32");
   const mean = backend.makeOutput([B, groups], "float32");
   const rstd = backend.makeOutput([B, groups], "float32");
@@ -130,11 +133,7 @@ export function wasmGroupNormGrad(args: Parameters<tf.KernelFunc>[0]): tf.Tensor
   const backend = args.backend as WasmBackend;
   const { dy, x, mean, rstd, gamma } = args.inputs as Record<string, tf.TensorInfo>;
   const { groups } = args.attrs as unknown as GroupNormAttrs;
-  checkShapes(x, gamma, groups);
-  const [B, H, W, C] = x.shape;
-  const P = H * W;
-  const cg = C / groups;
-  const n = P * cg;
+  const { B, P, C, cg, n } = dimsOf(x, gamma, groups);
   const dx = backend.makeOutput(x.shape, "float32");
   const dgamma = backend.makeOutput([C], "float32");
   const dbeta = backend.makeOutput([C], "float32");

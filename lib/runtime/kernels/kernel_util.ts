@@ -1,9 +1,15 @@
 /**
  * Helpers shared by the project kernels: wrapping a kernel input as a tensor
- * so tf ops can compute on it, and swapping an operand's last two axes with
- * the backend's own Transpose kernel.
+ * so tf ops can compute on it, swapping an operand's last two axes with the
+ * backend's own Transpose kernel, and the wasm backend's view of its heap.
  */
 import * as tf from "@tensorflow/tfjs-core";
+
+/** What the wasm backend offers beyond KernelBackend: a view of a tensor on its heap. */
+export interface WasmBackend extends tf.KernelBackend {
+  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
+  typedArrayFromHeap(info: tf.TensorInfo): Float32Array;
+}
 
 /**
  * Returns `x` with its last two axes swapped, computed by the Transpose

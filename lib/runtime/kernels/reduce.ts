@@ -12,6 +12,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-wasm";
+import type { WasmBackend } from "./kernel_util.ts";
 
 const BACKEND = "wasm";
 
@@ -54,12 +55,6 @@ function blocksOf(shape: number[], axes: number[]): Block[] {
 function innermost(shape: number[], axes: number[]): boolean {
   const blocks = blocksOf(shape, axes);
   return blocks.filter((b) => b.reduced).length <= 1 && !blocks.slice(0, -1).some((b) => b.reduced);
-}
-
-/** What the wasm backend offers beyond KernelBackend: a view of a tensor on its heap. */
-interface WasmBackend extends tf.KernelBackend {
-  makeOutput(shape: number[], dtype: tf.DataType): tf.TensorInfo;
-  typedArrayFromHeap(info: tf.TensorInfo): Float32Array;
 }
 
 /** acc[p, q] = Σ_r v[p, r, q] for v [P, R, Q] (row-major): a new [P, Q] array. */
