@@ -9,7 +9,7 @@ import { join } from "node:path";
 import type { MetricResult, SampleRequest } from "../models/model.ts";
 import { parseSets } from "../models/config.ts";
 import { computeMetric, defaultMetrics, defaultSampleCount } from "../metrics/suite.ts";
-import { type BackendName, initBackend } from "../runtime/backend.ts";
+import { type BackendName, checkBackend, initBackend } from "../runtime/backend.ts";
 import { Progress } from "../runtime/progress.ts";
 import { Rng } from "../runtime/rng.ts";
 import { openRun } from "./run.ts";
@@ -74,6 +74,7 @@ export async function evalCommand(opts: EvalCommandOptions): Promise<MetricResul
         },
       };
       const samples = await run.model.sample(run.weights, req, rng);
+      await checkBackend(true);
       if (opts.samplesOut) writeSamples(samples, opts.samplesOut, data, opts.seed);
       for (const m of needSamples) {
         results.push({

@@ -9,7 +9,7 @@ import { dirname, extname } from "node:path";
 import { stringify } from "csv-stringify/sync";
 import { sampleToy } from "../data/toy2d.ts";
 import type { SampleOutput, SampleRequest } from "../models/model.ts";
-import { type BackendName, initBackend } from "../runtime/backend.ts";
+import { type BackendName, checkBackend, initBackend } from "../runtime/backend.ts";
 import { blank, boundsOf, imageGrid, type Picture, scatter, writePng } from "../runtime/png.ts";
 import { Progress } from "../runtime/progress.ts";
 import { Rng } from "../runtime/rng.ts";
@@ -51,6 +51,7 @@ export async function sampleCommand(opts: SampleCommandOptions): Promise<string[
       },
     };
     const out = await run.model.sample(run.weights, req, new Rng(opts.seed));
+    await checkBackend(true);
     return writeSamples(out, opts.out, String(run.config.data), opts.seed);
   } finally {
     run.close();

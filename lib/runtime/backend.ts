@@ -15,6 +15,7 @@ import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { registerProjectKernels } from "./kernels/mod.ts";
 import { setThreadedWasmBackend } from "./wasm_threads.ts";
+import { assertGpuHealthy, describeAdapter, settleGpu, startWebgpu } from "./webgpu.ts";
 
 /** The backends a command can ask for. */
 export type BackendName = "auto" | "webgpu" | "wasm" | "cpu";
@@ -35,17 +36,15 @@ let current: BackendInfo | undefined;
 
 /** Describes a WebGPU adapter, or returns undefined when Deno offers none. */
 async function probeAdapter(): Promise<
-  { adapter: any; text: string; fallback: boolean } | undefined
+  { adapter: GPUAdapter; text: string; fallback: boolean } | undefined
 > {
-  const gpu = (globalThis.navigator as any)?.gpu;
+  const gpu = (globalThis.navigator as { gpu?: GPU } | undefined)?.gpu;
   if (!gpu) return undefined;
-  const adapter = await gpu.requestAdapter();
+  const adapter = await gpu.requestAdapter({ powerPreference: "high-performance" });
   if (!adapter) return undefined;
-  const info = adapter.info ?? {};
-  const text = [info.vendor, info.architecture, info.device, info.description]
-    .filter((s: string | undefined) => s).join(" ") || "unknown adapter";
-  const fallback = Boolean(adapter.isFallbackAdapter ?? info.isFallbackAdapter);
-  return { adapter, text, fallback };
+  const info = (adapter as any).info ?? {};
+  const fallback = Boolean((adapter as any).isFallbackAdapter ?? info.isFallbackAdapter);
+  return { adapter, text: describeAdapter(adapter), fallback };
 }
 
 function wasmDir(): string {
@@ -89,9 +88,10 @@ async function useWasm(threads: number): Promise<number> {
   return 1;
 }
 
-async function useWebgpu(): Promise<void> {
-  await import("@tensorflow/tfjs-backend-webgpu");
-  if (!(await tf.setBackend("webgpu"))) throw new Error("the webgpu backend failed to initialise");
+async function useWebgpu(adapter: GPUAdapter): Promise<void> {
+  await startWebgpu(adapter);
+  const { registerWebgpuKernels } = await import("./kernels/webgpu.ts");
+  registerWebgpuKernels();
 }
 
 /**
@@ -120,7 +120,7 @@ export async function initBackend(
       if (!probe) {
         throw new Error("--backend webgpu: Deno offers no WebGPU adapter on this machine");
       }
-      await useWebgpu();
+      await useWebgpu(probe.adapter);
       info = {
         name: "webgpu",
         adapter: probe.text,
@@ -129,7 +129,7 @@ export async function initBackend(
           : "asked for with --backend webgpu",
       };
     } else if (probe && !probe.fallback) {
-      await useWebgpu();
+      await useWebgpu(probe.adapter);
       info = { name: "webgpu", adapter: probe.text, reason: "auto: a hardware WebGPU adapter" };
     } else {
       const threads = await useWasm(wasmThreads());
@@ -151,4 +151,16 @@ export async function initBackend(
     } — ${info.reason}`,
   );
   return info;
+}
+
+/**
+ * Throws when the backend has reported an error since it started (WebGPU
+ * validation errors, a lost device: see webgpu.ts); with `settle`, first
+ * waits for the work submitted so far. Other backends raise their errors
+ * where they happen, so this does nothing there.
+ */
+export async function checkBackend(settle = false): Promise<void> {
+  if (tf.getBackend() !== "webgpu") return;
+  if (settle) await settleGpu();
+  assertGpuHealthy();
 }

@@ -10,6 +10,7 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import { countParams, type Weights } from "../network/layers.ts";
 import type { ModelEntry, RunConfig, ZooModel } from "../models/model.ts";
+import { checkBackend } from "../runtime/backend.ts";
 import { Rng, type RngState } from "../runtime/rng.ts";
 import { listCheckpoints, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from "./checkpoint.ts";
 import { EmaSet } from "./ema.ts";
@@ -154,6 +155,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       const r = trainStep(model, params, adam, rng, step, lr, gradClip);
       emas.update(params, step);
       const lossValue = (await r.loss.data())[0];
+      await checkBackend();
       const perValues = (await r.perSample.data()) as Float32Array;
       const position = r.position;
       if (isLogStep && r.gradNorm) gradNorm = (await r.gradNorm.data())[0];
@@ -209,6 +211,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         pruneCheckpoints(runDir, config.keep_checkpoints as number, pinned);
       }
     }
+    await checkBackend(true);
   } catch (e) {
     const step = e instanceof TrainingFailed ? e.step : adam.t;
     log.write({ type: "failed", step, reason: e instanceof Error ? e.message : String(e) });

@@ -1,0 +1,157 @@
+/**
+ * Project kernels for tfjs-backend-webgpu 4.22.0: fixes for two of its
+ * kernels that compute wrong numbers without an error tfjs would see, and the
+ * small program interface the project's WGSL kernels use.
+ *
+ * - AddN binds every input as a storage buffer of one shader. With more
+ *   inputs than the device allows (maxStorageBuffersPerShaderStage − 1; 7 at
+ *   WebGPU's default limits) the pipeline is invalid and the output keeps a
+ *   recycled buffer's old contents. clipByGlobalNorm sums one norm per
+ *   parameter with addN, so training on WebGPU lost its gradients. Here the
+ *   inputs are summed in groups the device can bind.
+ * - Cast from int32 or bool to float32 returns the same GPU buffer relabelled
+ *   float32, still holding int32 bits. Most shaders convert what they read,
+ *   but Conv2D's 3-channel path (`vec3<f32>(x[i], …)`) does not compile on an
+ *   int32 buffer, so D3PM's first convolution of its one-hot input failed and
+ *   its loss became NaN. Here the cast writes a float32 buffer.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+
+const BACKEND = "webgpu";
+
+/** What a project WGSL kernel hands to `runWebGPUProgram` (tfjs-backend-webgpu's program interface). */
+export interface WebGpuProgram {
+  /** Names of the input buffers, in the order of the inputs. */
+  variableNames: string[];
+  /** Shape of the output tensor. */
+  outputShape: number[];
+  /** Caches the compiled pipeline: the same key, the same WGSL. */
+  shaderKey: string;
+  /** Which output axes map to the dispatch's x, y, z. */
+  dispatchLayout: { x: number[]; y?: number[]; z?: number[] };
+  /** Workgroups to launch in x, y, z. */
+  dispatch: [number, number, number];
+  /** Threads of one workgroup. */
+  workgroupSize: [number, number, number];
+  /** Whether `uniforms.size` holds the output's element count. */
+  size?: boolean;
+  /** Extra uniform fields, `name : type,` each. */
+  uniforms?: string;
+  /** The WGSL body: helper functions and `fn main(index : i32)`. */
+  getUserCode(): string;
+}
+
+/** The part of tfjs-backend-webgpu's backend the project kernels use. */
+export interface WebGpuBackendLike {
+  device: GPUDevice;
+  tensorMap: { get(id: tf.DataId): { dtype: tf.DataType; values?: tf.backend_util.BackendValues } };
+  runWebGPUProgram(
+    program: WebGpuProgram,
+    inputs: tf.TensorInfo[],
+    dtype: tf.DataType,
+    uniforms?: { type: string; data: number[] }[],
+  ): tf.TensorInfo;
+  makeTensorInfo(
+    shape: number[],
+    dtype: tf.DataType,
+    values?: tf.backend_util.BackendValues,
+  ): tf.TensorInfo;
+  disposeData(id: tf.DataId): boolean;
+}
+
+/** Workgroups for `n` threads in groups of `size` along x. */
+export function flatDispatch(n: number, size: number): [number, number, number] {
+  return [Math.ceil(n / size), 1, 1];
+}
+
+/** y = f32(x) for x on an int32 or bool buffer. */
+class ToFloatProgram implements WebGpuProgram {
+  variableNames = ["x"];
+  outputShape: number[];
+  shaderKey = "dmw_to_float";
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number] = [64, 1, 1];
+  size = true;
+
+  constructor(shape: number[]) {
+    this.outputShape = shape.length ? shape : [1];
+    this.dispatchLayout = { x: this.outputShape.map((_, i) => i) };
+    this.dispatch = flatDispatch(tf.util.sizeFromShape(this.outputShape), 64);
+  }
+
+  getUserCode(): string {
+    return `
+      fn main(index : i32) {
+        if (index < uniforms.size) {
+          setOutputAtIndex(index, f32(x[index]));
+        }
+      }`;
+  }
+}
+
+type KernelArgs = Parameters<tf.KernelFunc>[0];
+
+/** Registers `kernelFunc` for webgpu, given the kernel it replaces. */
+function override(name: string, make: (original: tf.KernelFunc) => tf.KernelFunc): void {
+  const original = tf.getKernel(name, BACKEND);
+  if (!original) throw new Error(`tfjs-backend-webgpu has no ${name} kernel to replace`);
+  if ((original.kernelFunc as { dmw?: boolean }).dmw) return;
+  const kernelFunc = make(original.kernelFunc);
+  (kernelFunc as { dmw?: boolean }).dmw = true;
+  tf.unregisterKernel(name, BACKEND);
+  tf.registerKernel({ kernelName: name, backendName: BACKEND, kernelFunc });
+}
+
+/** AddN in sums of at most maxStorageBuffersPerShaderStage − 1 inputs each. */
+function splitAddN(original: tf.KernelFunc): tf.KernelFunc {
+  return (args: KernelArgs) => {
+    const backend = args.backend as unknown as WebGpuBackendLike;
+    const most = Math.max(2, backend.device.limits.maxStorageBuffersPerShaderStage - 1);
+    let list = args.inputs as unknown as tf.TensorInfo[];
+    const partial: tf.TensorInfo[] = [];
+    while (list.length > most) {
+      const next: tf.TensorInfo[] = [];
+      for (let i = 0; i < list.length; i += most) {
+        const group = list.slice(i, i + most);
+        if (group.length === 1) {
+          next.push(group[0]);
+          continue;
+        }
+        const sum = original({ ...args, inputs: group as unknown as tf.NamedTensorInfoMap });
+        partial.push(sum as tf.TensorInfo);
+        next.push(sum as tf.TensorInfo);
+      }
+      list = next;
+    }
+    const out = original({ ...args, inputs: list as unknown as tf.NamedTensorInfoMap });
+    for (const t of partial) backend.disposeData(t.dataId);
+    return out;
+  };
+}
+
+/** Cast that writes a float32 buffer when an int32 or bool tensor becomes float32. */
+function convertingCast(original: tf.KernelFunc): tf.KernelFunc {
+  return (args: KernelArgs) => {
+    const x = args.inputs.x as tf.TensorInfo;
+    const backend = args.backend as unknown as WebGpuBackendLike;
+    const stored = backend.tensorMap.get(x.dataId);
+    if ((args.attrs as { dtype: string }).dtype !== "float32" || stored.dtype === "float32") {
+      return original(args);
+    }
+    if (stored.values) {
+      return backend.makeTensorInfo(
+        x.shape,
+        "float32",
+        Float32Array.from(stored.values as Int32Array | Uint8Array),
+      );
+    }
+    return backend.runWebGPUProgram(new ToFloatProgram(x.shape), [x], "float32");
+  };
+}
+
+/** Registers the webgpu fixes; idempotent. Needs tfjs-backend-webgpu loaded. */
+export function registerWebgpuKernels(): void {
+  override(tf.AddN, splitAddN);
+  override(tf.Cast, convertingCast);
+}
