@@ -41,7 +41,7 @@ export async function trainCommand(opts: TrainCommandOptions): Promise<string> {
     onProgress: (p) =>
       progress.update(
         p.step,
-        `loss ${p.loss.toFixed(4)}  bands ${p.bands.map((b) => b.toFixed(3)).join(" ")}  ${
+        `loss ${p.loss.toFixed(4)}  bands ${bandText(p.bands)}  ${
           p.stepsPerSec.toFixed(1)
         } steps/s`,
         p.etaSec,
@@ -54,4 +54,9 @@ export async function trainCommand(opts: TrainCommandOptions): Promise<string> {
 
 function stamp(): string {
   return new Date().toISOString().replace(/[-:]/g, "").replace(/\..*/, "").replace("T", "-");
+}
+
+/** Band means for the progress line; "–" for a band that no sample of the interval fell in. */
+export function bandText(bands: (number | null)[]): string {
+  return bands.map((b) => (b === null ? "–" : b.toFixed(3))).join(" ");
 }

@@ -101,7 +101,8 @@ export async function requestDevice(adapter: GPUAdapter): Promise<GPUDevice> {
 
 function recordFault(f: GpuFault): void {
   if (faults.length === 0) {
-    console.error(`webgpu: ${f.kind} error: ${f.message.split("\n")[0]} (the run will stop)`);
+    const first = f.message.split("\n").find((l) => l.trim()) ?? "";
+    console.error(`webgpu: ${f.kind} error: ${first} (the run will stop)`);
   }
   if (faults.length < 100) faults.push(f);
 }

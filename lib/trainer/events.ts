@@ -13,7 +13,8 @@ export type TrainEvent =
     type: "train";
     step: number;
     loss: number;
-    bands: number[];
+    /** Mean loss per timestep band; null for a band no sample fell in. */
+    bands: (number | null)[];
     lr: number;
     stepsPerSec: number;
     gradNorm: number;

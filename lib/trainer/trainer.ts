@@ -22,7 +22,8 @@ export interface TrainProgress {
   step: number;
   total: number;
   loss: number;
-  bands: number[];
+  /** Mean loss per timestep band over the interval; null for a band no sample fell in. */
+  bands: (number | null)[];
   stepsPerSec: number;
   etaSec: number;
 }
@@ -178,13 +179,13 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         lastLoss = sumLoss / count;
         const bandMeans = Array.from(
           bandSum,
-          (s, i) => (bandCount[i] > 0 ? s / bandCount[i] : NaN),
+          (s, i) => (bandCount[i] > 0 ? s / bandCount[i] : null),
         );
         log.write({
           type: "train",
           step: step + 1,
           loss: lastLoss,
-          bands: bandMeans.map((v) => (Number.isFinite(v) ? v : null)) as number[],
+          bands: bandMeans,
           lr,
           stepsPerSec,
           gradNorm,

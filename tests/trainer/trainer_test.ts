@@ -8,6 +8,7 @@ import { DDPM_ENTRY } from "../../lib/models/ddpm.ts";
 import { listCheckpoints, loadCheckpoint } from "../../lib/trainer/checkpoint.ts";
 import { readEvents } from "../../lib/trainer/events.ts";
 import { train, TrainingFailed } from "../../lib/trainer/trainer.ts";
+import { bandText } from "../../lib/commands/train.ts";
 import { assertClose, useBackend } from "../helpers.ts";
 
 await useBackend("wasm");
@@ -173,4 +174,23 @@ Deno.test("the trainer multiplies the learning rate by the model's lrMultiplier"
   const w = tensors["param/w"].dataSync();
   [-1, 1, -1].forEach((sign, i) => assertClose(w[i], sign * moved, 1e-6, 1e-5, `w[${i}]`));
   tf.dispose(Object.values(tensors));
+});
+
+Deno.test("a timestep band no sample fell in is empty (null), never NaN", async () => {
+  const dir = tmp();
+  const seen: (number | null)[][] = [];
+  await train({
+    runDir: dir,
+    entry: DDPM_ENTRY,
+    config: config({ steps: 3, batch: 2, bands: 10, log_every: 1 }),
+    onProgress: (p) => seen.push(p.bands),
+  });
+  const events = readEvents(dir).flatMap((e) => (e.type === "train" ? [e.bands] : []));
+  assert.equal(events.length, 3);
+  for (const bands of [...seen, ...events]) {
+    assert.equal(bands.length, 10);
+    assert.ok(bands.includes(null), "2 samples cannot fill 10 bands");
+    assert.ok(bands.every((b) => b === null || Number.isFinite(b)));
+  }
+  assert.equal(bandText([0.5, null, 1.25]), "0.500 – 1.250");
 });
