@@ -273,12 +273,26 @@ program.command("bench")
   .description(
     "Benchmarks of ../shared/BENCH.md: one JSON line per case, comparable with the PyTorch reference.",
   )
-  .option("--case <name>", "run one case only")
+  .option(
+    "--case <names>",
+    "cases to run, comma-separated (default: all; on webgpu the four BENCH.md cases PyTorch also runs)",
+  )
+  .option(
+    "--dry-run",
+    "the four BENCH.md cases at tiny sizes: checks the path end to end (e.g. on llvmpipe); " +
+      'its records say "dry_run": true and compare with nothing',
+  )
+  .option("--profile", "training cases also report their 15 slowest kernels (kernel_ms)")
   .addOption(backendOption())
   .addOption(threadsOption())
   .action(async (o) => {
     const { benchCommand } = await import("./lib/commands/bench.ts");
-    await benchCommand({ case: o.case, backend: o.backend as BackendName });
+    await benchCommand({
+      case: o.case,
+      backend: o.backend as BackendName,
+      dryRun: o.dryRun,
+      profile: o.profile,
+    });
   });
 
 await program.parseAsync(["deno", "main.ts", ...Deno.args]).catch((e: unknown) => {

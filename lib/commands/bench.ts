@@ -12,7 +12,8 @@ import { modelEntry } from "../models/registry.ts";
 import { train } from "../trainer/trainer.ts";
 import { Ddpm, DDPM_KEYS } from "../models/ddpm.ts";
 import { countParams } from "../network/layers.ts";
-import { type BackendName, initBackend } from "../runtime/backend.ts";
+import { type BackendName, checkBackend, initBackend } from "../runtime/backend.ts";
+import { didYouMean } from "../runtime/text.ts";
 import { Rng } from "../runtime/rng.ts";
 import { Adam } from "../trainer/optim.ts";
 import { trainStep } from "../trainer/trainer.ts";
@@ -51,7 +52,30 @@ export interface BenchRecord {
   seconds_c1?: number;
   seconds_c2?: number;
   ratio?: number;
+  /**
+   * With `--profile`: the kernels of one training step by total time (ms,
+   * calls), the 15 slowest; the backend's own timer (GPU timestamps on WebGPU
+   * where the adapter offers them).
+   */
+  kernel_ms?: Record<string, { ms: number; calls: number }>;
+  /** Set when the case ran at {@link DRY_RUN}'s sizes: it checks the path, its times compare with nothing. */
+  dry_run?: true;
 }
+
+/**
+ * What `--dry-run` shrinks each case to: the same code path end to end
+ * (warm-up, timing, the tensor drift, the profile) on sizes a software
+ * adapter such as llvmpipe gets through in minutes.
+ */
+export const DRY_RUN = {
+  "mlp-toy": { batch: 64, iters: 2 },
+  "mnist-unet": { batch: 2, iters: 1 },
+  "sample-toy-ddpm1000": { n: 64, steps: 10 },
+  "sample-mnist-ddim50": { n: 2, steps: 2 },
+} as const;
+
+/** The four cases of shared/BENCH.md, the ones PyTorch's reference also runs. */
+export const REFERENCE_CASES = Object.keys(DRY_RUN);
 
 function ddpm(data: string, batch: number): Ddpm {
   const config = {
@@ -93,7 +117,8 @@ async function timeTrain(
   for (let i = 0; i < iters; i++) await once(2 + i);
   const ms = (performance.now() - t0) / iters;
   const drift = tf.memory().numTensors - before;
-  const peak = (await tf.profile(() => once(2 + iters))).peakBytes;
+  const profile = await tf.profile(() => once(2 + iters));
+  const peak = profile.peakBytes;
   const params_ = countParams(params);
   adam.dispose();
   Object.values(params).forEach((v) => v.dispose());
@@ -103,6 +128,8 @@ async function timeTrain(
     ms_per_iter: round(ms),
     iters,
     params: params_,
+    ...dryMark(),
+    ...(profiling ? { kernel_ms: kernelTimes(profile.kernels) } : {}),
     backend: tf.getBackend(),
     tensor_drift: drift,
     peak_bytes: peak,
@@ -203,6 +230,7 @@ async function timeSample(
     ms_per_iter: round(ms),
     iters: 1,
     params,
+    ...dryMark(),
     backend: tf.getBackend(),
     tensor_drift: drift,
   };
@@ -296,28 +324,84 @@ function round(x: number): number {
   return Math.round(x * 100) / 100;
 }
 
+let dry = false;
+let profiling = false;
+
+/** Kernel times of a tf.profile, summed by kernel name: the 15 largest. */
+export function kernelTimes(
+  kernels: { name: string; kernelTimeMs: number | { error: string } | Promise<unknown> }[],
+): Record<string, { ms: number; calls: number }> {
+  const by = new Map<string, { ms: number; calls: number }>();
+  for (const k of kernels) {
+    const e = by.get(k.name) ?? { ms: 0, calls: 0 };
+    e.ms += typeof k.kernelTimeMs === "number" ? k.kernelTimeMs : 0;
+    e.calls++;
+    by.set(k.name, e);
+  }
+  return Object.fromEntries(
+    [...by].sort((a, b) => b[1].ms - a[1].ms).slice(0, 15)
+      .map(([k, v]) => [k, { ms: round(v.ms), calls: v.calls }]),
+  );
+}
+
+function dryMark(): { dry_run?: true } {
+  return dry ? { dry_run: true } : {};
+}
+
 /** The benchmark cases by name. */
 export const BENCH_CASES: Record<string, () => Promise<BenchRecord | BenchRecord[]>> = {
-  "mlp-toy": () => timeTrain("mlp-toy", "8gaussians", 1024, 50),
-  "mnist-unet": () => timeTrain("mnist-unet", "mnist", 64, 5),
-  "sample-toy-ddpm1000": () => timeSample("sample-toy-ddpm1000", "8gaussians", 1024, "ddpm", 1000),
-  "sample-mnist-ddim50": () => timeSample("sample-mnist-ddim50", "mnist", 64, "ddim", 50),
+  "mlp-toy": () => {
+    const s = dry ? DRY_RUN["mlp-toy"] : { batch: 1024, iters: 50 };
+    return timeTrain("mlp-toy", "8gaussians", s.batch, s.iters);
+  },
+  "mnist-unet": () => {
+    const s = dry ? DRY_RUN["mnist-unet"] : { batch: 64, iters: 5 };
+    return timeTrain("mnist-unet", "mnist", s.batch, s.iters);
+  },
+  "sample-toy-ddpm1000": () => {
+    const s = dry ? DRY_RUN["sample-toy-ddpm1000"] : { n: 1024, steps: 1000 };
+    return timeSample("sample-toy-ddpm1000", "8gaussians", s.n, "ddpm", s.steps);
+  },
+  "sample-mnist-ddim50": () => {
+    const s = dry ? DRY_RUN["sample-mnist-ddim50"] : { n: 64, steps: 50 };
+    return timeSample("sample-mnist-ddim50", "mnist", s.n, "ddim", s.steps);
+  },
   "fid-mnist10k": timeFid,
   "sweep-concurrency": timeSweepConcurrency,
   "memory-1000": memoryRuns,
   "matmul": async () => (await benchMatmul()) as BenchRecord[],
 };
 
-/** Runs one case or all, printing one JSON line per result. */
-export async function benchCommand(opts: { case?: string; backend: BackendName }): Promise<void> {
-  await initBackend(opts.backend);
-  const names = opts.case ? [opts.case] : Object.keys(BENCH_CASES);
-  for (const name of names) {
-    const run = BENCH_CASES[name];
-    if (!run) {
-      throw new Error(`unknown bench case "${name}" (${Object.keys(BENCH_CASES).join(", ")})`);
+/**
+ * Runs the cases named in `opts.case` (comma-separated), or by default every
+ * case on the CPU backends and {@link REFERENCE_CASES} on WebGPU (the others
+ * measure the CPU machine: threads, the sweep's processes), printing one JSON
+ * line per result. `dryRun` runs them at {@link DRY_RUN}'s sizes.
+ */
+export async function benchCommand(
+  opts: { case?: string; backend: BackendName; dryRun?: boolean; profile?: boolean },
+): Promise<void> {
+  const names = opts.case?.split(",").map((s) => s.trim()).filter((s) => s);
+  for (const name of names ?? []) {
+    if (!BENCH_CASES[name]) {
+      throw new Error(
+        `unknown bench case "${name}"${didYouMean(name, Object.keys(BENCH_CASES))} (${
+          Object.keys(BENCH_CASES).join(", ")
+        })`,
+      );
     }
-    const r = await run();
+    if (opts.dryRun && !REFERENCE_CASES.includes(name)) {
+      throw new Error(`--dry-run has sizes for ${REFERENCE_CASES.join(", ")} only, not "${name}"`);
+    }
+  }
+  const info = await initBackend(opts.backend);
+  dry = opts.dryRun ?? false;
+  profiling = opts.profile ?? false;
+  const run = names ??
+    (info.name === "webgpu" || dry ? REFERENCE_CASES : Object.keys(BENCH_CASES));
+  for (const name of run) {
+    const r = await BENCH_CASES[name]();
+    await checkBackend(true);
     for (const rec of Array.isArray(r) ? r : [r]) console.log(JSON.stringify(rec));
   }
 }
