@@ -99,10 +99,11 @@ export function silu<T extends tf.Tensor>(x: T): T {
 
 /**
  * GroupNorm over NHWC: statistics per sample and group of channels, eps 1e-5,
- * then the per-channel scale `<name>.g` and shift `<name>.b`. On wasm it is
- * the project's kernels (lib/runtime/kernels/group_norm.ts); elsewhere
- * tf ops with the gradient written out (the closed form below), about half
- * the kernel passes of differentiating the forward ops.
+ * then the per-channel scale `<name>.g` and shift `<name>.b`. On wasm and
+ * webgpu it is the project's kernels (lib/runtime/kernels/group_norm.ts and
+ * group_norm_webgpu.ts); on cpu tf ops with the gradient written out (the
+ * closed form below), about half the kernel passes of differentiating the
+ * forward ops.
  */
 export function groupNorm(w: Weights, name: string, x: tf.Tensor4D, groups = 8): tf.Tensor4D {
   return groupNormOp(x, w[`${name}.g`], w[`${name}.b`], groups, false);

@@ -91,7 +91,9 @@ async function useWasm(threads: number): Promise<number> {
 async function useWebgpu(adapter: GPUAdapter): Promise<void> {
   await startWebgpu(adapter);
   const { registerWebgpuKernels } = await import("./kernels/webgpu.ts");
+  const { registerWebgpuGroupNorm } = await import("./kernels/group_norm_webgpu.ts");
   registerWebgpuKernels();
+  registerWebgpuGroupNorm();
 }
 
 /**

@@ -36,6 +36,8 @@ import {
 } from "../../lib/runtime/webgpu.ts";
 import type { WebGpuBackendLike, WebGpuProgram } from "../../lib/runtime/kernels/webgpu.ts";
 import { clipByGlobalNorm } from "../../lib/trainer/optim.ts";
+import { groupNorm, groupNormSilu } from "../../lib/network/layers.ts";
+import { hasGroupNormKernels } from "../../lib/runtime/kernels/group_norm.ts";
 
 await initBackend("cpu", null);
 // Without an adapter every test below fails with this error (none is skipped).
@@ -161,6 +163,55 @@ Deno.test("a shader that does not compile is an error the run hears about", asyn
   }
   await checkBackend(true);
 });
+
+// GroupNorm: the WGSL kernels (lib/runtime/kernels/group_norm_webgpu.ts) on
+// webgpu against the tf-ops layer on cpu, which layers_test checks against
+// float64 and autodiff. The largest shape is the MNIST UNet's first level.
+const GROUP_NORM_CASES: [number[], number][] = [
+  [[2, 5, 3, 8], 4],
+  [[3, 4, 4, 6], 2],
+  [[1, 7, 7, 4], 4],
+  [[4, 28, 28, 32], 8],
+];
+for (const [shape, groups] of GROUP_NORM_CASES) {
+  for (const withSilu of [false, true]) {
+    const what = withSilu ? "groupNormSilu" : "groupNorm";
+    Deno.test(`${what} ${shape} / ${groups}: webgpu kernels match cpu, value and gradients`, async () => {
+      const rng = new Rng(shape.reduce((p, q) => p * 31 + q, groups));
+      const n = shape.reduce((p, q) => p * q, 1);
+      const C = shape[3];
+      const draw = (len: number, scale: number, shift: number) =>
+        Float32Array.from({ length: len }, () => shift + scale * rng.normal());
+      const xv = draw(n, 2, 0.5), gv = draw(C, 0.5, 1), bv = draw(C, 0.3, 0), rv = draw(n, 1, 0);
+      const run = async () => {
+        const before = tf.memory().numTensors;
+        const x = tf.tensor4d(xv, shape as [number, number, number, number]);
+        const g = tf.tensor1d(gv), b = tf.tensor1d(bv), r = tf.tensor(rv, shape);
+        const layer = withSilu ? groupNormSilu : groupNorm;
+        const f = (x: tf.Tensor, g: tf.Tensor, b: tf.Tensor) =>
+          tf.sum(tf.mul(layer({ "n.g": g, "n.b": b }, "n", x as tf.Tensor4D, groups), r));
+        const y = tf.tidy(() => layer({ "n.g": g, "n.b": b }, "n", x, groups));
+        const grads = tf.grads(f)([x, g, b]);
+        const out = [await values(y), ...(await Promise.all(grads.map(values)))];
+        tf.dispose([x, g, b, r, y, ...grads]);
+        assert.equal(tf.memory().numTensors, before, "value and gradient free what they make");
+        return { out, kernels: hasGroupNormKernels() };
+      };
+      const want = await on("cpu", run);
+      const got = await on("webgpu", run);
+      assert.ok(got.kernels && !want.kernels, "webgpu runs the project kernels, cpu the tf ops");
+      assert.deepEqual(gpuFaults(), []);
+      ["y", "dx", "dγ", "dβ"].forEach((name, i) => {
+        const scale = Math.max(1e-6, ...want.out[i].map(Math.abs));
+        let err = 0;
+        for (let j = 0; j < want.out[i].length; j++) {
+          err = Math.max(err, Math.abs(got.out[i][j] - want.out[i][j]));
+        }
+        assert.ok(err / scale < 1e-4, `${name}: relative error ${err / scale}`);
+      });
+    });
+  }
+}
 
 /** A model small enough for llvmpipe, and how to call its samplers. */
 interface Case {

@@ -35,7 +35,7 @@ export interface GroupNormAttrs {
 }
 
 /** Sizes both kernels work in: batch B, pixels P, channels C, cg per group, n per group. */
-interface Dims {
+export interface Dims {
   B: number;
   P: number;
   C: number;
@@ -44,7 +44,7 @@ interface Dims {
 }
 
 /** Checks x [B, H, W, C] float32 and γ [C] with G dividing C; returns their sizes. */
-function dimsOf(x: tf.TensorInfo, gamma: tf.TensorInfo, groups: number): Dims {
+export function dimsOf(x: tf.TensorInfo, gamma: tf.TensorInfo, groups: number): Dims {
   const [B, H, W, C] = x.shape;
   if (x.shape.length !== 4 || x.dtype !== "float32" || C % groups !== 0) {
     throw new Error(`${GROUP_NORM}: wants float32 [B, H, W, C] with C divisible by ${groups}`);
