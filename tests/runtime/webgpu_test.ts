@@ -38,6 +38,8 @@ import type { WebGpuBackendLike, WebGpuProgram } from "../../lib/runtime/kernels
 import { clipByGlobalNorm } from "../../lib/trainer/optim.ts";
 import { groupNorm, groupNormSilu } from "../../lib/network/layers.ts";
 import { hasGroupNormKernels } from "../../lib/runtime/kernels/group_norm.ts";
+import { readEvents } from "../../lib/trainer/events.ts";
+import { train } from "../../lib/trainer/trainer.ts";
 
 await initBackend("cpu", null);
 // Without an adapter every test below fails with this error (none is skipped).
@@ -328,3 +330,64 @@ for (const c of CASES) {
     }
   });
 }
+
+/** The logged losses and gradient norms of a short run through the trainer. */
+async function trainLog(model: string, data: string, set: RunConfig) {
+  const dir = Deno.makeTempDirSync({ prefix: `dmw-webgpu-${model}-` });
+  const entry = modelEntry(model);
+  const config = { model, data, ...resolveConfig(entry.keys, { log_every: 1, ema: [], ...set }) };
+  await train({ runDir: dir, entry, config });
+  const log = readEvents(dir).flatMap((e) => e.type === "train" ? [[e.loss, e.gradNorm]] : []);
+  Deno.removeSync(dir, { recursive: true });
+  return log;
+}
+
+for (
+  const [model, data, set] of [
+    ["ddpm", "8gaussians", { steps: 40, batch: 64 }],
+    ["d3pm", "mnist", { steps: 4, batch: 4, ch: 8 }],
+  ] as [string, string, RunConfig][]
+) {
+  Deno.test(`${model} on ${data} trains on webgpu with the losses of cpu`, async () => {
+    const want = await on("cpu", () => trainLog(model, data, set));
+    const got = await on("webgpu", () => trainLog(model, data, set));
+    assert.equal(got.length, want.length);
+    for (let i = 0; i < want.length; i++) {
+      const [l, g] = got[i], [wl, wg] = want[i];
+      assert.ok(
+        Math.abs(l - wl) <= 2e-3 * Math.abs(wl) + 1e-6,
+        `step ${i + 1}: loss ${l} vs ${wl}`,
+      );
+      assert.ok(Math.abs(g - wg) <= 2e-3 * wg, `step ${i + 1}: gradient norm ${g} vs ${wg}`);
+    }
+  });
+}
+
+/** Runs main.ts with Deno's WebGPU told to use a graphics API Linux lacks: no adapter. */
+async function withoutAdapter(backend: string) {
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "main.ts", "bench", "--case", "mlp-toy", "--dry-run", "--backend", backend],
+    env: { DENO_WEBGPU_BACKEND: "dx12", NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const lines = (b: Uint8Array) =>
+    new TextDecoder().decode(b).split("\n").filter((l) => l && !l.includes("XDG_RUNTIME_DIR"));
+  return { code: out.code, stdout: lines(out.stdout), stderr: lines(out.stderr) };
+}
+
+Deno.test("--backend webgpu without an adapter is a one-line error; auto takes wasm", async () => {
+  const webgpu = await withoutAdapter("webgpu");
+  assert.equal(webgpu.code, 1);
+  assert.deepEqual(webgpu.stderr, [
+    "error: --backend webgpu: Deno offers no WebGPU adapter on this machine",
+  ]);
+  assert.deepEqual(webgpu.stdout, []);
+  const auto = await withoutAdapter("auto");
+  assert.equal(auto.code, 0, auto.stderr.join("\n"));
+  assert.ok(
+    auto.stderr.some((l) => /^backend: wasm.*auto: Deno offers no WebGPU adapter$/.test(l)),
+    auto.stderr.join("\n"),
+  );
+  assert.equal(JSON.parse(auto.stdout[0]).backend, "wasm");
+});
