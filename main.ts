@@ -3,7 +3,7 @@
  * parses arguments and calls into lib/.
  */
 import { Command, InvalidArgumentError, Option } from "commander";
-import { parseSets, TRAINER_KEYS } from "./lib/models/config.ts";
+import { describeRange, parseSets, TRAINER_KEYS } from "./lib/models/config.ts";
 import type { KeySpec } from "./lib/models/model.ts";
 import { MODELS } from "./lib/models/registry.ts";
 import type { BackendName } from "./lib/runtime/backend.ts";
@@ -51,9 +51,9 @@ const threadsOption = () =>
 
 function keyLines(keys: Record<string, KeySpec>): string[] {
   return Object.entries(keys).map(([k, s]) =>
-    `  ${k.padEnd(18)} ${s.help}${s.choices ? ` [${s.choices.join("|")}]` : ""} (default ${
-      JSON.stringify(s.default)
-    })`
+    `  ${k.padEnd(18)} ${s.help}${s.choices ? ` [${s.choices.join("|")}]` : ""}${
+      s.range ? `; ${describeRange(s.range)}` : ""
+    } (default ${JSON.stringify(s.default)})`
   );
 }
 

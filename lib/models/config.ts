@@ -5,37 +5,86 @@
  * unknown key is refused with the nearest valid one suggested.
  */
 import { didYouMean } from "../runtime/text.ts";
-import type { ConfigValue, KeySpec, RunConfig } from "./model.ts";
+import type { ConfigValue, KeySpec, NumberRange, RunConfig } from "./model.ts";
+
+/** An integer ≥ 1 (steps, sizes, counts). */
+export const COUNT: NumberRange = { int: true, min: 1 };
+/** An integer ≥ 0 (seeds; 0 = the default where the help says so). */
+export const COUNT0: NumberRange = { int: true, min: 0 };
+/** A number > 0. */
+export const POSITIVE: NumberRange = { above: 0 };
+/** A number ≥ 0. */
+export const NONNEG: NumberRange = { min: 0 };
+/** A number in (0, 1): decays, fractions that cannot be 0 or 1. */
+export const OPEN_UNIT: NumberRange = { above: 0, below: 1 };
+/** UNet widths: GroupNorm's 8 groups must divide them. */
+export const CHANNELS: NumberRange = { int: true, min: 8, multipleOf: 8 };
+
+/** "an integer ≥ 1", "a number in (0, 1)", … for help and error messages. */
+export function describeRange(r: NumberRange): string {
+  const parts: string[] = [];
+  const lo = r.above !== undefined ? `(${r.above}` : r.min !== undefined ? `[${r.min}` : undefined;
+  const hi = r.below !== undefined ? `${r.below})` : r.max !== undefined ? `${r.max}]` : undefined;
+  if (lo && hi) parts.push(`in ${lo}, ${hi}`);
+  else if (lo) parts.push(r.above !== undefined ? `> ${r.above}` : `≥ ${r.min}`);
+  else if (hi) parts.push(r.below !== undefined ? `< ${r.below}` : `≤ ${r.max}`);
+  if (r.multipleOf) parts.push(`a multiple of ${r.multipleOf}`);
+  return `${r.int ? "an integer" : "a number"}${parts.length ? " " + parts.join(", ") : ""}`;
+}
+
+/** Whether `v` is a finite number that `r` accepts. */
+export function inRange(v: number, r: NumberRange = {}): boolean {
+  return Number.isFinite(v) &&
+    (!r.int || Number.isInteger(v)) &&
+    (r.multipleOf === undefined || v % r.multipleOf === 0) &&
+    (r.min === undefined || v >= r.min) &&
+    (r.max === undefined || v <= r.max) &&
+    (r.above === undefined || v > r.above) &&
+    (r.below === undefined || v < r.below);
+}
 
 /** The trainer's configuration keys with their defaults. */
 export const TRAINER_KEYS: Record<string, KeySpec> = {
-  steps: { default: 2000, help: "training steps" },
-  seed: { default: 0, help: "seed of initialisation, batches, timesteps and noise" },
-  lr: { default: 1e-3, help: "peak learning rate" },
+  steps: { default: 2000, help: "training steps", range: COUNT },
+  seed: { default: 0, help: "seed of initialisation, batches, timesteps and noise", range: COUNT0 },
+  lr: { default: 1e-3, help: "peak learning rate", range: POSITIVE },
   optimizer: { default: "adam", help: "optimizer", choices: ["adam", "adamw"] },
-  weight_decay: { default: 0.01, help: "AdamW's decoupled weight decay" },
-  warmup: { default: 0, help: "linear learning-rate warmup steps" },
+  weight_decay: { default: 0.01, help: "AdamW's decoupled weight decay", range: NONNEG },
+  warmup: { default: 0, help: "linear learning-rate warmup steps", range: COUNT0 },
   decay: {
     default: "none",
     help: "learning-rate decay after warmup",
     choices: ["none", "cosine", "linear"],
   },
-  min_lr: { default: 0, help: "learning rate at the end of the decay" },
-  grad_clip: { default: 1, help: "clip the global gradient norm to this (0 = off)" },
-  ema: { default: [0.999], help: "EMA decays tracked in the run, e.g. [0.999,0.9999]" },
+  min_lr: { default: 0, help: "learning rate at the end of the decay", range: NONNEG },
+  grad_clip: { default: 1, help: "clip the global gradient norm to this (0 = off)", range: NONNEG },
+  ema: {
+    default: [0.999],
+    help: "EMA decays tracked in the run, e.g. [0.999,0.9999]",
+    range: OPEN_UNIT,
+  },
   ema_warmup: {
     default: true,
     help: "EMA warmup: decay = min(d, 1 - (1 + step/ema_gamma)^-ema_power)",
   },
-  ema_gamma: { default: 1, help: "γ of the EMA warmup" },
-  ema_power: { default: 2 / 3, help: "p of the EMA warmup" },
-  log_every: { default: 50, help: "steps between loss reports" },
-  bands: { default: 4, help: "timestep bands in the loss report (1 to 20)" },
-  checkpoint_every: { default: 500, help: "steps between checkpoints" },
-  checkpoint_at: { default: [], help: "extra steps to checkpoint and keep, e.g. [1000,2000]" },
+  ema_gamma: { default: 1, help: "γ of the EMA warmup", range: POSITIVE },
+  ema_power: { default: 2 / 3, help: "p of the EMA warmup", range: POSITIVE },
+  log_every: { default: 50, help: "steps between loss reports", range: COUNT },
+  bands: {
+    default: 4,
+    help: "timestep bands in the loss report",
+    range: { int: true, min: 1, max: 20 },
+  },
+  checkpoint_every: { default: 500, help: "steps between checkpoints", range: COUNT },
+  checkpoint_at: {
+    default: [],
+    help: "extra steps to checkpoint and keep, e.g. [1000,2000]",
+    range: COUNT,
+  },
   keep_checkpoints: {
     default: 2,
     help: "periodic checkpoints kept (checkpoint_at ones are always kept)",
+    range: COUNT,
   },
 };
 
@@ -95,11 +144,17 @@ export function resolveConfig(
         }`,
       );
     }
+    const numbers = typeof value === "number" ? [value] : Array.isArray(value) ? value : [];
+    const bad = numbers.find((n) => typeof n === "number" && !inRange(n, spec.range));
+    if (bad !== undefined) {
+      const what = describeRange(spec.range ?? {});
+      throw new Error(
+        `${where}: ${k} must be ${
+          Array.isArray(value) ? `a list, each ${what}` : what
+        } (${spec.help}), got ${JSON.stringify(v)}`,
+      );
+    }
     out[k] = value;
-  }
-  const bands = out.bands as number;
-  if (!Number.isInteger(bands) || bands < 1 || bands > 20) {
-    throw new Error(`${where}: bands must be 1 to 20`);
   }
   return out;
 }

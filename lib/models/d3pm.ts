@@ -8,6 +8,7 @@
  * one-hot over the S states (S = K, or K + 1 with the absorbing kernel's
  * MASK), and K logits of p̃θ(x0 | x_t) come out per pixel.
  */
+import { CHANNELS, COUNT, COUNT0, NONNEG } from "./config.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import { loadMnist } from "../data/mnist.ts";
 import {
@@ -54,8 +55,16 @@ export const D3PM_LEVELS: readonly number[] = [2, 4, 8, 16];
 /** Configuration keys of the D3PM model (besides the trainer's). */
 export const D3PM_KEYS: Record<string, KeySpec> = {
   kernel: { default: "absorbing", help: "transition kernel", choices: D3PM_KERNELS },
-  levels: { default: 2, help: "grey levels K of the quantised MNIST: 2 (binarised), 4, 8 or 16" },
-  T: { default: 1000, help: "diffusion steps (training cost does not depend on T; sampling does)" },
+  levels: {
+    default: 2,
+    help: "grey levels K of the quantised MNIST: 2 (binarised), 4, 8 or 16",
+    range: { int: true, min: 2, max: 16 },
+  },
+  T: {
+    default: 1000,
+    help: "diffusion steps (training cost does not depend on T; sampling does)",
+    range: COUNT,
+  },
   schedule: {
     default: "auto",
     help: "β schedule (auto = linear for uniform, mi = 1/(T−t+1) for absorbing)",
@@ -64,13 +73,23 @@ export const D3PM_KEYS: Record<string, KeySpec> = {
   lambda: {
     default: 0.001,
     help: "λ, the weight of the auxiliary cross-entropy L_simple in L_vb + λ·L_simple",
+    range: NONNEG,
   },
-  batch: { default: 32, help: "batch size" },
-  ch: { default: 16, help: "base channels of the x0 predictor (16: about 1 s per step on wasm)" },
-  sample_steps: { default: 0, help: "default sampling steps (0 = T; fewer jump with Q_{s+1}⋯Q_t)" },
+  batch: { default: 32, help: "batch size", range: COUNT },
+  ch: {
+    default: 16,
+    help: "base channels of the x0 predictor (16: about 1 s per step on wasm)",
+    range: CHANNELS,
+  },
+  sample_steps: {
+    default: 0,
+    help: "default sampling steps (0 = T; fewer jump with Q_{s+1}⋯Q_t)",
+    range: COUNT0,
+  },
   eval_t: {
     default: 8,
     help: "timesteps per test image in the bpd estimate: t = 1 and a stratified draw from 2..T",
+    range: COUNT,
   },
 };
 

@@ -5,6 +5,7 @@
  * DPM-Solver++(2M) samplers. Trains on 2-D toy sets (MLPDiffusion or
  * ResNetDiffusion) and MNIST (the UNet).
  */
+import { CHANNELS, COUNT, COUNT0, POSITIVE } from "./config.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import { loadMnist, mnistToFloat } from "../data/mnist.ts";
 import { sampleToy, TOY_DATASETS } from "../data/toy2d.ts";
@@ -33,29 +34,33 @@ import type {
 /** Configuration keys of the DDPM model (besides the trainer's). */
 export const DDPM_KEYS: Record<string, KeySpec> = {
   schedule: { default: "linear", help: "noise schedule", choices: ["linear", "cosine", "sigmoid"] },
-  T: { default: 1000, help: "diffusion steps" },
+  T: { default: 1000, help: "diffusion steps", range: COUNT },
   objective: { default: "eps", help: "what the network predicts", choices: ["eps", "x0", "v"] },
   weighting: {
     default: "none",
     help: "loss weighting over timesteps",
     choices: ["none", "minsnr"],
   },
-  gamma: { default: 5, help: "γ of min-SNR-γ weighting" },
+  gamma: { default: 5, help: "γ of min-SNR-γ weighting", range: POSITIVE },
   timesteps: {
     default: "uniform",
     help: "training timestep sampling",
     choices: ["uniform", "loss-aware"],
   },
-  batch: { default: 0, help: "batch size (0 = 256 for 2-D data, 64 for MNIST)" },
+  batch: { default: 0, help: "batch size (0 = 256 for 2-D data, 64 for MNIST)", range: COUNT0 },
   network: {
     default: "auto",
     help: "denoiser (auto = mlp for 2-D data, unet for images)",
     choices: ["auto", "mlp", "resnet", "unet"],
   },
-  ch: { default: 32, help: "UNet base channels" },
-  train_size: { default: 50000, help: "2-D data: size of the training set drawn from the seed" },
+  ch: { default: 32, help: "UNet base channels", range: CHANNELS },
+  train_size: {
+    default: 50000,
+    help: "2-D data: size of the training set drawn from the seed",
+    range: COUNT,
+  },
   sampler: { default: "ddpm", help: "default sampler", choices: SAMPLERS },
-  sample_steps: { default: 0, help: "default sampling steps (0 = T)" },
+  sample_steps: { default: 0, help: "default sampling steps (0 = T)", range: COUNT0 },
   spacing: {
     default: "leading",
     help:

@@ -22,6 +22,24 @@ export interface KeySpec {
   help: string;
   /** Allowed values, when it is a choice. */
   choices?: readonly string[];
+  /** Bounds of a number, or of every number of a list (which must all be finite). */
+  range?: NumberRange;
+}
+
+/** What a numeric key accepts; every bound given must hold. */
+export interface NumberRange {
+  /** Whole numbers only. */
+  int?: boolean;
+  /** A multiple of this. */
+  multipleOf?: number;
+  /** ≥ min. */
+  min?: number;
+  /** ≤ max. */
+  max?: number;
+  /** > above. */
+  above?: number;
+  /** < below. */
+  below?: number;
 }
 
 /** The loss of one training batch. */

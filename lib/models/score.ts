@@ -13,6 +13,7 @@
  * Euler–Maruyama steps, guidance 3): the classifier read 18% of them as the
  * requested digit at σ(1) = 1 and 68% at σ(1) = 5.
  */
+import { CHANNELS, COUNT, NONNEG, OPEN_UNIT, POSITIVE } from "./config.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import { loadMnist, mnistToFloat } from "../data/mnist.ts";
@@ -34,43 +35,68 @@ import type {
 
 /** Configuration keys of the score model (besides the trainer's). */
 export const SCORE_KEYS: Record<string, KeySpec> = {
-  batch: { default: 64, help: "batch size" },
+  batch: { default: 64, help: "batch size", range: COUNT },
   sigma_max: {
     default: 5,
     help:
       "σ(1): the cosine noise scale is rescaled to reach it (the seed's 1 leaves the digit visible at t = 1)",
+    range: POSITIVE,
   },
-  eps: { default: 1e-3, help: "smallest diffusion time in training and sampling" },
-  fourier_scale: { default: 30, help: "standard deviation of the random Fourier time frequencies" },
-  ch: { default: 32, help: "UNet base channels" },
-  mults: { default: [1, 2, 2], help: "UNet channel multiplier per level (28, 14, 7 pixels)" },
+  eps: {
+    default: 1e-3,
+    help: "smallest diffusion time in training and sampling",
+    range: OPEN_UNIT,
+  },
+  fourier_scale: {
+    default: 30,
+    help: "standard deviation of the random Fourier time frequencies",
+    range: POSITIVE,
+  },
+  ch: { default: 32, help: "UNet base channels", range: CHANNELS },
+  mults: {
+    default: [1, 2, 2],
+    help: "UNet channel multiplier per level (28, 14, 7 pixels)",
+    range: COUNT,
+  },
   attn_res: {
     default: [7],
     help: "image sizes whose levels get a transformer block (the middle always has one)",
+    range: COUNT,
   },
-  heads: { default: 4, help: "attention heads" },
+  heads: { default: 4, help: "attention heads", range: COUNT },
   label_in_time: {
     default: true,
     help:
       "also add the label embedding to the time embedding (the seed conditions through cross-attention only)",
   },
-  context_tokens: { default: 4, help: "context tokens made from the label for cross-attention" },
+  context_tokens: {
+    default: 4,
+    help: "context tokens made from the label for cross-attention",
+    range: COUNT,
+  },
   label_dropout: {
     default: 0.1,
     help: "fraction of training labels replaced by the null label (classifier-free guidance)",
+    range: { min: 0, below: 1 },
   },
   guidance: {
     default: 0,
     help:
       "default guidance scale w: s = (1 + w)·s_cond − w·s_uncond (0 = the seed's unguided sampler)",
+    range: NONNEG,
   },
   lr_epoch_decay: {
     default: 0.98,
     help: "the seed's schedule: learning rate × max(lr_floor, lr_epoch_decay^epoch) (1 = off)",
+    range: { above: 0, max: 1 },
   },
-  lr_floor: { default: 0.2, help: "the smallest factor of that per-epoch decay" },
+  lr_floor: {
+    default: 0.2,
+    help: "the smallest factor of that per-epoch decay",
+    range: { min: 0, max: 1 },
+  },
   sampler: { default: "em", help: "sampler", choices: ["em"] },
-  sample_steps: { default: 500, help: "default Euler–Maruyama steps" },
+  sample_steps: { default: 500, help: "default Euler–Maruyama steps", range: COUNT },
 };
 
 /** Number of digit classes; label {@link NUM_CLASSES} is the null label. */

@@ -21,6 +21,7 @@
  * training, so that evaluation can score models fitted on synthetic rows on
  * real rows the diffusion model never saw ({@link runTables}).
  */
+import { COUNT, COUNT0 } from "./config.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import {
   type BlankReport,
@@ -52,16 +53,21 @@ import type {
 
 /** Configuration keys of the TabDDPM model (besides the trainer's). */
 export const TABDDPM_KEYS: Record<string, KeySpec> = {
-  T: { default: 1000, help: "diffusion steps (Gaussian and multinomial)" },
+  T: { default: 1000, help: "diffusion steps (Gaussian and multinomial)", range: COUNT },
   schedule: { default: "linear", help: "noise schedule", choices: ["linear", "cosine", "sigmoid"] },
-  batch: { default: 256, help: "batch size (rows drawn with replacement)" },
+  batch: { default: 256, help: "batch size (rows drawn with replacement)", range: COUNT },
   network: { default: "mlp", help: "denoiser", choices: ["mlp", "resnet"] },
   d_layers: {
     default: [256, 256],
     help:
       "mlp: hidden widths; resnet: one block per entry, width d_layers[0], inner width twice that",
+    range: COUNT,
   },
-  d_emb: { default: 128, help: "width of the input projection and the time embedding" },
+  d_emb: {
+    default: 128,
+    help: "width of the input projection and the time embedding",
+    range: { int: true, min: 2, multipleOf: 2 },
+  },
   target: {
     default: "",
     help: "target column: a categorical one conditions the model, a numeric one stays a feature",
@@ -76,10 +82,11 @@ export const TABDDPM_KEYS: Record<string, KeySpec> = {
   holdout: {
     default: 0.2,
     help: "fraction of rows held out of training (seeded by split_seed), for evaluation",
+    range: { min: 0, below: 1 },
   },
-  split_seed: { default: 0, help: "seed of the train / held-out split" },
+  split_seed: { default: 0, help: "seed of the train / held-out split", range: COUNT0 },
   sampler: { default: "ddpm", help: "default sampler of the numeric part", choices: SAMPLERS },
-  sample_steps: { default: 0, help: "default sampling steps (0 = T)" },
+  sample_steps: { default: 0, help: "default sampling steps (0 = T)", range: COUNT0 },
   spacing: { default: "leading", help: "timestep spacing for fewer steps" },
 };
 

@@ -199,3 +199,18 @@ Deno.test("random draws repeat for a seed_sweep and change with it", () => {
     assert.ok(p.schedule === "linear" || p.schedule === "cosine");
   }
 });
+
+Deno.test("a number out of its key's range fails at parse time, naming file and key path", () => {
+  assert.throws(
+    () => parseExperiment(base + "steps: -10\n", "exp.yaml"),
+    /exp\.yaml: steps: must be an integer ≥ 1 \(training steps\), got -10/,
+  );
+  assert.throws(
+    () => parseExperiment(base + "lr: .nan\n", "exp.yaml"),
+    /exp\.yaml: lr: must be a number > 0/,
+  );
+  assert.throws(
+    () => parseExperiment(base + "parameters:\n  batch:\n    values: [64, 0.5]\n", "exp.yaml"),
+    /exp\.yaml: parameters\.batch\.values\[1\]: must be an integer ≥ 0/,
+  );
+});
