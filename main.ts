@@ -6,6 +6,8 @@ import { Command, InvalidArgumentError, Option } from "commander";
 import { describeRange, parseSets, TRAINER_KEYS } from "./lib/models/config.ts";
 import type { KeySpec } from "./lib/models/model.ts";
 import { MODELS } from "./lib/models/registry.ts";
+import { METRICS } from "./lib/metrics/names.ts";
+import { BENCH_CASE_NAMES } from "./lib/bench/cases.ts";
 import type { BackendName } from "./lib/runtime/backend.ts";
 
 function int(name: string) {
@@ -70,7 +72,7 @@ const program = new Command()
   .description(
     "Diffusion-model workbench: train the zoo, sample, evaluate, sweep and compare experiments.",
   )
-  .showHelpAfterError()
+  .showHelpAfterError("(add --help to see the options)")
   .hook("preAction", (_program, action) => {
     const threads = action.opts().threads;
     if (threads !== undefined) Deno.env.set("DMW_THREADS", String(threads));
@@ -106,14 +108,14 @@ program.command("sample")
   )
   .requiredOption("--run <dir>", "run directory")
   .requiredOption("--out <file>", "output file (.png for images, .csv for points and tables)")
-  .option("--n <n>", "number of samples", int("--n"), 64)
+  .option("--n <n>", "number of samples", positive("--n"), 64)
   .option(
     "--label <l>",
     "class label for conditional models (default: one row per class)",
     int("--label"),
   )
   .option("--sampler <name>", "sampler: ddpm, ddim, dpmpp2m, em (score model); default: the run's")
-  .option("--steps <k>", "sampling steps (default: the run's)", int("--steps"))
+  .option("--steps <k>", "sampling steps (default: the run's)", positive("--steps"))
   .option("--eta <eta>", "DDIM η (0 = deterministic)", num)
   .option("--ema <decay>", "weights: raw or a tracked EMA decay (default: the largest tracked)")
   .option("--checkpoint <step>", "checkpoint step (default: latest)", int("--checkpoint"))
@@ -132,10 +134,17 @@ program.command("eval")
     'Evaluate a run: prints one JSON line per metric, {"metric", "value", "n", "spread", …}.',
   )
   .requiredOption("--run <dir>", "run directory")
-  .option("--metric <m>", "metric, repeatable (default: the dataset's usual ones)", collect, [])
-  .option("--n <n>", "samples to draw", int("--n"))
+  .addOption(
+    new Option(
+      "--metric <m>",
+      `metric, repeatable: images ${METRICS.image.join(", ")}; 2-D data ${
+        METRICS.points.join(", ")
+      }; tables ${METRICS.table.join(", ")}; d3pm also bpd`,
+    ).argParser(collect).default([], "the dataset's usual ones"),
+  )
+  .option("--n <n>", "samples to draw", positive("--n"))
   .option("--sampler <name>", "sampler (default: the run's)")
-  .option("--steps <k>", "sampling steps (default: the run's)", int("--steps"))
+  .option("--steps <k>", "sampling steps (default: the run's)", positive("--steps"))
   .option("--eta <eta>", "DDIM η", num)
   .option("--ema <decay>", "weights: raw or a tracked EMA decay")
   .option("--checkpoint <step>", "checkpoint step (default: latest)", int("--checkpoint"))
@@ -275,7 +284,9 @@ program.command("bench")
   )
   .option(
     "--case <names>",
-    "cases to run, comma-separated (default: all; on webgpu the four BENCH.md cases PyTorch also runs)",
+    `cases to run, comma-separated: ${
+      BENCH_CASE_NAMES.join(", ")
+    } (default: all; on webgpu the four BENCH.md cases PyTorch also runs)`,
   )
   .option(
     "--dry-run",

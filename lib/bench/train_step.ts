@@ -17,7 +17,7 @@ import { makeSchedule } from "../diffusion/schedules.ts";
 import { UniformTimesteps } from "../diffusion/timesteps.ts";
 import { Adam } from "../trainer/optim.ts";
 import { trainStep } from "../trainer/trainer.ts";
-import type { ZooModel } from "../models/model.ts";
+import { TRAIN_ONLY, type ZooModel } from "../models/model.ts";
 
 /** One network's timing and profile. */
 export interface StepRecord {
@@ -49,6 +49,7 @@ function syntheticModel(name: string, net: Network, x0: tf.Tensor): ZooModel {
   const batch = x0.shape[0];
   return {
     name,
+    sampling: TRAIN_ONLY,
     init: (r) => net.init(r),
     loss: (w, r) => {
       const { t } = ts.draw(batch, r);

@@ -14,6 +14,7 @@ import { Ddpm, DDPM_KEYS } from "../models/ddpm.ts";
 import { countParams } from "../network/layers.ts";
 import { type BackendName, checkBackend, initBackend } from "../runtime/backend.ts";
 import { didYouMean } from "../runtime/text.ts";
+import type { BenchCaseName } from "../bench/cases.ts";
 import { Rng } from "../runtime/rng.ts";
 import { Adam } from "../trainer/optim.ts";
 import { trainStep } from "../trainer/trainer.ts";
@@ -349,7 +350,7 @@ function dryMark(): { dry_run?: true } {
 }
 
 /** The benchmark cases by name. */
-export const BENCH_CASES: Record<string, () => Promise<BenchRecord | BenchRecord[]>> = {
+export const BENCH_CASES: Record<BenchCaseName, () => Promise<BenchRecord | BenchRecord[]>> = {
   "mlp-toy": () => {
     const s = dry ? DRY_RUN["mlp-toy"] : { batch: 1024, iters: 50 };
     return timeTrain("mlp-toy", "8gaussians", s.batch, s.iters);
@@ -383,7 +384,7 @@ export async function benchCommand(
 ): Promise<void> {
   const names = opts.case?.split(",").map((s) => s.trim()).filter((s) => s);
   for (const name of names ?? []) {
-    if (!BENCH_CASES[name]) {
+    if (!(name in BENCH_CASES)) {
       throw new Error(
         `unknown bench case "${name}"${didYouMean(name, Object.keys(BENCH_CASES))} (${
           Object.keys(BENCH_CASES).join(", ")
@@ -400,7 +401,7 @@ export async function benchCommand(
   const run = names ??
     (info.name === "webgpu" || dry ? REFERENCE_CASES : Object.keys(BENCH_CASES));
   for (const name of run) {
-    const r = await BENCH_CASES[name]();
+    const r = await BENCH_CASES[name as BenchCaseName]();
     await checkBackend(true);
     for (const rec of Array.isArray(r) ? r : [r]) console.log(JSON.stringify(rec));
   }

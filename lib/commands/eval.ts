@@ -6,14 +6,16 @@
  */
 import * as fs from "node:fs";
 import { join } from "node:path";
-import type { MetricResult, SampleRequest } from "../models/model.ts";
+import { checkSampleRequest, type MetricResult, type SampleRequest } from "../models/model.ts";
+import { describeDataset } from "../data/registry.ts";
+import { didYouMean } from "../runtime/text.ts";
 import { parseSets } from "../models/config.ts";
-import { computeMetric, defaultMetrics, defaultSampleCount } from "../metrics/suite.ts";
+import { computeMetric, defaultMetrics, defaultSampleCount, METRICS } from "../metrics/suite.ts";
 import { type BackendName, checkBackend, initBackend } from "../runtime/backend.ts";
 import { Progress } from "../runtime/progress.ts";
 import { Rng } from "../runtime/rng.ts";
 import { openRun } from "./run.ts";
-import { writeSamples } from "./sample.ts";
+import { prepareOutput, writeSamples } from "./sample.ts";
 
 /** Options of {@link evalCommand}. */
 export interface EvalCommandOptions {
@@ -43,6 +45,32 @@ export async function evalCommand(opts: EvalCommandOptions): Promise<MetricResul
     const data = String(run.config.data);
     const metrics = opts.metric.length ? opts.metric : defaultMetrics(data, run.config);
     const n = opts.n ?? defaultSampleCount(data);
+    const kind = describeDataset(data).kind;
+    const support = run.model.sampling;
+    const known = [...support.ownMetrics, ...METRICS[kind]];
+    for (const m of metrics) {
+      if (!known.includes(m)) {
+        throw new Error(
+          `--metric ${m}: does not apply to ${run.config.model} on ${data}${
+            Object.values(METRICS).some((l) => (l as readonly string[]).includes(m))
+              ? ""
+              : didYouMean(m, known)
+          } (metrics: ${known.join(", ")})`,
+        );
+      }
+    }
+    if (metrics.some((m) => !support.ownMetrics.includes(m))) {
+      checkSampleRequest(String(run.config.model), support, {
+        n,
+        sampler: opts.sampler,
+        steps: opts.steps,
+        eta: opts.eta,
+        guidance: opts.guidance,
+      });
+      if (opts.samplesOut) prepareOutput(kind, opts.samplesOut, "--samples-out");
+    }
+    const log = join(opts.run, "evals.jsonl");
+    fs.appendFileSync(log, "");
     const rng = new Rng(opts.seed);
     const settings = {
       step: run.step,
@@ -88,7 +116,6 @@ export async function evalCommand(opts: EvalCommandOptions): Promise<MetricResul
         });
       }
     }
-    const log = join(opts.run, "evals.jsonl");
     for (const r of results) {
       console.log(JSON.stringify(r));
       fs.appendFileSync(log, JSON.stringify({ ...r, time: new Date().toISOString() }) + "\n");

@@ -8,7 +8,8 @@ import * as fs from "node:fs";
 import { dirname, extname } from "node:path";
 import { stringify } from "csv-stringify/sync";
 import { sampleToy } from "../data/toy2d.ts";
-import type { SampleOutput, SampleRequest } from "../models/model.ts";
+import { checkSampleRequest, type SampleOutput, type SampleRequest } from "../models/model.ts";
+import { describeDataset } from "../data/registry.ts";
 import { type BackendName, checkBackend, initBackend } from "../runtime/backend.ts";
 import { blank, boundsOf, imageGrid, type Picture, scatter, writePng } from "../runtime/png.ts";
 import { Progress } from "../runtime/progress.ts";
@@ -37,7 +38,7 @@ export async function sampleCommand(opts: SampleCommandOptions): Promise<string[
   const run = await openRun(opts.run, { checkpoint: opts.checkpoint, ema: opts.ema });
   try {
     const n = opts.n ?? 64;
-    const progress = new Progress(`sample ${n}`, 1);
+    const data = String(run.config.data);
     const req: SampleRequest = {
       n,
       sampler: opts.sampler,
@@ -45,25 +46,72 @@ export async function sampleCommand(opts: SampleCommandOptions): Promise<string[
       eta: opts.eta,
       guidance: opts.guidance,
       labels: opts.label !== undefined ? [opts.label] : undefined,
-      onProgress: (done, total) => {
-        progress.total = total;
-        progress.update(done);
-      },
+    };
+    checkSampleRequest(String(run.config.model), run.model.sampling, req);
+    prepareOutput(describeDataset(data).kind, opts.out);
+    const progress = new Progress(`sample ${n}`, 1);
+    req.onProgress = (done, total) => {
+      progress.total = total;
+      progress.update(done);
     };
     const out = await run.model.sample(run.weights, req, new Rng(opts.seed));
     await checkBackend(true);
-    return writeSamples(out, opts.out, String(run.config.data), opts.seed);
+    return writeSamples(out, opts.out, data, opts.seed);
   } finally {
     run.close();
   }
 }
 
+/** The extensions `--out` may carry for each kind of sample (none: they are added). */
+const OUT_EXTENSIONS: Record<SampleOutput["kind"], string[]> = {
+  image: [".png"],
+  points: [".csv", ".png"],
+  table: [".csv"],
+};
+
+/**
+ * The files samples of `kind` go to for `--out path`, checked before any
+ * sampling: a wrong extension is an error (not `x.jpg.png`), and the folder
+ * is created and a file written and removed in it, so a read-only or
+ * missing place fails now rather than after the samples are drawn.
+ */
+export function prepareOutput(
+  kind: SampleOutput["kind"],
+  path: string,
+  option = "--out",
+): string[] {
+  const ext = extname(path).toLowerCase();
+  const allowed = OUT_EXTENSIONS[kind];
+  if (ext && !allowed.includes(ext)) {
+    throw new Error(
+      `${option} ${path}: ${kind} samples are written as ${
+        kind === "points" ? "a .csv with a .png scatter" : allowed[0]
+      }; name a ${allowed.join(" or ")} file (or none, and it is added)`,
+    );
+  }
+  const base = ext ? path.slice(0, -ext.length) : path;
+  const paths = kind === "image"
+    ? [`${base}.png`]
+    : kind === "points"
+    ? [`${base}.csv`, `${base}.png`]
+    : [`${base}.csv`];
+  const dir = dirname(path) || ".";
+  try {
+    fs.mkdirSync(dir, { recursive: true });
+    const probe = `${dir}/.dmw-write-check-${Deno.pid}`;
+    fs.writeFileSync(probe, "");
+    fs.rmSync(probe);
+  } catch (e) {
+    throw new Error(`${option} ${path}: cannot write in ${dir} (${(e as Error).message})`);
+  }
+  return paths;
+}
+
 /** Writes samples in their natural form next to `out`; returns the paths. */
 export function writeSamples(out: SampleOutput, path: string, data: string, seed = 0): string[] {
-  fs.mkdirSync(dirname(path) || ".", { recursive: true });
-  const ext = extname(path).toLowerCase();
+  const paths = prepareOutput(out.kind, path);
   if (out.kind === "image") {
-    const png = ext === ".png" ? path : `${path}.png`;
+    const png = paths[0];
     writePng(
       png,
       out.labels ? labelGrid(out) : imageGrid(out.images, out.n, out.height, out.width),
@@ -71,23 +119,22 @@ export function writeSamples(out: SampleOutput, path: string, data: string, seed
     return [png];
   }
   if (out.kind === "points") {
-    const base = ext === ".csv" || ext === ".png" ? path.slice(0, -ext.length) : path;
+    const [csv, png] = paths;
     const rows = Array.from(
       { length: out.n },
       (_, i) => Array.from(out.points.subarray(i * out.dim, (i + 1) * out.dim)),
     );
-    fs.writeFileSync(`${base}.csv`, stringify([["x", "y"].slice(0, out.dim), ...rows]));
+    fs.writeFileSync(csv, stringify([["x", "y"].slice(0, out.dim), ...rows]));
     const real = sampleToy(data, out.n, new Rng(seed ^ 0xda7a));
     const pic = blank(480, 480);
     const b = boundsOf(real);
     scatter(pic, real, b, [180, 180, 180]);
     scatter(pic, out.points, b, [214, 39, 40]);
-    writePng(`${base}.png`, pic);
-    return [`${base}.csv`, `${base}.png`];
+    writePng(png, pic);
+    return paths;
   }
-  const csv = ext === ".csv" ? path : `${path}.csv`;
-  fs.writeFileSync(csv, stringify([out.header, ...out.rows]));
-  return [csv];
+  fs.writeFileSync(paths[0], stringify([out.header, ...out.rows]));
+  return paths;
 }
 
 /**

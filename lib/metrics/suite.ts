@@ -25,19 +25,8 @@ import {
   samplesToTable,
 } from "./tabular.ts";
 
-/** Metric names by the kind of samples they apply to. */
-export const METRICS = {
-  image: ["fid", "kid", "pr", "class-accuracy", "is"],
-  points: ["mmd", "swd"],
-  table: [
-    "column-wasserstein",
-    "column-tv",
-    "corr-diff",
-    "efficacy-real",
-    "efficacy-synthetic",
-    "dcr",
-  ],
-} as const;
+import { METRICS } from "./names.ts";
+export { METRICS };
 
 /** What a metric needs besides the samples. */
 export interface MetricContext {

@@ -43,6 +43,7 @@ import type {
   RunConfig,
   SampleOutput,
   SampleRequest,
+  SamplingSupport,
   ZooModel,
 } from "./model.ts";
 
@@ -198,6 +199,14 @@ function upsample(x: tf.Tensor4D): tf.Tensor4D {
 /** A D3PM on quantised MNIST. */
 export class D3pm implements ZooModel {
   readonly name = "d3pm";
+  readonly sampling: SamplingSupport = {
+    samplers: ["ancestral"],
+    defaultSampler: "ancestral",
+    etaSamplers: [],
+    guidance: false,
+    classes: 0,
+    ownMetrics: ["bpd"],
+  };
   readonly process: D3pmProcess;
   readonly network: D3pmNet;
   readonly batchSize: number;

@@ -28,6 +28,7 @@ import type {
   RunConfig,
   SampleOutput,
   SampleRequest,
+  SamplingSupport,
   ZooModel,
 } from "./model.ts";
 
@@ -110,6 +111,16 @@ function mnistSource(): DataSource {
 /** A DDPM over one dataset. */
 export class Ddpm implements ZooModel {
   readonly name = "ddpm";
+  get sampling(): SamplingSupport {
+    return {
+      samplers: SAMPLERS,
+      defaultSampler: this.config.sampler as string,
+      etaSamplers: ["ddim"],
+      guidance: false,
+      classes: 0,
+      ownMetrics: [],
+    };
+  }
   readonly process: GaussianDiffusion;
   readonly network: Network;
   readonly data: DataSource;

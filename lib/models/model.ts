@@ -7,6 +7,7 @@
 import type * as tf from "@tensorflow/tfjs-core";
 import type { Weights } from "../network/layers.ts";
 import type { Rng } from "../runtime/rng.ts";
+import { didYouMean } from "../runtime/text.ts";
 
 /** A configuration value as `--set key=value` and experiment files give it. */
 export type ConfigValue = number | string | boolean | number[] | string[];
@@ -108,10 +109,89 @@ export interface MetricResult {
   [extra: string]: unknown;
 }
 
+/** What a model's sampling and evaluation accept, so a request is checked before any work. */
+export interface SamplingSupport {
+  /** Sampler names. */
+  samplers: readonly string[];
+  /** The sampler used when a request names none. */
+  defaultSampler: string;
+  /** The samplers that take DDIM's η. */
+  etaSamplers: readonly string[];
+  /** Whether classifier-free guidance applies. */
+  guidance: boolean;
+  /** Classes a label may name; 0 for an unconditional model. */
+  classes: number;
+  /** Metrics the model computes itself ({@link ZooModel.evaluate}). */
+  ownMetrics: readonly string[];
+}
+
+/** The support of a model that trains but does not sample (benchmark and test fixtures). */
+export const TRAIN_ONLY: SamplingSupport = {
+  samplers: [],
+  defaultSampler: "",
+  etaSamplers: [],
+  guidance: false,
+  classes: 0,
+  ownMetrics: [],
+};
+
+/** The parts of a sampling request {@link checkSampleRequest} checks. */
+export type SampleCheck = Pick<
+  SampleRequest,
+  "n" | "sampler" | "steps" | "eta" | "guidance" | "labels"
+>;
+
+/**
+ * Throws, naming the option, when `req` asks `model` for something its
+ * sampling does not support (an unknown sampler, η for a sampler without it,
+ * a label for an unconditional model, …) or for a count below 1.
+ */
+export function checkSampleRequest(model: string, s: SamplingSupport, req: SampleCheck): void {
+  const fail = (msg: string) => {
+    throw new Error(`model ${model}: ${msg}`);
+  };
+  if (!Number.isInteger(req.n) || req.n < 1) fail(`--n must be at least 1, got ${req.n}`);
+  if (req.steps !== undefined && (!Number.isInteger(req.steps) || req.steps < 1)) {
+    fail(`--steps must be at least 1, got ${req.steps}`);
+  }
+  const sampler = req.sampler ?? s.defaultSampler;
+  if (!s.samplers.includes(sampler)) {
+    fail(
+      `unknown sampler "${sampler}"${didYouMean(sampler, s.samplers)} (samplers: ${
+        s.samplers.join(", ")
+      })`,
+    );
+  }
+  if (req.eta !== undefined) {
+    if (!(req.eta >= 0 && Number.isFinite(req.eta))) fail(`--eta must be ≥ 0, got ${req.eta}`);
+    if (!s.etaSamplers.includes(sampler)) {
+      fail(
+        s.etaSamplers.length
+          ? `--eta applies to the ${s.etaSamplers.join(", ")} sampler, not ${sampler}`
+          : "--eta does not apply to its sampler",
+      );
+    }
+  }
+  if (req.guidance !== undefined) {
+    if (!s.guidance) fail("--guidance does not apply: the model is not class-conditional");
+    if (!(req.guidance >= 0 && Number.isFinite(req.guidance))) {
+      fail(`--guidance must be ≥ 0, got ${req.guidance}`);
+    }
+  }
+  for (const label of req.labels ?? []) {
+    if (s.classes === 0) fail("--label does not apply: the model is unconditional");
+    if (!Number.isInteger(label) || label < 0 || label >= s.classes) {
+      fail(`--label must be a class from 0 to ${s.classes - 1}, got ${label}`);
+    }
+  }
+}
+
 /** A trainable, sampleable member of the zoo. */
 export interface ZooModel {
   /** Registry name (`ddpm`, `score`, `d3pm`, `tabddpm`). */
   readonly name: string;
+  /** What its sampling and evaluation accept. */
+  readonly sampling: SamplingSupport;
   /** Fresh parameters. */
   init(rng: Rng): Weights;
   /** The loss of one batch, drawn from the model's data with `rng`. */

@@ -30,6 +30,7 @@ import type {
   RunConfig,
   SampleOutput,
   SampleRequest,
+  SamplingSupport,
   ZooModel,
 } from "./model.ts";
 
@@ -115,6 +116,14 @@ export function epochLrFactor(epoch: number, decay: number, floor: number): numb
 /** The conditional score model on MNIST. */
 export class ScoreModel implements ZooModel {
   readonly name = "score";
+  readonly sampling: SamplingSupport = {
+    samplers: ["em"],
+    defaultSampler: "em",
+    etaSamplers: [],
+    guidance: true,
+    classes: 10,
+    ownMetrics: [],
+  };
   readonly sde: VeSde;
   readonly network: ScoreUNet;
   readonly batchSize: number;

@@ -48,6 +48,7 @@ import type {
   RunConfig,
   SampleOutput,
   SampleRequest,
+  SamplingSupport,
   ZooModel,
 } from "./model.ts";
 
@@ -140,6 +141,16 @@ export interface TableFeatures {
 /** A TabDDPM over one table. */
 export class TabDdpm implements ZooModel {
   readonly name = "tabddpm";
+  get sampling(): SamplingSupport {
+    return {
+      samplers: SAMPLERS,
+      defaultSampler: this.config.sampler as string,
+      etaSamplers: ["ddim"],
+      guidance: false,
+      classes: this.features.target?.feature.categories.length ?? 0,
+      ownMetrics: [],
+    };
+  }
   /** The table's features. */
   readonly features: TableFeatures;
   /** The Gaussian process of the numeric columns. */

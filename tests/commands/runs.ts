@@ -1,5 +1,6 @@
 /** Tiny trained runs for the command tests. */
 import { resolveConfig } from "../../lib/models/config.ts";
+import { DDPM_ENTRY } from "../../lib/models/ddpm.ts";
 import { SCORE_ENTRY } from "../../lib/models/score.ts";
 import { train } from "../../lib/trainer/trainer.ts";
 
@@ -22,6 +23,18 @@ export async function tinyScoreRun(steps = 2): Promise<string> {
     runDir: dir,
     entry: SCORE_ENTRY,
     config: { model: "score", data: "mnist", ...config },
+  });
+  return dir;
+}
+
+/** A DDPM run on 8gaussians of a few steps (T = 50); returns its directory. */
+export async function tinyToyRun(steps = 2): Promise<string> {
+  const dir = Deno.makeTempDirSync({ prefix: "dmw-toy-run-" });
+  const config = resolveConfig(DDPM_ENTRY.keys, { steps, batch: 16, T: 50, ema: [] });
+  await train({
+    runDir: dir,
+    entry: DDPM_ENTRY,
+    config: { model: "ddpm", data: "8gaussians", ...config },
   });
   return dir;
 }

@@ -3,7 +3,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { resolveConfig } from "../../lib/models/config.ts";
-import type { ModelEntry, RunConfig } from "../../lib/models/model.ts";
+import { type ModelEntry, type RunConfig, TRAIN_ONLY } from "../../lib/models/model.ts";
 import { DDPM_ENTRY } from "../../lib/models/ddpm.ts";
 import { listCheckpoints, loadCheckpoint } from "../../lib/trainer/checkpoint.ts";
 import { readEvents } from "../../lib/trainer/events.ts";
@@ -148,6 +148,7 @@ const LINEAR: ModelEntry = {
   create: () =>
     Promise.resolve({
       name: "linear",
+      sampling: TRAIN_ONLY,
       init: () => ({ w: tf.zeros([3]) }),
       loss: (w) => {
         const loss = tf.sum(tf.mul(w.w, [2, -1, 0.5])) as tf.Scalar;
