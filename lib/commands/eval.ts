@@ -70,7 +70,7 @@ export async function evalCommand(opts: EvalCommandOptions): Promise<MetricResul
       if (opts.samplesOut) prepareOutput(kind, opts.samplesOut, "--samples-out");
     }
     const log = join(opts.run, "evals.jsonl");
-    fs.appendFileSync(log, "");
+    fs.appendFileSync(log, "", { mode: 0o644 });
     const rng = new Rng(opts.seed);
     const settings = {
       step: run.step,

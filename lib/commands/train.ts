@@ -1,5 +1,6 @@
 /** `deno task train`: trains (or resumes) one run of any zoo model. */
-import { join } from "node:path";
+import { basename, join } from "node:path";
+import { describeDataset } from "../data/registry.ts";
 import { resolveConfig } from "../models/config.ts";
 import type { RunConfig } from "../models/model.ts";
 import { modelEntry } from "../models/registry.ts";
@@ -21,6 +22,7 @@ export interface TrainCommandOptions {
 /** Resolves the configuration, trains with a progress bar, returns the run directory. */
 export async function trainCommand(opts: TrainCommandOptions): Promise<string> {
   const entry = modelEntry(opts.model);
+  describeDataset(opts.data);
   const given: RunConfig = { ...opts.set };
   if (opts.steps !== undefined) given.steps = opts.steps;
   if (opts.seed !== undefined) given.seed = opts.seed;
@@ -32,12 +34,16 @@ export async function trainCommand(opts: TrainCommandOptions): Promise<string> {
   const out = opts.out ??
     join("runs", "train", `${opts.model}-${opts.data.replace(/[^\w.-]+/g, "_")}-${stamp()}`);
   const backend = await initBackend(opts.backend);
-  const progress = new Progress(`train ${opts.model}/${opts.data}`, config.steps as number);
-  const result = await train({
+  const progress = new Progress(
+    `train ${opts.model} on ${basename(opts.data)}`,
+    config.steps as number,
+  );
+  await train({
     runDir: out,
     entry,
     config,
     backend: backend.name,
+    onResume: (step) => console.error(`resuming from the checkpoint at step ${step}`),
     onProgress: (p) =>
       progress.update(
         p.step,
@@ -47,7 +53,6 @@ export async function trainCommand(opts: TrainCommandOptions): Promise<string> {
         p.etaSec,
       ),
   });
-  if (result.resumedFrom > 0) console.error(`resumed from step ${result.resumedFrom}`);
   console.error(`run directory: ${out}`);
   return out;
 }

@@ -130,11 +130,19 @@ export class MultinomialDiffusion {
     );
   }
 
+  /**
+   * The feature slices of x [B, D] along axis 1. One feature is x itself:
+   * tfjs's gradient of a one-piece split concatenates nothing and throws.
+   */
+  #slices(x: tf.Tensor): tf.Tensor[] {
+    return this.numClasses.length === 1 ? [x] : tf.split(x, [...this.numClasses], 1);
+  }
+
   /** Subtracts each feature slice's logsumexp: unnormalised log-weights → log-probabilities [B, D]. */
   normalize(logits: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
-      const parts = tf.split(logits, [...this.numClasses], 1);
-      return tf.concat(parts.map((p) => tf.sub(p, tf.logSumExp(p, 1, true))), 1);
+      const parts = this.#slices(logits).map((p) => tf.sub(p, tf.logSumExp(p, 1, true)));
+      return parts.length === 1 ? parts[0] : tf.concat(parts, 1);
     });
   }
 
@@ -169,7 +177,7 @@ export class MultinomialDiffusion {
     return tf.tidy(() => {
       const u = tf.randomUniform(logProbs.shape, 0, 1, "float32", rng.seed());
       const gumbel = tf.neg(tf.log(tf.add(tf.neg(tf.log(tf.add(u, TINY))), TINY)));
-      const parts = tf.split(tf.add(logProbs, gumbel), [...this.numClasses], 1);
+      const parts = this.#slices(tf.add(logProbs, gumbel));
       return tf.stack(parts.map((p) => tf.argMax(p, 1)), 1) as tf.Tensor2D; // [B, F]
     });
   }
@@ -197,7 +205,7 @@ export class MultinomialDiffusion {
   /** Log one-hot (or any log-probabilities) [B, D] → the most likely index per feature [B, F]. */
   argmaxIndices(logX: tf.Tensor): tf.Tensor2D {
     return tf.tidy(() => {
-      const parts = tf.split(logX, [...this.numClasses], 1);
+      const parts = this.#slices(logX);
       return tf.stack(parts.map((p) => tf.argMax(p, 1)), 1) as tf.Tensor2D;
     });
   }

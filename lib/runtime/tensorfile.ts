@@ -32,11 +32,36 @@ export async function writeTensors(
     all.set(c, pos);
     pos += c.length;
   }
-  const fd = fs.openSync(path, "w");
-  fs.writeSync(fd, new Uint8Array(all.buffer));
-  fs.fsyncSync(fd);
-  fs.closeSync(fd);
+  writeFileDurably(path, new Uint8Array(all.buffer));
   return entries;
+}
+
+/**
+ * Writes `data` to `path` and fsyncs it before returning, so a rename after
+ * it cannot survive a power loss without the data. Errors name the path.
+ */
+export function writeFileDurably(path: string, data: Uint8Array | string): void {
+  let fd: number | undefined;
+  try {
+    fd = fs.openSync(path, "w", 0o644);
+    const bytes = typeof data === "string" ? new TextEncoder().encode(data) : data;
+    for (let off = 0; off < bytes.length;) off += fs.writeSync(fd, bytes, off);
+    fs.fsyncSync(fd);
+  } catch (e) {
+    throw new Error(`${path}: ${(e as Error).message}`);
+  } finally {
+    if (fd !== undefined) fs.closeSync(fd);
+  }
+}
+
+/** fsyncs a directory, so the names created or renamed in it are on disk. */
+export function syncDirectory(path: string): void {
+  const fd = fs.openSync(path, "r");
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
 }
 
 /** Reads tensors written by {@link writeTensors}; the caller owns them. */

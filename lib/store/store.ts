@@ -193,15 +193,22 @@ export class SqliteStore implements Store {
   constructor(readonly path: string = DEFAULT_STORE, opts: { readOnly?: boolean } = {}) {
     if (!opts.readOnly) fs.mkdirSync(dirname(path), { recursive: true });
     else if (!fs.existsSync(path)) throw new Error(`${path}: no store yet (run a sweep first)`);
-    this.#db = new DatabaseSync(path, { readOnly: opts.readOnly ?? false });
-    this.#db.exec("PRAGMA busy_timeout = 5000;");
-    if (!opts.readOnly) {
-      this.#db.exec("PRAGMA journal_mode = WAL;");
-      this.#db.exec(SCHEMA);
-      const columns = this.#db.prepare("PRAGMA table_info(jobs)").all().map((c) => c.name);
-      if (columns.includes("cancel")) {
-        this.#db.exec("ALTER TABLE jobs RENAME COLUMN cancel TO cancel_requested");
+    try {
+      this.#db = new DatabaseSync(path, { readOnly: opts.readOnly ?? false });
+      this.#db.exec("PRAGMA busy_timeout = 5000;");
+      if (!opts.readOnly) {
+        this.#db.exec("PRAGMA journal_mode = WAL;");
+        this.#db.exec(SCHEMA);
+        const columns = this.#db.prepare("PRAGMA table_info(jobs)").all().map((c) => c.name);
+        if (columns.includes("cancel")) {
+          this.#db.exec("ALTER TABLE jobs RENAME COLUMN cancel TO cancel_requested");
+        }
       }
+    } catch (e) {
+      throw new Error(
+        `${path}: cannot open the store (${(e as Error).message}); ` +
+          "move the file away (or pass another --store) to start a new one",
+      );
     }
   }
 

@@ -9,6 +9,7 @@
 import * as fs from "node:fs";
 import { parse } from "yaml";
 import { resolveConfig, TRAINER_KEYS } from "../models/config.ts";
+import { describeDataset } from "../data/registry.ts";
 import type { ConfigValue, KeySpec, RunConfig } from "../models/model.ts";
 import { MODELS } from "../models/registry.ts";
 import { Rng } from "../runtime/rng.ts";
@@ -194,6 +195,11 @@ export function parseExperiment(text: string, file: string): Experiment {
   }
   if (typeof top.data !== "string") {
     fail(file, "data", "is required (a dataset name or a .csv path)");
+  }
+  try {
+    describeDataset(top.data);
+  } catch (e) {
+    fail(file, "data", (e as Error).message);
   }
   const method = top.method ?? "grid";
   if (method !== "grid" && method !== "random") {

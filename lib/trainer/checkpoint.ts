@@ -7,8 +7,15 @@
  */
 import type * as tf from "@tensorflow/tfjs-core";
 import * as fs from "node:fs";
-import { join } from "node:path";
-import { readTensors, type TensorEntry, writeTensors } from "../runtime/tensorfile.ts";
+import { dirname, join } from "node:path";
+import process from "node:process";
+import {
+  readTensors,
+  syncDirectory,
+  type TensorEntry,
+  writeFileDurably,
+  writeTensors,
+} from "../runtime/tensorfile.ts";
 
 /** What a checkpoint holds besides tensors. */
 export type CheckpointState = Record<string, unknown> & { step: number };
@@ -26,14 +33,55 @@ export async function saveCheckpoint(
 ): Promise<string> {
   const rel = join("ckpt", checkpointName(state.step));
   const final = join(runDir, rel);
-  const tmp = `${final}.tmp-${Deno.pid}`;
-  fs.rmSync(tmp, { recursive: true, force: true });
-  fs.mkdirSync(tmp, { recursive: true });
-  const entries = await writeTensors(join(tmp, "tensors.bin"), tensors);
-  fs.writeFileSync(join(tmp, "state.json"), JSON.stringify({ ...state, tensors: entries }));
-  fs.rmSync(final, { recursive: true, force: true });
-  fs.renameSync(tmp, final);
+  const tmp = `${final}${TMP_MARK}${Deno.pid}`;
+  try {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    fs.mkdirSync(tmp, { recursive: true });
+    const entries = await writeTensors(join(tmp, "tensors.bin"), tensors);
+    writeFileDurably(join(tmp, "state.json"), JSON.stringify({ ...state, tensors: entries }));
+    syncDirectory(tmp);
+    fs.rmSync(final, { recursive: true, force: true });
+    fs.renameSync(tmp, final);
+    syncDirectory(dirname(final));
+  } catch (e) {
+    fs.rmSync(tmp, { recursive: true, force: true });
+    throw new Error(
+      `${final}: the checkpoint was not written (${(e as Error).message}); ` +
+        "the earlier checkpoints are intact",
+    );
+  }
   return rel;
+}
+
+/** What marks a checkpoint being written: `step-NNNNNNNN.tmp-<pid>`. */
+const TMP_MARK = ".tmp-";
+
+/**
+ * Removes checkpoints left half-written by a process that is gone (a crash or
+ * a full disk): they hold space and a resume would never read them. Returns
+ * the paths removed.
+ */
+export function removeStaleTemporaries(runDir: string): string[] {
+  const dir = join(runDir, "ckpt");
+  if (!fs.existsSync(dir)) return [];
+  const removed: string[] = [];
+  for (const name of fs.readdirSync(dir)) {
+    const m = /^step-\d{8}\.tmp-(\d+)$/.exec(name);
+    if (!m || alive(Number(m[1]))) continue;
+    fs.rmSync(join(dir, name), { recursive: true, force: true });
+    removed.push(join(dir, name));
+  }
+  return removed;
+}
+
+function alive(pid: number): boolean {
+  if (pid === Deno.pid) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as { code?: string }).code === "EPERM";
+  }
 }
 
 /** The steps of the complete checkpoints in a run directory, ascending. */
@@ -61,7 +109,7 @@ export function loadCheckpoint(
       })`,
     );
   }
-  const state = JSON.parse(fs.readFileSync(join(dir, "state.json"), "utf8"));
+  const state = readJson(join(dir, "state.json"), "a checkpoint state") as CheckpointState;
   const tensors = readTensors(join(dir, "tensors.bin"), state.tensors as TensorEntry[]);
   delete state.tensors;
   return { state, tensors };
@@ -74,5 +122,20 @@ export function pruneCheckpoints(runDir: string, keep: number, pinned: Set<numbe
     if (!pinned.has(s)) {
       fs.rmSync(join(runDir, "ckpt", checkpointName(s)), { recursive: true, force: true });
     }
+  }
+}
+
+/** Parses a JSON file; errors name the file and what it should have been. */
+export function readJson(path: string, what: string): unknown {
+  let text: string;
+  try {
+    text = fs.readFileSync(path, "utf8");
+  } catch (e) {
+    throw new Error(`${path}: ${(e as Error).message}`);
+  }
+  try {
+    return JSON.parse(text);
+  } catch (e) {
+    throw new Error(`${path}: not ${what} (${(e as Error).message}); the file is damaged`);
   }
 }

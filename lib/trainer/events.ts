@@ -39,6 +39,7 @@ export class EventLog {
     fs.appendFileSync(
       this.path,
       JSON.stringify({ ...event, time: new Date().toISOString() }) + "\n",
+      { mode: 0o644 },
     );
   }
 }

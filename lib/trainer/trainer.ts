@@ -12,7 +12,15 @@ import { countParams, type Weights } from "../network/layers.ts";
 import type { ModelEntry, RunConfig, ZooModel } from "../models/model.ts";
 import { checkBackend } from "../runtime/backend.ts";
 import { Rng, type RngState } from "../runtime/rng.ts";
-import { listCheckpoints, loadCheckpoint, pruneCheckpoints, saveCheckpoint } from "./checkpoint.ts";
+import { writeFileDurably } from "../runtime/tensorfile.ts";
+import {
+  listCheckpoints,
+  loadCheckpoint,
+  pruneCheckpoints,
+  readJson,
+  removeStaleTemporaries,
+  saveCheckpoint,
+} from "./checkpoint.ts";
 import { EmaSet } from "./ema.ts";
 import { EventLog } from "./events.ts";
 import { Adam, clipByGlobalNorm, learningRate } from "./optim.ts";
@@ -40,6 +48,8 @@ export interface TrainOptions {
   backend?: string;
   /** Called at every logging step. */
   onProgress?: (p: TrainProgress) => void;
+  /** Called once before the first step when the run resumes from a checkpoint at `step`. */
+  onResume?: (step: number) => void;
 }
 
 /** What a finished run reports. */
@@ -74,7 +84,7 @@ const RESUMABLE_CHANGES = new Set([
 function checkConfigCompatible(runDir: string, config: RunConfig): void {
   const path = join(runDir, "config.json");
   if (!fs.existsSync(path) || listCheckpoints(runDir).length === 0) return;
-  const old = JSON.parse(fs.readFileSync(path, "utf8")) as RunConfig;
+  const old = readJson(path, "a run configuration") as RunConfig;
   for (const k of new Set([...Object.keys(old), ...Object.keys(config)])) {
     if (RESUMABLE_CHANGES.has(k)) continue;
     if (JSON.stringify(old[k]) !== JSON.stringify(config[k])) {
@@ -92,8 +102,11 @@ function checkConfigCompatible(runDir: string, config: RunConfig): void {
 export async function train(opts: TrainOptions): Promise<TrainResult> {
   const { runDir, config } = opts;
   fs.mkdirSync(runDir, { recursive: true });
+  for (const p of removeStaleTemporaries(runDir)) {
+    console.error(`removed a checkpoint left half-written by an earlier process: ${p}`);
+  }
   checkConfigCompatible(runDir, config);
-  fs.writeFileSync(join(runDir, "config.json"), JSON.stringify(config, null, 2));
+  writeFileDurably(join(runDir, "config.json"), JSON.stringify(config, null, 2));
 
   const model = await opts.entry.create(config);
   const rng = new Rng(config.seed as number);
@@ -118,6 +131,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   const existing = listCheckpoints(runDir);
   if (existing.length > 0) {
     start = restore(runDir, existing.at(-1)!, params, adam, emas, rng, model);
+    opts.onResume?.(start);
   }
   const total = config.steps as number;
   const log = new EventLog(runDir);

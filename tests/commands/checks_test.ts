@@ -90,3 +90,36 @@ Deno.test("train --steps 0 fails with the key's range before creating the run di
   assert.match(r.error, /steps must be an integer ≥ 1 \(training steps\), got 0/);
   assert.equal(fs.existsSync(out), false);
 });
+
+Deno.test("train names a missing CSV before any work; a resume says so when it starts", async () => {
+  const missing = await cli([
+    "train",
+    "--model",
+    "tabddpm",
+    "--data",
+    "/nonexistent/t.csv",
+    "--out",
+    join(Deno.makeTempDirSync(), "r"),
+  ]);
+  assert.equal(missing.code, 1);
+  assert.match(missing.error, /\/nonexistent\/t\.csv: no such CSV file/);
+  const out = join(Deno.makeTempDirSync(), "run");
+  const args = ["train", "--model", "ddpm", "--data", "8gaussians", "--out", out];
+  const set = ["--set", "batch=16", "--set", "T=50", "--set", "checkpoint_every=2"];
+  const run = (steps: string) =>
+    new Deno.Command(Deno.execPath(), {
+      args: ["run", "-A", MAIN, ...args, ...set, "--steps", steps, "--backend", "wasm"],
+      stderr: "piped",
+      env: { NO_COLOR: "1" },
+    }).output();
+  assert.equal((await run("2")).code, 0);
+  const resumed = await run("4");
+  assert.equal(resumed.code, 0);
+  const lines = new TextDecoder().decode(resumed.stderr).split(/[\r\n]+/);
+  const at = lines.findIndex((l) => l === "resuming from the checkpoint at step 2");
+  assert.ok(at >= 0, lines.join("\n"));
+  assert.ok(
+    lines.findIndex((l) => l.startsWith("train ddpm on 8gaussians")) > at,
+    "before training",
+  );
+});

@@ -278,3 +278,24 @@ Deno.test("penguins: a classifier on synthetic rows is within 0.05 of one on rea
   run.close();
   assert.ok(base.value < real - MARGIN, `untrained ${base.value} should fail the margin`);
 });
+
+Deno.test("a table with one categorical column (not the target) trains and samples", async () => {
+  const rows = Array.from({ length: 40 }, (_, i) => `${i % 7},${(i * 0.37) % 3},${"abc"[i % 3]}`);
+  const path = tempCsv(["x,y,c", ...rows].join("\n") + "\n");
+  const dir = Deno.makeTempDirSync({ prefix: "tabddpm-onecat-" });
+  await train({
+    runDir: dir,
+    entry: TABDDPM_ENTRY,
+    config: tabConfig(path, { steps: 3, batch: 8 }),
+  });
+  const model = await TABDDPM_ENTRY.create(tabConfig(path));
+  const w = model.init(new Rng(0));
+  const out = await model.sample(w, { n: 5, steps: 2 }, new Rng(1));
+  assert.equal(out.kind, "table");
+  if (out.kind === "table") {
+    assert.deepEqual(out.header, ["x", "y", "c"]);
+    for (const r of out.rows) assert.ok(["a", "b", "c"].includes(String(r[2])), String(r));
+  }
+  tf.dispose(Object.values(w));
+  model.dispose();
+});

@@ -214,3 +214,14 @@ Deno.test("a number out of its key's range fails at parse time, naming file and 
     /exp\.yaml: parameters\.batch\.values\[1\]: must be an integer ≥ 0/,
   );
 });
+
+Deno.test("a data file that does not exist fails at parse time, before any job", () => {
+  assert.throws(
+    () =>
+      parseExperiment(
+        "name: t\nmodel: tabddpm\ndata: /nonexistent/table.csv\n",
+        "exp.yaml",
+      ),
+    /exp\.yaml: data: \/nonexistent\/table\.csv: no such CSV file/,
+  );
+});
