@@ -110,7 +110,7 @@ export function tableHistograms(
 ): ColumnHistogram[] {
   let table: ReturnType<typeof loadTable> | undefined;
   try {
-    table = loadTable(data, { constantColumns: "drop", blanks: "mean", drop });
+    table = loadTable(data, { constantColumns: "drop", blanks: "mean", nonNumeric: "blank", drop });
   } catch {
     // the real table is not loadable here (a moved CSV): samples alone
   }

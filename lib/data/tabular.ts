@@ -24,6 +24,16 @@ export const COLUMN_TYPES: readonly ColumnType[] = ["numeric", "integer", "categ
 /** What to do with blank cells in numeric and integer columns. */
 export type NumericBlankPolicy = "drop-row" | "mean";
 
+/**
+ * Non-numeric cells in a column that is otherwise numbers (at least 90% of
+ * its non-blank cells): an error naming them (the default), blank cells
+ * (then the blank policy applies), or the whole column categorical.
+ */
+export type NonNumericPolicy = "error" | "blank" | "categorical";
+
+/** The policies {@link NonNumericPolicy} allows. */
+export const NON_NUMERIC_POLICIES: readonly NonNumericPolicy[] = ["error", "blank", "categorical"];
+
 /** The category that blank cells of categorical and boolean columns become. */
 export const MISSING = "__missing__";
 
@@ -117,6 +127,8 @@ export interface LoadTableOptions {
   types?: Record<string, ColumnType>;
   /** Blank numeric/integer cells: drop their rows, or fill with the column mean. @default "drop-row" */
   blanks?: NumericBlankPolicy;
+  /** A few non-numeric cells in a numeric column. @default "error" */
+  nonNumeric?: NonNumericPolicy;
   /** A column holding a single value: an error naming it, or drop it silently (reported). @default "error" */
   constantColumns?: "error" | "drop";
   /** Columns to leave out before anything else; an unknown column is an error. @default [] */
@@ -261,6 +273,17 @@ function inferType(cells: Cell[]): ColumnType {
   return "categorical";
 }
 
+/**
+ * The rows whose cells are not numbers in a column that is otherwise numbers
+ * (at least 90% of at least 5 non-blank cells); none for any other column.
+ */
+function straysOf(cells: Cell[]): number[] {
+  const present = cells.map((c, i) => ({ c, i })).filter(({ c }) => !isBlank(c));
+  const strays = present.filter(({ c }) => !Number.isFinite(toNumber(c))).map(({ i }) => i);
+  const numbers = present.length - strays.length;
+  return present.length >= 5 && strays.length > 0 && numbers >= 0.9 * present.length ? strays : [];
+}
+
 /** A cell's label text for categorical columns. */
 function label(c: Cell): string {
   return typeof c === "string" ? c : String(c);
@@ -318,10 +341,25 @@ function buildTable(raw: RawTable, options: LoadTableOptions): Table {
     !(options.drop ?? []).includes(h)
   );
   const cellsOf = (j: number) => rows.map((r) => r[j]);
+  const nonNumeric = options.nonNumeric ?? "error";
   const plans = kept.map(({ h, j }) => {
     const cells = cellsOf(j);
-    const type = Object.hasOwn(types, h) ? types[h] : inferType(cells);
+    let type = Object.hasOwn(types, h) ? types[h] : inferType(cells);
     const blank = cells.map(isBlank);
+    const strays = type === "categorical" && !Object.hasOwn(types, h) ? straysOf(cells) : [];
+    if (strays.length > 0 && nonNumeric === "error") {
+      const shown = strays.slice(0, 5).map((i) => `${where(i)} ${JSON.stringify(cells[i])}`);
+      throw new Error(
+        `${name}: column "${h}" (column ${j + 1}) is numbers but for ${strays.length} cell${
+          strays.length > 1 ? "s" : ""
+        }: ${shown.join(", ")}${strays.length > 5 ? ", …" : ""}. Treat them as blank ` +
+          `(--set non_numeric=blank) or make the column categorical (non_numeric=categorical)`,
+      );
+    }
+    if (strays.length > 0 && nonNumeric === "blank") {
+      for (const i of strays) blank[i] = true;
+      type = inferType(cells.map((c, i) => (blank[i] ? "" : c)));
+    }
     return { name: h, type, cells, blank, blanks: blank.filter(Boolean).length };
   });
 

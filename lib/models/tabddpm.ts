@@ -28,6 +28,8 @@ import {
   BUILTIN_TABLES,
   loadTable,
   MISSING,
+  NON_NUMERIC_POLICIES,
+  type NonNumericPolicy,
   type NumericBlankPolicy,
   QuantileTransformer,
   selectRows,
@@ -78,6 +80,12 @@ export const TABDDPM_KEYS: Record<string, KeySpec> = {
     help:
       "blank numeric cells: drop their rows or fill the column mean (blank labels become a category)",
     choices: ["drop-row", "mean"],
+  },
+  non_numeric: {
+    default: "error",
+    help:
+      "a few non-numeric cells in a numeric column: an error naming them, blank cells, or the column categorical",
+    choices: NON_NUMERIC_POLICIES,
   },
   drop: { default: [], help: 'columns to leave out, e.g. ["Name"]' },
   holdout: {
@@ -430,6 +438,7 @@ export interface RunTables {
 export function runTables(config: RunConfig): RunTables {
   const table = loadTable(String(config.data), {
     blanks: config.blanks as NumericBlankPolicy,
+    nonNumeric: (config.non_numeric ?? "error") as NonNumericPolicy,
     drop: config.drop as string[],
     constantColumns: "drop",
   });

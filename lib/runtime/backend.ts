@@ -112,6 +112,9 @@ export async function initBackend(
   let info: BackendInfo;
   if (name === "cpu") {
     await tf.setBackend("cpu");
+    // Its first write prints tfjs's "install our node backend" banner, advice that does not
+    // apply under Deno.
+    (tf.backend() as unknown as { firstUse: boolean }).firstUse = false;
     info = { name: "cpu", reason: "asked for with --backend cpu" };
   } else if (name === "wasm") {
     const threads = await useWasm(wasmThreads());

@@ -278,6 +278,17 @@ export function compareSweep(opts: CompareOptions = {}): string {
     if (!rows || !cols) {
       throw new Error("compare needs two parameters that vary (use --rows and --cols)");
     }
+    const params = [...new Set(results.flatMap((r) => Object.keys(r.params)))];
+    for (const [option, name] of [["--rows", rows], ["--cols", cols]]) {
+      if (!params.includes(name)) {
+        throw new Error(
+          `${option} ${name}: not a parameter of sweep ${experiment.name}${
+            didYouMean(name, params)
+          } (varying: ${varying.join(", ") || "none"}; all: ${params.join(", ")})`,
+        );
+      }
+    }
+    if (rows === cols) throw new Error(`--rows and --cols are both ${rows}: name two parameters`);
     const better = (
       a: number,
       b: number,

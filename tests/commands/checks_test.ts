@@ -123,3 +123,17 @@ Deno.test("train names a missing CSV before any work; a resume says so when it s
     "before training",
   );
 });
+
+Deno.test("--backend cpu prints no 'install our node backend' banner", async () => {
+  const out = join(Deno.makeTempDirSync(), "run");
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", MAIN, "train", "--model", "ddpm", "--data", "8gaussians", "--steps", "1"]
+      .concat(["--set", "batch=8", "--set", "T=20", "--out", out, "--backend", "cpu"]),
+    stderr: "piped",
+    stdout: "piped",
+  }).output();
+  const text = new TextDecoder().decode(r.stderr);
+  assert.equal(r.code, 0, text);
+  assert.match(text, /backend: cpu/);
+  assert.doesNotMatch(text, /node backend|tfjs-node/);
+});

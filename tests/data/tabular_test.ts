@@ -322,3 +322,29 @@ Deno.test("quantile transformer: forward is ~N(0, 1), inverse(forward(x)) ≈ x"
   throwsWith(() => QuantileTransformer.fit([1, NaN]), "finite");
   throwsWith(() => QuantileTransformer.fit([]), "no values");
 });
+
+Deno.test("a few non-numeric cells in a numeric column: named with line and column, or a policy", () => {
+  const lines = Array.from(
+    { length: 30 },
+    (_, i) => `r${i},${i === 7 ? "n/a?" : i === 20 ? "?" : i * 1.5}`,
+  );
+  const path = csv(["name,weight", ...lines].join("\n") + "\n");
+  throwsWith(
+    () => loadTable(path),
+    `${path}: column "weight" (column 2) is numbers but for 2 cells: `,
+    `${path}:9 "n/a?"`,
+    `${path}:22 "?"`,
+    "non_numeric=blank",
+  );
+  const blank = loadTable(path, { nonNumeric: "blank" });
+  assert.equal(blank.columns.find((c) => c.name === "weight")?.type, "numeric");
+  assert.equal(blank.rows, 28, "their rows dropped by the default blank policy");
+  assert.deepEqual(blank.blanks.columns, [{ column: "weight", blanks: 2, action: "drop-row" }]);
+  const cat = loadTable(path, { nonNumeric: "categorical" });
+  assert.equal(cat.columns.find((c) => c.name === "weight")?.type, "categorical");
+  // A column with many words is categorical, as before, whatever the policy.
+  const words = csv(
+    "a,b\n" + Array.from({ length: 10 }, (_, i) => `${i},${i % 2 ? "x" : i}`).join("\n"),
+  );
+  assert.equal(loadTable(words).columns[1].type, "categorical");
+});

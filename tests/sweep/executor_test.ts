@@ -336,6 +336,15 @@ parameters:
   assert.equal(csv.length, 13);
   assert.match(csv[0], /^schedule,ema_eval,sample_steps,.*state,mmd$/);
   assert.match(listSweeps({ store }), /cmp\s+done\s+14\/14/);
+  assert.throws(
+    () => compareSweep({ store, rows: "sheduler" }),
+    /--rows sheduler: not a parameter of sweep cmp \(did you mean "schedule"\?\) \(varying: schedule, ema_eval, sample_steps; all: /,
+  );
+  assert.throws(() => compareSweep({ store, cols: "nosuch" }), /--cols nosuch: not a parameter/);
+  assert.throws(
+    () => compareSweep({ store, rows: "schedule", cols: "schedule" }),
+    /--rows and --cols are both schedule/,
+  );
   store.close();
 
   const broken = setup(`
