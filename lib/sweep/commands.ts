@@ -3,6 +3,7 @@
  * experiment, record it in the store, run it (resuming whatever an earlier,
  * interrupted invocation left), and tabulate the results.
  */
+import { acquireSweepLock } from "./lock.ts";
 import { stringify } from "csv-stringify/sync";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
@@ -108,10 +109,17 @@ export async function runSweep(
     say(describePlan(plan));
     return { name: experiment.name, done: 0, failed: 0 };
   }
-  const store = opts.store ?? new SqliteStore(opts.storePath ?? DEFAULT_STORE);
+  const runsDir = opts.runsDir ?? "runs";
+  const release = acquireSweepLock(join(runsDir, experiment.name, "sweep.lock"), experiment.name);
+  let store: Store | undefined;
+  try {
+    store = opts.store ?? new SqliteStore(opts.storePath ?? DEFAULT_STORE);
+  } catch (e) {
+    release();
+    throw e;
+  }
   const plain = opts.noTui || !opts.onUpdate;
   try {
-    const runsDir = opts.runsDir ?? "runs";
     const hash = hashText(text);
     const existing = store.sweep(experiment.name);
     const params = plan.configs.map((c) => JSON.stringify(c.params));
@@ -182,6 +190,7 @@ export async function runSweep(
     return { name: experiment.name, ...result };
   } finally {
     if (!opts.store) store.close();
+    release();
   }
 }
 

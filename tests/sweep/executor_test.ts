@@ -445,3 +445,34 @@ parameters:
   assert.equal(after.metricsSince(t1.id, 0).at(-1)!.step, 2000);
   after.close();
 });
+
+Deno.test("a second sweep of the same experiment stops before touching the first's jobs", async () => {
+  const { file, storePath, runsDir } = setup(`
+name: twice
+model: ddpm
+data: 8gaussians
+metric: {name: mmd, goal: minimize}
+steps: 100
+parameters:
+  sample_steps: {values: [10, 20]}
+`);
+  const lock = join(runsDir, "twice", "sweep.lock");
+  const holder = new Deno.Command("sleep", { args: ["30"] }).spawn();
+  try {
+    fs.mkdirSync(join(runsDir, "twice"), { recursive: true });
+    fs.writeFileSync(lock, JSON.stringify({ pid: holder.pid, started: "then" }));
+    await assert.rejects(
+      () => runSweep({ file, storePath, runsDir, workerCommand: fake, onEvent: () => {} }),
+      new RegExp(`sweep twice is already running in process ${holder.pid} .*deno task watch twice`),
+    );
+    assert.equal(fs.existsSync(storePath), false, "the store was not touched");
+    assert.equal(fs.existsSync(lock), true, "the holder's lock stays");
+  } finally {
+    holder.kill();
+    await holder.status;
+  }
+  // The holder is gone: its lock is stale and the next sweep takes it over, then releases it.
+  const r = await runSweep({ file, storePath, runsDir, workerCommand: fake, onEvent: () => {} });
+  assert.equal(r.failed, 0);
+  assert.equal(fs.existsSync(lock), false);
+});
