@@ -7,6 +7,7 @@ import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import * as fs from "node:fs";
 import { join } from "node:path";
+import process from "node:process";
 import { resolveConfig } from "../../lib/models/config.ts";
 import { DDPM_ENTRY } from "../../lib/models/ddpm.ts";
 import { writeTensors } from "../../lib/runtime/tensorfile.ts";
@@ -114,4 +115,18 @@ Deno.test("a store file that is not a database is named, with what to do", () =>
     () => new SqliteStore(path),
     /store\.sqlite: cannot open the store \(.*\); move the file away/,
   );
+});
+
+Deno.test("a run's files are not world-writable, whatever the umask", async () => {
+  const old = process.umask(0);
+  try {
+    const dir = tmp();
+    await train({ runDir: dir, entry: DDPM_ENTRY, config: tinyConfig(10) });
+    for (const f of ["events.jsonl", "config.json", "ckpt/step-00000010/state.json"]) {
+      const mode = fs.statSync(join(dir, f)).mode & 0o777;
+      assert.equal(mode & 0o022, 0, `${f}: mode ${mode.toString(8)}`);
+    }
+  } finally {
+    process.umask(old);
+  }
 });
