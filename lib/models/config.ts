@@ -47,7 +47,11 @@ export function inRange(v: number, r: NumberRange = {}): boolean {
 export const TRAINER_KEYS: Record<string, KeySpec> = {
   steps: { default: 2000, help: "training steps", range: COUNT },
   seed: { default: 0, help: "seed of initialisation, batches, timesteps and noise", range: COUNT0 },
-  lr: { default: 1e-3, help: "peak learning rate", range: POSITIVE },
+  lr: {
+    default: 1e-3,
+    help: "peak learning rate (0 leaves the weights as initialised)",
+    range: NONNEG,
+  },
   optimizer: { default: "adam", help: "optimizer", choices: ["adam", "adamw"] },
   weight_decay: { default: 0.01, help: "AdamW's decoupled weight decay", range: NONNEG },
   warmup: { default: 0, help: "linear learning-rate warmup steps", range: COUNT0 },

@@ -257,6 +257,9 @@ export function parseExperiment(text: string, file: string): Experiment {
         continue;
       }
       if (method === "grid") fail(file, path, "a distribution needs method: random");
+      if (d !== "int_uniform" && configKeys(model)[k]?.range?.int) {
+        fail(file, `${path}.distribution`, `${k} takes integers: use int_uniform, not ${d}`);
+      }
       for (const end of ["min", "max"] as const) {
         const v = p[end];
         if (typeof v !== "number" || (d === "int_uniform" && !Number.isInteger(v))) {

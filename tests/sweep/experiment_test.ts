@@ -207,7 +207,7 @@ Deno.test("a number out of its key's range fails at parse time, naming file and 
   );
   assert.throws(
     () => parseExperiment(base + "lr: .nan\n", "exp.yaml"),
-    /exp\.yaml: lr: must be a number > 0/,
+    /exp\.yaml: lr: must be a number ≥ 0/,
   );
   assert.throws(
     () => parseExperiment(base + "parameters:\n  batch:\n    values: [64, 0.5]\n", "exp.yaml"),
@@ -223,5 +223,17 @@ Deno.test("a data file that does not exist fails at parse time, before any job",
         "exp.yaml",
       ),
     /exp\.yaml: data: \/nonexistent\/table\.csv: no such CSV file/,
+  );
+});
+
+Deno.test("an integer key cannot be drawn from a continuous distribution", () => {
+  assert.throws(
+    () =>
+      parseExperiment(
+        base +
+          "method: random\nparameters:\n  steps: {distribution: uniform, min: 100, max: 200}\n",
+        "exp.yaml",
+      ),
+    /exp\.yaml: parameters\.steps\.distribution: steps takes integers: use int_uniform, not uniform/,
   );
 });
