@@ -93,7 +93,10 @@ program.command("train")
     "run directory; an existing one with checkpoints is resumed (default runs/train/<model>-<data>-<time>)",
   )
   .option("--seed <n>", "seed (default 0)", int("--seed"))
-  .option("--set <key=value>", "any configuration key, repeatable (see below)", collect, [])
+  .addOption(
+    new Option("--set <key=value>", "any configuration key, repeatable (see below)")
+      .argParser(collect).default([], "none"),
+  )
   .addOption(backendOption())
   .addOption(threadsOption())
   .addHelpText("after", keyHelp)
@@ -158,7 +161,10 @@ program.command("eval")
   )
   .option("--samples-out <file>", "also write the samples drawn (PNG grid, or CSV + scatter)")
   .option("--seed <n>", "seed", int("--seed"), 0)
-  .option("--set <key=value>", "extra evaluation settings, repeatable", collect, [])
+  .addOption(
+    new Option("--set <key=value>", "extra evaluation settings, repeatable (e.g. target=COLUMN)")
+      .argParser(collect).default([], "none"),
+  )
   .addOption(backendOption())
   .addOption(threadsOption())
   .action(async (o) => {

@@ -8,7 +8,14 @@
  */
 import * as fs from "node:fs";
 import { parse } from "yaml";
-import { resolveConfig, TRAINER_KEYS } from "../models/config.ts";
+import {
+  COUNT0,
+  describeRange,
+  inRange,
+  NONNEG,
+  resolveConfig,
+  TRAINER_KEYS,
+} from "../models/config.ts";
 import { describeDataset } from "../data/registry.ts";
 import type { ConfigValue, KeySpec, RunConfig } from "../models/model.ts";
 import { MODELS } from "../models/registry.ts";
@@ -18,20 +25,28 @@ import { didYouMean } from "../runtime/text.ts";
 /** Keys that only affect sampling or evaluation: they never cause another training run. */
 export const EVAL_KEYS: Record<string, KeySpec> = {
   sampler: { default: "", help: "sampler (the model's default when empty)" },
-  sample_steps: { default: 0, help: "sampling steps (the model's default when 0)" },
+  sample_steps: {
+    default: 0,
+    help: "sampling steps (the model's default when 0)",
+    range: COUNT0,
+  },
   ema_eval: {
     default: "",
     help: "weights to sample with: raw or an EMA decay (the largest tracked when empty)",
   },
-  eta: { default: 0, help: "DDIM η" },
+  eta: { default: 0, help: "DDIM η", range: NONNEG },
   clip: {
     default: "",
     help: "x0 clipping: none, static, dynamic (the model's default when empty)",
   },
-  guidance: { default: 0, help: "classifier-free guidance scale" },
-  n_eval: { default: 0, help: "samples per evaluation (the dataset's default when 0)" },
+  guidance: { default: 0, help: "classifier-free guidance scale", range: NONNEG },
+  n_eval: {
+    default: 0,
+    help: "samples per evaluation (the dataset's default when 0)",
+    range: COUNT0,
+  },
   metrics: { default: [], help: "metrics to compute (the dataset's default when empty)" },
-  eval_seed: { default: 0, help: "seed of the evaluation's sampling" },
+  eval_seed: { default: 0, help: "seed of the evaluation's sampling", range: COUNT0 },
 };
 
 /** The sweep-level keys, beside the configuration keys. */
@@ -140,6 +155,13 @@ function checkValue(
     const got = typeof value;
     if (got !== want) {
       fail(file, path, `must be a ${want} (${spec.help}), got ${JSON.stringify(value)}`);
+    }
+    if (typeof value === "number" && !inRange(value, spec.range)) {
+      fail(
+        file,
+        path,
+        `must be ${describeRange(spec.range ?? {})} (${spec.help}), got ${JSON.stringify(value)}`,
+      );
     }
     return value as ConfigValue;
   }

@@ -137,3 +137,24 @@ Deno.test("--backend cpu prints no 'install our node backend' banner", async () 
   assert.match(text, /backend: cpu/);
   assert.doesNotMatch(text, /node backend|tfjs-node/);
 });
+
+Deno.test("--help names what can be chosen: eval's metrics, bench's cases, the keys' ranges", async () => {
+  const help = async (...args: string[]) =>
+    new TextDecoder().decode(
+      (await new Deno.Command(Deno.execPath(), {
+        args: ["run", "-A", MAIN, ...args, "--help"],
+        stdout: "piped",
+        env: { NO_COLUMNS: "1", COLUMNS: "200" },
+      }).output()).stdout,
+    );
+  const evalHelp = await help("eval");
+  for (const m of ["fid", "class-accuracy", "mmd", "swd", "column-tv", "bpd"]) {
+    assert.ok(evalHelp.includes(m), `eval --help lacks ${m}`);
+  }
+  assert.ok(!evalHelp.includes("(default: [])"), evalHelp);
+  const benchHelp = await help("bench");
+  for (const c of ["mlp-toy", "mnist-unet", "sample-mnist-ddim50", "memory-1000"]) {
+    assert.ok(benchHelp.includes(c), `bench --help lacks ${c}`);
+  }
+  assert.match(await help("train"), /steps +training steps; an integer ≥ 1 \(default 2000\)/);
+});

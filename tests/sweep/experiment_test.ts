@@ -237,3 +237,14 @@ Deno.test("an integer key cannot be drawn from a continuous distribution", () =>
     /exp\.yaml: parameters\.steps\.distribution: steps takes integers: use int_uniform, not uniform/,
   );
 });
+
+Deno.test("evaluation keys are range-checked too", () => {
+  assert.throws(
+    () => parseExperiment(base + "eta: -1\n", "exp.yaml"),
+    /exp\.yaml: eta: must be a number ≥ 0 \(DDIM η\), got -1/,
+  );
+  assert.throws(
+    () => parseExperiment(base + "parameters:\n  sample_steps: {values: [10, 2.5]}\n", "exp.yaml"),
+    /parameters\.sample_steps\.values\[1\]: must be an integer ≥ 0/,
+  );
+});
