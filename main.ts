@@ -42,8 +42,11 @@ function collect(v: string, prev: string[]): string[] {
 const terminal = () => Deno.stdout.isTerminal() && Deno.stdin.isTerminal();
 
 const backendOption = () =>
-  new Option("--backend <name>", "tfjs backend: auto picks WebGPU on a hardware adapter, else wasm")
-    .choices(["auto", "webgpu", "wasm", "cpu"]).default("auto");
+  new Option(
+    "--backend <name>",
+    "backend: auto picks WebGPU on a hardware adapter, else oneDNN when it loads (matrix products), else wasm",
+  )
+    .choices(["auto", "webgpu", "onednn", "wasm", "cpu"]).default("auto");
 
 const threadsOption = () =>
   new Option(

@@ -14,7 +14,8 @@ export function assertClose(a: number, b: number, atol: number, rtol = 0, msg = 
 /** Initialises a backend quietly and switches to it. */
 export async function useBackend(name: BackendName): Promise<void> {
   await initBackend(name, null);
-  if (tf.getBackend() !== name && name !== "auto") await tf.setBackend(name);
+  const tfName = name === "onednn" ? "wasm" : name;
+  if (tf.getBackend() !== tfName && name !== "auto") await tf.setBackend(tfName);
 }
 
 /** Mean and standard deviation of an array. */

@@ -131,7 +131,7 @@ async function timeTrain(
     params: params_,
     ...dryMark(),
     ...(profiling ? { kernel_ms: kernelTimes(profile.kernels) } : {}),
-    backend: tf.getBackend(),
+    backend: backendName,
     tensor_drift: drift,
     peak_bytes: peak,
     ...processMemory(),
@@ -200,7 +200,7 @@ async function memoryRuns(): Promise<BenchRecord> {
     case: "memory-1000",
     ms_per_iter: round(performance.now() - t0),
     iters: MEMORY_RUNS.length,
-    backend: tf.getBackend(),
+    backend: backendName,
     tensor_drift: 0,
     models,
     ...processMemory(),
@@ -232,7 +232,7 @@ async function timeSample(
     iters: 1,
     params,
     ...dryMark(),
-    backend: tf.getBackend(),
+    backend: backendName,
     tensor_drift: drift,
   };
 }
@@ -261,7 +261,7 @@ async function timeFid(): Promise<BenchRecord> {
     case: "fid-mnist10k",
     ms_per_iter: round(ms),
     iters: 1,
-    backend: tf.getBackend(),
+    backend: backendName,
     tensor_drift: tf.memory().numTensors - before,
     fid: round(r.value),
   };
@@ -314,7 +314,7 @@ async function timeSweepConcurrency(): Promise<BenchRecord> {
     case: "sweep-concurrency",
     ms_per_iter: round(seconds[1] * 1000),
     iters: 1,
-    backend: tf.getBackend(),
+    backend: backendName,
     seconds_c1: round(seconds[0]),
     seconds_c2: round(seconds[1]),
     ratio: round(seconds[1] / seconds[0]),
@@ -326,6 +326,8 @@ function round(x: number): number {
 }
 
 let dry = false;
+/** The backend as initBackend names it (`onednn` runs on tfjs's wasm backend). */
+let backendName = "";
 let profiling = false;
 
 /** Kernel times of a tf.profile, summed by kernel name: the 15 largest. */
@@ -396,6 +398,7 @@ export async function benchCommand(
     }
   }
   const info = await initBackend(opts.backend);
+  backendName = info.name;
   dry = opts.dryRun ?? false;
   profiling = opts.profile ?? false;
   const run = names ??

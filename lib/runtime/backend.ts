@@ -16,14 +16,18 @@ import { dirname, join } from "node:path";
 import { registerProjectKernels } from "./kernels/mod.ts";
 import { setThreadedWasmBackend } from "./wasm_threads.ts";
 import { assertGpuHealthy, describeAdapter, settleGpu, startWebgpu } from "./webgpu.ts";
+import { loadOnednn, type Onednn } from "./onednn.ts";
 
 /** The backends a command can ask for. */
-export type BackendName = "auto" | "webgpu" | "wasm" | "cpu";
+export type BackendName = "auto" | "webgpu" | "onednn" | "wasm" | "cpu";
 
 /** What {@link initBackend} chose and why. */
 export interface BackendInfo {
-  /** The tfjs backend in use. */
-  name: "webgpu" | "wasm" | "cpu";
+  /**
+   * The backend in use: a tfjs backend, or `onednn`, the wasm backend with
+   * its matrix products on oneDNN (tfjs's backend is then `wasm`).
+   */
+  name: "webgpu" | "onednn" | "wasm" | "cpu";
   /** The GPU adapter's description, when one was found. */
   adapter?: string;
   /** XNNPACK threads of the wasm backend. */
@@ -88,6 +92,27 @@ async function useWasm(threads: number): Promise<number> {
   return 1;
 }
 
+/** What the wasm path says about the native one. */
+const ONEDNN_HINT = "`apt-get install libdnnl2` (or DMW_DNNL=/path/to/libdnnl.so.2) adds " +
+  "oneDNN's matrix products (--backend onednn)";
+
+/**
+ * The wasm backend with oneDNN's matrix products: XNNPACK on one thread and
+ * oneDNN's OpenMP pool on the cores (two pools spinning on the same cores
+ * slow each other down).
+ */
+async function useOnednn(dnnl: Onednn, reason: string): Promise<BackendInfo> {
+  await useWasm(1);
+  const { registerOnednnMatMul } = await import("./kernels/onednn_mat_mul.ts");
+  registerOnednnMatMul(dnnl);
+  const v = dnnl.version;
+  return {
+    name: "onednn",
+    threads: dnnl.threads,
+    reason: `${reason} (oneDNN ${v.major}.${v.minor}.${v.patch}, ${dnnl.path}: matrix products)`,
+  };
+}
+
 async function useWebgpu(adapter: GPUAdapter): Promise<void> {
   await startWebgpu(adapter);
   const { registerWebgpuKernels } = await import("./kernels/webgpu.ts");
@@ -119,6 +144,12 @@ export async function initBackend(
   } else if (name === "wasm") {
     const threads = await useWasm(wasmThreads());
     info = { name: "wasm", threads, reason: "asked for with --backend wasm" };
+  } else if (name === "onednn") {
+    const dnnl = loadOnednn(wasmThreads());
+    if ("error" in dnnl) {
+      throw new Error(`--backend onednn: ${dnnl.error}. ${ONEDNN_HINT}`);
+    }
+    info = await useOnednn(dnnl, "asked for with --backend onednn");
   } else {
     const probe = await probeAdapter();
     if (name === "webgpu") {
@@ -137,15 +168,21 @@ export async function initBackend(
       await useWebgpu(probe.adapter);
       info = { name: "webgpu", adapter: probe.text, reason: "auto: a hardware WebGPU adapter" };
     } else {
-      const threads = await useWasm(wasmThreads());
-      info = {
-        name: "wasm",
-        threads,
-        adapter: probe?.text,
-        reason: probe
-          ? "auto: the only WebGPU adapter is a software fallback, slower than wasm"
-          : "auto: Deno offers no WebGPU adapter",
-      };
+      const gpu = probe
+        ? "the only WebGPU adapter is a software fallback, slower than the CPU"
+        : "Deno offers no WebGPU adapter";
+      const dnnl = loadOnednn(wasmThreads());
+      if (!("error" in dnnl)) {
+        info = { ...(await useOnednn(dnnl, `auto: ${gpu}; oneDNN loads`)), adapter: probe?.text };
+      } else {
+        const threads = await useWasm(wasmThreads());
+        info = {
+          name: "wasm",
+          threads,
+          adapter: probe?.text,
+          reason: `auto: ${gpu}; ${dnnl.error}. ${ONEDNN_HINT}`,
+        };
+      }
     }
   }
   current = info;

@@ -5,7 +5,8 @@
  * this kernel transposes the operand explicitly (Transpose kernel) and runs
  * the original kernel untransposed. The original also adds the bias wrongly
  * when the product has more than one batch (only the first batch is right),
- * so batched products with a bias run as matmul + add + activation instead.
+ * so batched products with a bias, and any bias of rank above 1 (which the
+ * original refuses), run as matmul + add + activation instead.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-wasm";
@@ -94,7 +95,11 @@ export function wasmFusedMatMul(args: Parameters<tf.KernelFunc>[0]): tf.TensorIn
     tf.util.sizeFromShape(a.shape.slice(0, -2)),
     tf.util.sizeFromShape(b.shape.slice(0, -2)),
   );
-  if (args.inputs.bias && batch > 1) return unfused(args.inputs, args.attrs ?? {}, backend);
+  const bias = args.inputs.bias as tf.TensorInfo | undefined;
+  // tfjs-backend-wasm takes only a bias of rank 1, added right only to the first batch.
+  if (bias && (batch > 1 || bias.shape.length > 1)) {
+    return unfused(args.inputs, args.attrs ?? {}, backend);
+  }
   if (!transposeA && !transposeB) return plain(args) as tf.TensorInfo;
   const a2 = transposeA ? swapLastAxes(a, backend, BACKEND) : a; // [..., m, k]
   const b2 = transposeB ? swapLastAxes(b, backend, BACKEND) : b; // [..., k, n]

@@ -1,0 +1,183 @@
+/**
+ * BatchMatMul and _FusedMatMul for the wasm backend on oneDNN's sgemm
+ * (lib/runtime/onednn.ts), computing on the wasm heap in place. One sgemm per
+ * batch; transposed operands are sgemm's own flags, so the explicit
+ * transposes of the wasm kernels (batch_mat_mul.ts) are gone. _FusedMatMul
+ * adds a bias over the last axis and applies linear or ReLU in one pass over
+ * the output; any other bias shape or activation goes to the kernel this one
+ * replaced, as does a batch broadcast other than 1 against n.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import "@tensorflow/tfjs-backend-wasm";
+import type { Onednn } from "../onednn.ts";
+import type { WasmBackend } from "./kernel_util.ts";
+
+const BACKEND = "wasm";
+
+type Args = Parameters<tf.KernelFunc>[0];
+
+interface Plan {
+  m: number;
+  n: number;
+  k: number;
+  /** Batch count of the output, and whether a and b step through it (else they repeat). */
+  batch: number;
+  stepA: boolean;
+  stepB: boolean;
+  outShape: number[];
+}
+
+/** The product's sizes, or undefined when this kernel does not take the case. */
+function planOf(a: tf.TensorInfo, b: tf.TensorInfo, ta: boolean, tb: boolean): Plan | undefined {
+  if (a.dtype !== "float32" || b.dtype !== "float32") return undefined;
+  const ra = a.shape.length, rb = b.shape.length;
+  if (ra < 2 || rb < 2) return undefined;
+  const m = ta ? a.shape[ra - 1] : a.shape[ra - 2];
+  const k = ta ? a.shape[ra - 2] : a.shape[ra - 1];
+  const kb = tb ? b.shape[rb - 1] : b.shape[rb - 2];
+  const n = tb ? b.shape[rb - 2] : b.shape[rb - 1];
+  if (k !== kb) {
+    throw new Error(`BatchMatMul: inner sizes ${k} and ${kb} differ ([${a.shape}] · [${b.shape}])`);
+  }
+  const batchA = a.shape.slice(0, -2), batchB = b.shape.slice(0, -2);
+  const outBatch = tf.backend_util.assertAndGetBroadcastShape(batchA, batchB);
+  const size = (s: number[]) => s.reduce((p, q) => p * q, 1);
+  const batch = size(outBatch), bA = size(batchA), bB = size(batchB);
+  if ((bA !== batch && bA !== 1) || (bB !== batch && bB !== 1)) return undefined;
+  return {
+    m,
+    n,
+    k,
+    batch,
+    stepA: bA === batch,
+    stepB: bB === batch,
+    outShape: [...outBatch, m, n],
+  };
+}
+
+/** out = a·b per batch on oneDNN; returns the output (the caller adds bias and activation). */
+function multiply(
+  dnnl: Onednn,
+  backend: WasmBackend,
+  a: tf.TensorInfo,
+  b: tf.TensorInfo,
+  ta: boolean,
+  tb: boolean,
+  p: Plan,
+): tf.TensorInfo {
+  const out = backend.makeOutput(p.outShape, "float32");
+  // Views only after the last allocation: a growing heap detaches them.
+  const A = backend.typedArrayFromHeap(a);
+  const B = backend.typedArrayFromHeap(b);
+  const C = backend.typedArrayFromHeap(out);
+  const { m, n, k } = p;
+  if (k === 0) {
+    C.fill(0);
+    return out;
+  }
+  if (m === 0 || n === 0) return out;
+  for (let i = 0; i < p.batch; i++) {
+    const ia = p.stepA ? i : 0, ib = p.stepB ? i : 0;
+    dnnl.sgemm(
+      ta,
+      tb,
+      m,
+      n,
+      k,
+      1,
+      A.subarray(ia * m * k, (ia + 1) * m * k),
+      ta ? m : k,
+      B.subarray(ib * k * n, (ib + 1) * k * n),
+      tb ? k : n,
+      0,
+      C.subarray(i * m * n, (i + 1) * m * n),
+      n,
+    );
+  }
+  return out;
+}
+
+/** Kernel functions on `dnnl`, falling back to `previous` where they do not apply. */
+export function onednnMatMulKernels(
+  dnnl: Onednn,
+  previous: { batchMatMul: tf.KernelFunc; fusedMatMul: tf.KernelFunc },
+): { batchMatMul: tf.KernelFunc; fusedMatMul: tf.KernelFunc } {
+  const batchMatMul = (args: Args) => {
+    const { a, b } = args.inputs as { a: tf.TensorInfo; b: tf.TensorInfo };
+    const { transposeA = false, transposeB = false } = (args.attrs ?? {}) as {
+      transposeA?: boolean;
+      transposeB?: boolean;
+    };
+    const p = planOf(a, b, transposeA, transposeB);
+    if (!p) return previous.batchMatMul(args);
+    return multiply(dnnl, args.backend as WasmBackend, a, b, transposeA, transposeB, p);
+  };
+  const fusedMatMul = (args: Args) => {
+    const { a, b, bias, preluActivationWeights } = args.inputs as Record<
+      string,
+      tf.TensorInfo | undefined
+    >;
+    const attrs = (args.attrs ?? {}) as {
+      transposeA?: boolean;
+      transposeB?: boolean;
+      activation?: string;
+    };
+    const activation = attrs.activation ?? "linear";
+    const p = planOf(a!, b!, attrs.transposeA ?? false, attrs.transposeB ?? false);
+    const biasFits = !bias || (bias.dtype === "float32" &&
+      bias.shape.reduce((x, y) => x * y, 1) === p?.n && bias.shape.at(-1) === p?.n);
+    if (
+      !p || !biasFits || preluActivationWeights ||
+      (activation !== "linear" && activation !== "relu")
+    ) {
+      return previous.fusedMatMul(args);
+    }
+    const backend = args.backend as WasmBackend;
+    const out = multiply(
+      dnnl,
+      backend,
+      a!,
+      b!,
+      attrs.transposeA ?? false,
+      attrs.transposeB ?? false,
+      p,
+    );
+    const C = backend.typedArrayFromHeap(out);
+    const bv = bias ? backend.typedArrayFromHeap(bias) : undefined;
+    const relu = activation === "relu";
+    if (bv || relu) {
+      const n = p.n;
+      for (let o = 0; o < C.length; o += n) {
+        for (let j = 0; j < n; j++) {
+          const v = bv ? C[o + j] + bv[j] : C[o + j];
+          C[o + j] = relu && v < 0 ? 0 : v;
+        }
+      }
+    }
+    return out;
+  };
+  return { batchMatMul, fusedMatMul };
+}
+
+/** Replaces the wasm BatchMatMul and _FusedMatMul by oneDNN's; idempotent. */
+export function registerOnednnMatMul(dnnl: Onednn): void {
+  const bmm = tf.getKernel(tf.BatchMatMul, BACKEND);
+  const fmm = tf.getKernel(tf._FusedMatMul, BACKEND);
+  if (!bmm || !fmm) throw new Error("the wasm backend has no BatchMatMul or _FusedMatMul kernel");
+  if ((bmm.kernelFunc as { onednn?: boolean }).onednn) return;
+  const k = onednnMatMulKernels(dnnl, {
+    batchMatMul: bmm.kernelFunc,
+    fusedMatMul: fmm.kernelFunc,
+  });
+  (k.batchMatMul as { onednn?: boolean }).onednn = true;
+  for (const [old, kernelFunc] of [[bmm, k.batchMatMul], [fmm, k.fusedMatMul]] as const) {
+    tf.unregisterKernel(old.kernelName, BACKEND);
+    tf.registerKernel({
+      kernelName: old.kernelName,
+      backendName: BACKEND,
+      kernelFunc,
+      setupFunc: old.setupFunc,
+      disposeFunc: old.disposeFunc,
+    });
+  }
+}

@@ -1,0 +1,213 @@
+/**
+ * oneDNN's matrix products (lib/runtime/kernels/onednn_mat_mul.ts) against the
+ * cpu backend, a whole training step of the MLP and of the UNet, the binding's
+ * constants against oneDNN's own headers, and the fallback to wasm. `.ci/run`
+ * installs libdnnl2 and libdnnl-dev; without them these tests fail.
+ */
+import assert from "node:assert/strict";
+import * as tf from "@tensorflow/tfjs-core";
+import * as fs from "node:fs";
+import { join } from "node:path";
+import { resolveConfig } from "../../lib/models/config.ts";
+import { modelEntry } from "../../lib/models/registry.ts";
+import { initBackend } from "../../lib/runtime/backend.ts";
+import { DNNL_STATUS, SUPPORTED_MAJOR } from "../../lib/runtime/onednn.ts";
+import { Rng } from "../../lib/runtime/rng.ts";
+import type { RunConfig } from "../../lib/models/model.ts";
+
+await initBackend("cpu", null);
+const started = await initBackend("onednn", null).catch((e: Error) =>
+  new Error(`${e.message}; .ci/run installs libdnnl2 on Debian`)
+);
+
+/** Runs `f` on `backend` (onednn is tfjs's wasm backend with the oneDNN kernels). */
+async function on<T>(backend: "cpu" | "onednn", f: () => Promise<T>): Promise<T> {
+  if (started instanceof Error) throw started;
+  await tf.setBackend(backend === "onednn" ? "wasm" : "cpu");
+  return await f();
+}
+
+function random(shape: number[], rng: Rng): Float32Array {
+  return Float32Array.from({ length: shape.reduce((p, q) => p * q, 1) }, () => rng.normal());
+}
+
+function maxRelErr(got: ArrayLike<number>, want: ArrayLike<number>): number {
+  let err = 0, scale = 1e-6;
+  for (let i = 0; i < want.length; i++) {
+    err = Math.max(err, Math.abs(got[i] - want[i]));
+    scale = Math.max(scale, Math.abs(want[i]));
+  }
+  return err / scale;
+}
+
+Deno.test("onednn is the wasm backend with oneDNN's matrix products", () => {
+  if (started instanceof Error) throw started;
+  assert.equal(started.name, "onednn");
+  assert.match(started.reason, /oneDNN 2\.\d+\.\d+/);
+});
+
+// [a shape, b shape, transposeA, transposeB]: odd sizes, batch 1, broadcast batches, empty inner.
+const PRODUCTS: [number[], number[], boolean, boolean][] = [
+  [[7, 13], [13, 5], false, false],
+  [[13, 7], [13, 5], true, false],
+  [[7, 13], [5, 13], false, true],
+  [[13, 7], [5, 13], true, true],
+  [[1, 1], [1, 1], false, false],
+  [[3, 4, 9], [3, 9, 6], false, false],
+  [[3, 9, 4], [1, 6, 9], true, true],
+  [[1, 4, 9], [5, 9, 2], false, false],
+  [[2, 3, 8, 5], [2, 3, 5, 4], false, false],
+  [[64, 256], [256, 2], false, false],
+];
+
+for (const [sa, sb, ta, tb] of PRODUCTS) {
+  Deno.test(`matMul [${sa}]${ta ? "ᵀ" : ""} · [${sb}]${tb ? "ᵀ" : ""} matches cpu`, async () => {
+    const rng = new Rng(sa.length * 100 + sb[0]);
+    const av = random(sa, rng), bv = random(sb, rng);
+    const run = () => {
+      const a = tf.tensor(av, sa), b = tf.tensor(bv, sb);
+      const y = tf.matMul(a, b, ta, tb);
+      const out = y.dataSync();
+      tf.dispose([a, b, y]);
+      return Promise.resolve(Float32Array.from(out));
+    };
+    const want = await on("cpu", run);
+    const got = await on("onednn", run);
+    assert.equal(got.length, want.length);
+    assert.ok(maxRelErr(got, want) < 1e-5, `relative error ${maxRelErr(got, want)}`);
+  });
+}
+
+for (const activation of ["linear", "relu", "elu"] as const) {
+  for (const biasShape of [[5], [1, 5], [4, 5]]) {
+    Deno.test(`fused matMul + bias [${biasShape}] + ${activation} matches cpu`, async () => {
+      const rng = new Rng(biasShape.length * 7 + activation.length);
+      const av = random([4, 9], rng), bv = random([9, 5], rng), cv = random(biasShape, rng);
+      const run = () => {
+        const a = tf.tensor2d(av, [4, 9]),
+          b = tf.tensor2d(bv, [9, 5]),
+          c = tf.tensor(cv, biasShape);
+        const y = tf.fused.matMul({ a, b, bias: c, activation });
+        const out = Float32Array.from(y.dataSync());
+        tf.dispose([a, b, c, y]);
+        return Promise.resolve(out);
+      };
+      const want = await on("cpu", run);
+      const got = await on("onednn", run);
+      assert.ok(maxRelErr(got, want) < 1e-5, `relative error ${maxRelErr(got, want)}`);
+    });
+  }
+}
+
+/** The loss and every gradient of one batch of `model`, on the current backend. */
+async function lossAndGrads(model: string, data: string, set: RunConfig) {
+  const entry = modelEntry(model);
+  const m = await entry.create({ model, data, ...resolveConfig(entry.keys, set) });
+  const init = m.init(new Rng(1));
+  const params: Record<string, tf.Variable> = {};
+  for (const [k, t] of Object.entries(init)) {
+    params[k] = tf.variable(t, true, `${tf.getBackend()}-${model}-${k}`);
+  }
+  tf.dispose(Object.values(init));
+  const { value, grads } = tf.variableGrads(
+    () => m.loss(params, new Rng(2), 0).loss,
+    Object.values(params),
+  );
+  const out = { loss: (await value.data())[0], grads: {} as Record<string, Float32Array> };
+  for (const [k, v] of Object.entries(params)) {
+    out.grads[k] = Float32Array.from(await grads[v.name].data());
+  }
+  tf.dispose([value, ...Object.values(grads), ...Object.values(params)]);
+  m.dispose();
+  return out;
+}
+
+for (
+  const [model, data, set] of [
+    ["ddpm", "8gaussians", { batch: 256 }],
+    ["ddpm", "mnist", { batch: 4, ch: 8 }],
+  ] as [string, string, RunConfig][]
+) {
+  Deno.test(`${model} on ${data}: a training step's loss and gradients match cpu`, async () => {
+    const want = await on("cpu", () => lossAndGrads(model, data, set));
+    const got = await on("onednn", () => lossAndGrads(model, data, set));
+    assert.ok(Math.abs(got.loss - want.loss) <= 1e-4 * Math.abs(want.loss), "loss");
+    let total = 0;
+    for (const g of Object.values(want.grads)) for (const v of g) total += v * v;
+    for (const [k, g] of Object.entries(want.grads)) {
+      let d = 0, n = 0;
+      for (let i = 0; i < g.length; i++) {
+        d += (got.grads[k][i] - g[i]) ** 2;
+        n += g[i] ** 2;
+      }
+      // Relative 1e-4, plus room for gradients that are zero in exact arithmetic (webgpu_test.ts).
+      assert.ok(
+        Math.sqrt(d) <= 1e-4 * Math.sqrt(n) + 1e-6 * Math.sqrt(total),
+        `∂loss/∂${k}: ‖Δ‖ ${Math.sqrt(d)}, ‖g‖ ${Math.sqrt(n)}`,
+      );
+    }
+  });
+}
+
+Deno.test("the binding's constants and version struct are oneDNN's own (libdnnl-dev headers)", () => {
+  const dir = "/usr/include/oneapi/dnnl";
+  const types = fs.readFileSync(join(dir, "dnnl_types.h"), "utf8");
+  for (const [name, value] of Object.entries(DNNL_STATUS)) {
+    const m = new RegExp(`\\bdnnl_${name}\\s*=\\s*(\\d+)`).exec(types);
+    assert.ok(m, `dnnl_${name} not in dnnl_types.h`);
+    assert.equal(Number(m[1]), value, `dnnl_${name}`);
+  }
+  assert.match(types, /typedef struct \{\s*int major;[^}]*int minor;[^}]*int patch;/);
+  const api = fs.readFileSync(join(dir, "dnnl.h"), "utf8");
+  assert.match(
+    api,
+    /dnnl_status_t DNNL_API dnnl_sgemm\(char transa, char transb, dnnl_dim_t M,\s*dnnl_dim_t N, dnnl_dim_t K, float alpha, const float \*A, dnnl_dim_t lda,\s*const float \*B, dnnl_dim_t ldb, float beta, float \*C, dnnl_dim_t ldc\);/,
+  );
+  assert.match(types, /typedef int64_t dnnl_dim_t;/);
+  const version = fs.readFileSync(join(dir, "dnnl_version.h"), "utf8");
+  assert.match(version, new RegExp(`#define DNNL_VERSION_MAJOR ${SUPPORTED_MAJOR}\\b`));
+});
+
+/** `bench --dry-run --case mlp-toy` with `env`; returns its backend line and record. */
+async function benchWith(env: Record<string, string>) {
+  const r = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", "main.ts", "bench", "--case", "mlp-toy", "--dry-run"],
+    env: { ...env, DENO_WEBGPU_BACKEND: "dx12", NO_COLOR: "1" },
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const stderr = new TextDecoder().decode(r.stderr);
+  assert.equal(r.code, 0, stderr);
+  return {
+    line: stderr.split("\n").find((l) => l.startsWith("backend:")) ?? "",
+    record: JSON.parse(new TextDecoder().decode(r.stdout).trim()),
+  };
+}
+
+Deno.test("auto takes oneDNN when it loads, and wasm with the reason when it does not", async () => {
+  const native = await benchWith({});
+  assert.match(native.line, /^backend: onednn, \d+ threads? — auto: .*oneDNN loads \(oneDNN 2\./);
+  assert.equal(native.record.backend, "onednn");
+  const missing = await benchWith({ DMW_DNNL: "/nonexistent/libdnnl.so.2" });
+  assert.match(missing.line, /^backend: wasm.*no oneDNN library \(\/nonexistent\/libdnnl\.so\.2: /);
+  assert.match(missing.line, /apt-get install libdnnl2/);
+  assert.equal(missing.record.backend, "wasm");
+  // A library that says it is oneDNN 3: built here from C, as another major version would load.
+  const dir = Deno.makeTempDirSync({ prefix: "dmw-fake-dnnl-" });
+  fs.writeFileSync(
+    join(dir, "fake.c"),
+    "typedef struct { int major, minor, patch; const char *hash; unsigned cpu, gpu; } v_t;\n" +
+      "static const v_t v = {3, 4, 1, 0, 0, 0};\nconst v_t *dnnl_version(void) { return &v; }\n" +
+      "int dnnl_sgemm(void) { return 3; }\n",
+  );
+  const cc = await new Deno.Command("cc", {
+    args: ["-shared", "-fPIC", "-o", join(dir, "libdnnl.so.3"), join(dir, "fake.c")],
+  }).output();
+  assert.equal(cc.code, 0, new TextDecoder().decode(cc.stderr));
+  const v3 = await benchWith({ DMW_DNNL: join(dir, "libdnnl.so.3") });
+  assert.match(
+    v3.line,
+    /^backend: wasm.*libdnnl\.so\.3 is oneDNN 3\.4\.1; this program speaks its 2\.x API/,
+  );
+  assert.equal(v3.record.backend, "wasm");
+});
