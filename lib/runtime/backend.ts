@@ -105,12 +105,15 @@ const ONEDNN_HINT = "`apt-get install libdnnl2` (or DMW_DNNL=/path/to/libdnnl.so
 async function useOnednn(dnnl: Onednn, reason: string): Promise<BackendInfo> {
   await useWasm(dnnl.threads);
   const { registerOnednnMatMul } = await import("./kernels/onednn_mat_mul.ts");
+  const { registerOnednnConv } = await import("./kernels/onednn_conv.ts");
   registerOnednnMatMul(dnnl);
+  registerOnednnConv(dnnl);
   const v = dnnl.version;
   return {
     name: "onednn",
     threads: dnnl.threads,
-    reason: `${reason} (oneDNN ${v.major}.${v.minor}.${v.patch}, ${dnnl.path}: matrix products)`,
+    reason: `${reason} (oneDNN ${v.major}.${v.minor}.${v.patch}, ${dnnl.path}: ` +
+      "matrix products and convolutions)",
   };
 }
 

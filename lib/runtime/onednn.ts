@@ -33,8 +33,91 @@ export const DNNL_STATUS = {
 /** The major version of the C API this binding is written for. */
 export const SUPPORTED_MAJOR = 2;
 
+/**
+ * Enum values and argument indices of oneDNN 2.x (oneapi/dnnl/dnnl_types.h);
+ * tests/runtime/onednn_test.ts compiles a C program against the installed
+ * headers and checks each one.
+ */
+export const DNNL = {
+  f32: 3,
+  tag_a: 2,
+  tag_nhwc: 20,
+  tag_hwio: 30,
+  forward_training: 64,
+  forward_inference: 96,
+  convolution_direct: 1,
+  engine_cpu: 1,
+  stream_default_flags: 1,
+  ARG_SRC: 1,
+  ARG_DST: 17,
+  ARG_WEIGHTS: 33,
+  ARG_BIAS: 41,
+  ARG_DIFF_SRC: 129,
+  ARG_DIFF_DST: 145,
+  ARG_DIFF_WEIGHTS: 161,
+} as const;
+
+/**
+ * Bytes reserved for the descriptors oneDNN fills in (at least their sizeof:
+ * 696 and 5,976 in 2.6; the test checks them against the headers).
+ */
+export const MEMORY_DESC_BYTES = 1024;
+/** See {@link MEMORY_DESC_BYTES}. */
+export const OP_DESC_BYTES = 8192;
+
 const SYMBOLS = {
   dnnl_version: { parameters: [], result: "pointer" },
+  dnnl_engine_create: { parameters: ["buffer", "i32", "usize"], result: "i32" },
+  dnnl_stream_create: { parameters: ["buffer", "pointer", "u32"], result: "i32" },
+  dnnl_stream_wait: { parameters: ["pointer"], result: "i32" },
+  dnnl_memory_desc_init_by_tag: {
+    parameters: ["buffer", "i32", "buffer", "i32", "i32"],
+    result: "i32",
+  },
+  dnnl_convolution_forward_desc_init: {
+    parameters: [
+      "buffer", // conv_desc
+      "i32", // prop_kind
+      "i32", // alg_kind
+      "buffer", // src_desc
+      "buffer", // weights_desc
+      "buffer", // bias_desc (NULL: none)
+      "buffer", // dst_desc
+      "buffer", // strides
+      "buffer", // padding_l
+      "buffer", // padding_r
+    ],
+    result: "i32",
+  },
+  dnnl_convolution_backward_data_desc_init: {
+    parameters: ["buffer", "i32", "buffer", "buffer", "buffer", "buffer", "buffer", "buffer"],
+    result: "i32",
+  },
+  dnnl_convolution_backward_weights_desc_init: {
+    parameters: [
+      "buffer", // conv_desc
+      "i32", // alg_kind
+      "buffer", // src_desc
+      "buffer", // diff_weights_desc
+      "buffer", // diff_bias_desc (NULL: none)
+      "buffer", // diff_dst_desc
+      "buffer", // strides
+      "buffer", // padding_l
+      "buffer", // padding_r
+    ],
+    result: "i32",
+  },
+  dnnl_primitive_desc_create: {
+    parameters: ["buffer", "buffer", "pointer", "pointer", "pointer"],
+    result: "i32",
+  },
+  dnnl_primitive_create: { parameters: ["buffer", "pointer"], result: "i32" },
+  dnnl_memory_create: { parameters: ["buffer", "buffer", "pointer", "pointer"], result: "i32" },
+  dnnl_memory_set_data_handle: { parameters: ["pointer", "pointer"], result: "i32" },
+  dnnl_primitive_execute: {
+    parameters: ["pointer", "pointer", "i32", "buffer"],
+    result: "i32",
+  },
   dnnl_sgemm: {
     parameters: [
       "u8", // transa
@@ -55,8 +138,29 @@ const SYMBOLS = {
   },
 } as const satisfies Deno.ForeignLibraryInterface;
 
+/** The sizes of one NHWC convolution: x [N, H, W, C] ⊛ w [kh, kw, C, O] → y [N, oh, ow, O]. */
+export interface ConvShape {
+  x: [number, number, number, number];
+  w: [number, number, number, number];
+  y: [number, number, number, number];
+  strides: [number, number];
+  /** Padding top, left, bottom, right. */
+  pad: [number, number, number, number];
+}
+
+/** Which convolution a {@link Onednn.conv} call runs, and on which arrays. */
+export type ConvCall =
+  | { kind: "forward"; x: Float32Array; w: Float32Array; bias?: Float32Array; y: Float32Array }
+  | { kind: "backward_data"; dy: Float32Array; w: Float32Array; dx: Float32Array }
+  | { kind: "backward_weights"; x: Float32Array; dy: Float32Array; dw: Float32Array };
+
 /** A loaded oneDNN. */
 export interface Onednn {
+  /**
+   * Runs a convolution (NHWC data, HWIO weights, the layouts tfjs keeps) on
+   * the given arrays, creating its primitive on first use and reusing it.
+   */
+  conv(shape: ConvShape, call: ConvCall): void;
   /** The file it was loaded from. */
   path: string;
   version: OnednnVersion;
@@ -111,6 +215,27 @@ export function loadOnednn(threads: number): Onednn | { error: string } {
   if (!Deno.env.get("OMP_WAIT_POLICY")) Deno.env.set("OMP_WAIT_POLICY", "passive");
   const failures: string[] = [];
   for (const path of candidatePaths()) {
+    // The version first, through that one symbol: other major versions lack others (3.x has
+    // no *_desc_init), and should be named as such rather than as a missing symbol.
+    let version: OnednnVersion;
+    try {
+      const probe = Deno.dlopen(path, { dnnl_version: SYMBOLS.dnnl_version });
+      try {
+        version = readVersion(probe.symbols.dnnl_version());
+      } finally {
+        probe.close();
+      }
+    } catch (e) {
+      failures.push(`${path}: ${(e as Error).message.split("\n")[0]}`);
+      continue;
+    }
+    if (version.major !== SUPPORTED_MAJOR) {
+      loaded = {
+        error: `${path} is oneDNN ${version.major}.${version.minor}.${version.patch}; ` +
+          `this program speaks its ${SUPPORTED_MAJOR}.x API`,
+      };
+      return loaded;
+    }
     let lib: Deno.DynamicLibrary<typeof SYMBOLS>;
     try {
       lib = Deno.dlopen(path, SYMBOLS);
@@ -118,27 +243,13 @@ export function loadOnednn(threads: number): Onednn | { error: string } {
       failures.push(`${path}: ${(e as Error).message.split("\n")[0]}`);
       continue;
     }
-    let version: OnednnVersion;
-    try {
-      version = readVersion(lib.symbols.dnnl_version());
-    } catch (e) {
-      lib.close();
-      failures.push(`${path}: ${(e as Error).message}`);
-      continue;
-    }
-    if (version.major !== SUPPORTED_MAJOR) {
-      lib.close();
-      loaded = {
-        error: `${path} is oneDNN ${version.major}.${version.minor}.${version.patch}; ` +
-          `this program speaks its ${SUPPORTED_MAJOR}.x API`,
-      };
-      return loaded;
-    }
     const s = lib.symbols;
+    const conv = convolutions(s);
     loaded = {
       path,
       version,
       threads,
+      conv,
       sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
         const status = s.dnnl_sgemm(
           transA ? T : N,
@@ -169,4 +280,172 @@ export function loadOnednn(threads: number): Onednn | { error: string } {
 /** The oneDNN in use, when {@link loadOnednn} found one. */
 export function onednn(): Onednn | undefined {
   return loaded && "sgemm" in loaded ? loaded : undefined;
+}
+
+type Symbols = Deno.DynamicLibrary<typeof SYMBOLS>["symbols"];
+
+/** Throws with the call's name when oneDNN returns an error status. */
+function check(status: number, what: string): void {
+  if (status !== DNNL_STATUS.success) {
+    throw new Error(`oneDNN ${what} failed with status ${status}`);
+  }
+}
+
+/** A pointer written by oneDNN into an 8-byte out-parameter. */
+function outPointer(cell: BigUint64Array): Deno.PointerValue {
+  return Deno.UnsafePointer.create(cell[0]);
+}
+
+/** One cached primitive with its memory objects, whose data handles are set per call. */
+interface ConvPrimitive {
+  prim: Deno.PointerValue;
+  /** DNNL_ARG_* → memory object. */
+  mems: Map<number, Deno.PointerValue>;
+}
+
+/** The convolution primitives: an engine, a stream, and a cache keyed by kind and shape. */
+function convolutions(s: Symbols): Onednn["conv"] {
+  const cell = new BigUint64Array(1);
+  check(s.dnnl_engine_create(cell, DNNL.engine_cpu, 0n), "engine_create");
+  const engine = outPointer(cell);
+  check(s.dnnl_stream_create(cell, engine, DNNL.stream_default_flags), "stream_create");
+  const stream = outPointer(cell);
+  const cache = new Map<string, ConvPrimitive>();
+
+  const md = (dims: number[], tag: number) => {
+    const desc = new Uint8Array(MEMORY_DESC_BYTES);
+    check(
+      s.dnnl_memory_desc_init_by_tag(
+        desc,
+        dims.length,
+        BigInt64Array.from(dims.map(BigInt)),
+        DNNL.f32,
+        tag,
+      ),
+      "memory_desc_init_by_tag",
+    );
+    return desc;
+  };
+  const memory = (desc: Uint8Array) => {
+    check(s.dnnl_memory_create(cell, desc, engine, null), "memory_create");
+    return outPointer(cell);
+  };
+  const primitiveDesc = (op: Uint8Array, hint: Deno.PointerValue) => {
+    check(s.dnnl_primitive_desc_create(cell, op, null, engine, hint), "primitive_desc_create");
+    return outPointer(cell);
+  };
+
+  const build = (shape: ConvShape, kind: ConvCall["kind"], bias: boolean): ConvPrimitive => {
+    const [n, h, w, c] = shape.x;
+    const [kh, kw, , o] = shape.w;
+    const [, oh, ow] = shape.y;
+    // oneDNN's logical dims are N C H W and O I H W; the tags say how they lie in memory.
+    const src = md([n, c, h, w], DNNL.tag_nhwc);
+    const wts = md([o, c, kh, kw], DNNL.tag_hwio);
+    const dst = md([n, o, oh, ow], DNNL.tag_nhwc);
+    const bia = bias ? md([o], DNNL.tag_a) : null;
+    const strides = BigInt64Array.from(shape.strides.map(BigInt));
+    const padL = BigInt64Array.from([shape.pad[0], shape.pad[1]].map(BigInt));
+    const padR = BigInt64Array.from([shape.pad[2], shape.pad[3]].map(BigInt));
+    const fwd = new Uint8Array(OP_DESC_BYTES);
+    check(
+      s.dnnl_convolution_forward_desc_init(
+        fwd,
+        kind === "forward" ? DNNL.forward_inference : DNNL.forward_training,
+        DNNL.convolution_direct,
+        src,
+        wts,
+        bia,
+        dst,
+        strides,
+        padL,
+        padR,
+      ),
+      "convolution_forward_desc_init",
+    );
+    const fwdPd = primitiveDesc(fwd, null);
+    let pd = fwdPd;
+    const mems = new Map<number, Deno.PointerValue>();
+    if (kind === "forward") {
+      mems.set(DNNL.ARG_SRC, memory(src)).set(DNNL.ARG_WEIGHTS, memory(wts));
+      mems.set(DNNL.ARG_DST, memory(dst));
+      if (bia) mems.set(DNNL.ARG_BIAS, memory(bia));
+    } else if (kind === "backward_data") {
+      const op = new Uint8Array(OP_DESC_BYTES);
+      check(
+        s.dnnl_convolution_backward_data_desc_init(
+          op,
+          DNNL.convolution_direct,
+          src,
+          wts,
+          dst,
+          strides,
+          padL,
+          padR,
+        ),
+        "convolution_backward_data_desc_init",
+      );
+      pd = primitiveDesc(op, fwdPd);
+      mems.set(DNNL.ARG_DIFF_DST, memory(dst)).set(DNNL.ARG_WEIGHTS, memory(wts));
+      mems.set(DNNL.ARG_DIFF_SRC, memory(src));
+    } else {
+      const op = new Uint8Array(OP_DESC_BYTES);
+      check(
+        s.dnnl_convolution_backward_weights_desc_init(
+          op,
+          DNNL.convolution_direct,
+          src,
+          wts,
+          null,
+          dst,
+          strides,
+          padL,
+          padR,
+        ),
+        "convolution_backward_weights_desc_init",
+      );
+      pd = primitiveDesc(op, fwdPd);
+      mems.set(DNNL.ARG_SRC, memory(src)).set(DNNL.ARG_DIFF_DST, memory(dst));
+      mems.set(DNNL.ARG_DIFF_WEIGHTS, memory(wts));
+    }
+    check(s.dnnl_primitive_create(cell, pd), "primitive_create");
+    return { prim: outPointer(cell), mems };
+  };
+
+  return (shape, call) => {
+    const bias = call.kind === "forward" && call.bias !== undefined;
+    const key =
+      `${call.kind}|${bias}|${shape.x}|${shape.w}|${shape.y}|${shape.strides}|${shape.pad}`;
+    let p = cache.get(key);
+    if (!p) {
+      p = build(shape, call.kind, bias);
+      cache.set(key, p);
+    }
+    const data = new Map<number, Float32Array>();
+    if (call.kind === "forward") {
+      data.set(DNNL.ARG_SRC, call.x).set(DNNL.ARG_WEIGHTS, call.w).set(DNNL.ARG_DST, call.y);
+      if (call.bias) data.set(DNNL.ARG_BIAS, call.bias);
+    } else if (call.kind === "backward_data") {
+      data.set(DNNL.ARG_DIFF_DST, call.dy).set(DNNL.ARG_WEIGHTS, call.w);
+      data.set(DNNL.ARG_DIFF_SRC, call.dx);
+    } else {
+      data.set(DNNL.ARG_SRC, call.x).set(DNNL.ARG_DIFF_DST, call.dy);
+      data.set(DNNL.ARG_DIFF_WEIGHTS, call.dw);
+    }
+    // dnnl_exec_arg_t is {int arg; dnnl_memory_t memory;}: 16 bytes with padding.
+    const args = new BigUint64Array(2 * data.size);
+    let i = 0;
+    for (const [arg, array] of data) {
+      const mem = p.mems.get(arg)!;
+      check(
+        s.dnnl_memory_set_data_handle(mem, Deno.UnsafePointer.of(array)),
+        "memory_set_data_handle",
+      );
+      args[2 * i] = BigInt(arg);
+      args[2 * i + 1] = Deno.UnsafePointer.value(mem);
+      i++;
+    }
+    check(s.dnnl_primitive_execute(p.prim, stream, data.size, args), `convolution ${call.kind}`);
+    check(s.dnnl_stream_wait(stream), "stream_wait");
+  };
 }

@@ -11,7 +11,13 @@ import { join } from "node:path";
 import { resolveConfig } from "../../lib/models/config.ts";
 import { modelEntry } from "../../lib/models/registry.ts";
 import { initBackend } from "../../lib/runtime/backend.ts";
-import { DNNL_STATUS, SUPPORTED_MAJOR } from "../../lib/runtime/onednn.ts";
+import {
+  DNNL,
+  DNNL_STATUS,
+  MEMORY_DESC_BYTES,
+  OP_DESC_BYTES,
+  SUPPORTED_MAJOR,
+} from "../../lib/runtime/onednn.ts";
 import { Rng } from "../../lib/runtime/rng.ts";
 import type { RunConfig } from "../../lib/models/model.ts";
 
@@ -77,6 +83,67 @@ for (const [sa, sb, ta, tb] of PRODUCTS) {
     assert.ok(maxRelErr(got, want) < 1e-5, `relative error ${maxRelErr(got, want)}`);
   });
 }
+
+// [x shape, filter shape, strides, pad]: odd sizes, stride 2, same and valid, batch 1, 1 and 3 channels.
+const CONVS: [number[], number[], number, "same" | "valid" | number][] = [
+  [[2, 9, 7, 3], [3, 3, 3, 5], 1, "same"],
+  [[2, 9, 7, 3], [3, 3, 3, 5], 2, "same"],
+  [[1, 8, 8, 1], [3, 3, 1, 4], 1, "valid"],
+  [[1, 11, 6, 4], [5, 2, 4, 3], 2, "valid"],
+  [[3, 6, 6, 8], [1, 1, 8, 8], 1, "same"],
+  [[2, 7, 7, 6], [3, 3, 6, 2], 1, 1],
+  [[4, 28, 28, 8], [3, 3, 8, 16], 2, "same"],
+];
+
+for (const [sx, sw, stride, pad] of CONVS) {
+  Deno.test(`conv2d [${sx}] ⊛ [${sw}] stride ${stride} ${pad}: value and both gradients match cpu`, async () => {
+    const rng = new Rng(sx.reduce((p, q) => p * 7 + q, stride));
+    const xv = random(sx, rng), wv = random(sw, rng);
+    const run = async () => {
+      const x = tf.tensor4d(xv, sx as [number, number, number, number]);
+      const w = tf.tensor4d(wv, sw as [number, number, number, number]);
+      const f = (x: tf.Tensor, w: tf.Tensor) =>
+        tf.conv2d(x as tf.Tensor4D, w as tf.Tensor4D, stride, pad);
+      const y = f(x, w);
+      const r = tf.tensor(random(y.shape, new Rng(9)), y.shape);
+      const [dx, dw] = tf.grads((x: tf.Tensor, w: tf.Tensor) => tf.sum(tf.mul(f(x, w), r)))([x, w]);
+      const out = [await y.data(), await dx.data(), await dw.data()].map((v) =>
+        Float32Array.from(v)
+      );
+      tf.dispose([x, w, y, r, dx, dw]);
+      return out;
+    };
+    const want = await on("cpu", run);
+    const got = await on("onednn", run);
+    ["y", "dx", "dw"].forEach((name, i) => {
+      const e = maxRelErr(got[i], want[i]);
+      assert.ok(e < 1e-5, `${name}: relative error ${e}`);
+    });
+  });
+}
+
+Deno.test("fused conv2d with bias and ReLU matches cpu", async () => {
+  const rng = new Rng(5);
+  const xv = random([2, 7, 7, 3], rng), wv = random([3, 3, 3, 4], rng), bv = random([4], rng);
+  const run = () => {
+    const x = tf.tensor4d(xv, [2, 7, 7, 3]), w = tf.tensor4d(wv, [3, 3, 3, 4]), b = tf.tensor1d(bv);
+    const y = tf.fused.conv2d({
+      x,
+      filter: w,
+      strides: 1,
+      pad: "same",
+      bias: b,
+      activation: "relu",
+    });
+    const out = Float32Array.from(y.dataSync());
+    tf.dispose([x, w, b, y]);
+    return Promise.resolve(out);
+  };
+  const want = await on("cpu", run);
+  const got = await on("onednn", run);
+  assert.ok(maxRelErr(got, want) < 1e-5, `relative error ${maxRelErr(got, want)}`);
+  assert.ok(want.some((v) => v === 0) && want.some((v) => v > 0), "ReLU both cut and passed");
+});
 
 for (const activation of ["linear", "relu", "elu"] as const) {
   for (const biasShape of [[5], [1, 5], [4, 5]]) {
@@ -166,6 +233,52 @@ Deno.test("the binding's constants and version struct are oneDNN's own (libdnnl-
   assert.match(types, /typedef int64_t dnnl_dim_t;/);
   const version = fs.readFileSync(join(dir, "dnnl_version.h"), "utf8");
   assert.match(version, new RegExp(`#define DNNL_VERSION_MAJOR ${SUPPORTED_MAJOR}\\b`));
+});
+
+/** The C names of the binding's DNNL constants. */
+const C_NAMES: Record<keyof typeof DNNL, string> = {
+  f32: "dnnl_f32",
+  tag_a: "dnnl_a",
+  tag_nhwc: "dnnl_nhwc",
+  tag_hwio: "dnnl_hwio",
+  forward_training: "dnnl_forward_training",
+  forward_inference: "dnnl_forward_inference",
+  convolution_direct: "dnnl_convolution_direct",
+  engine_cpu: "dnnl_cpu",
+  stream_default_flags: "dnnl_stream_default_flags",
+  ARG_SRC: "DNNL_ARG_SRC",
+  ARG_DST: "DNNL_ARG_DST",
+  ARG_WEIGHTS: "DNNL_ARG_WEIGHTS",
+  ARG_BIAS: "DNNL_ARG_BIAS",
+  ARG_DIFF_SRC: "DNNL_ARG_DIFF_SRC",
+  ARG_DIFF_DST: "DNNL_ARG_DIFF_DST",
+  ARG_DIFF_WEIGHTS: "DNNL_ARG_DIFF_WEIGHTS",
+};
+
+Deno.test("the binding's enum values and buffer sizes are what the headers compile to", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "dmw-dnnl-enums-" });
+  const prints = Object.entries(C_NAMES).map(([k, c]) => `printf("${k} %d\\n", (int)(${c}));`);
+  fs.writeFileSync(
+    join(dir, "enums.c"),
+    "#include <stdio.h>\n#include <oneapi/dnnl/dnnl.h>\nint main(void) {\n" +
+      prints.join("\n") +
+      '\nprintf("md %zu\\nop %zu\\narg %zu\\n", sizeof(dnnl_memory_desc_t), ' +
+      "sizeof(dnnl_convolution_desc_t), sizeof(dnnl_exec_arg_t));\nreturn 0;\n}\n",
+  );
+  const cc = await new Deno.Command("cc", {
+    args: ["-o", join(dir, "enums"), join(dir, "enums.c")],
+  }).output();
+  assert.equal(cc.code, 0, new TextDecoder().decode(cc.stderr));
+  const out = new TextDecoder().decode(
+    (await new Deno.Command(join(dir, "enums"), { stdout: "piped" }).output()).stdout,
+  );
+  const got = Object.fromEntries(out.trim().split("\n").map((l) => l.split(" ")));
+  for (const k of Object.keys(C_NAMES) as (keyof typeof DNNL)[]) {
+    assert.equal(Number(got[k]), DNNL[k], `${C_NAMES[k]}`);
+  }
+  assert.ok(Number(got.md) <= MEMORY_DESC_BYTES, `sizeof(dnnl_memory_desc_t) = ${got.md}`);
+  assert.ok(Number(got.op) <= OP_DESC_BYTES, `sizeof(dnnl_convolution_desc_t) = ${got.op}`);
+  assert.equal(Number(got.arg), 16, "dnnl_exec_arg_t as the binding lays it out");
 });
 
 /** `bench --dry-run --case mlp-toy` with `env`; returns its backend line and record. */
