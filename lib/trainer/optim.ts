@@ -5,6 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { Weights } from "../network/layers.ts";
+import { ADAM, hasAdamKernel } from "../runtime/kernels/adam.ts";
 
 /** Optimizer settings. */
 export interface OptimizerConfig {
@@ -58,6 +59,27 @@ export class Adam {
     const bc1 = 1 - beta1 ** this.t;
     const bc2 = 1 - beta2 ** this.t;
     const stepSize = lr * Math.sqrt(bc2) / bc1;
+    if (hasAdamKernel()) {
+      const attrs = {
+        beta1,
+        beta2,
+        stepSize,
+        epsHat: eps * Math.sqrt(bc2),
+        decay: kind === "adamw" ? lr * weightDecay : 0,
+      };
+      for (const [name, p] of Object.entries(params)) {
+        const g = grads[name];
+        if (!g) continue;
+        const m = this.moments[`m/${name}`];
+        const v = this.moments[`v/${name}`];
+        const out = tf.engine().runKernel(ADAM, { p, m, v, g }, attrs) as tf.Tensor[];
+        p.assign(out[0]);
+        m.assign(out[1]);
+        v.assign(out[2]);
+        tf.dispose(out);
+      }
+      return;
+    }
     tf.tidy(() => {
       for (const [name, p] of Object.entries(params)) {
         const g = grads[name];

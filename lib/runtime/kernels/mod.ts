@@ -2,9 +2,10 @@
  * Project kernels that fill gaps in tfjs-backend-wasm 4.22.0 (gradients the
  * models need) and replace its slow ones (transposed BatchMatMul and
  * _FusedMatMul, Conv2DBackpropInput, Sum and Mean over non-innermost axes,
- * the copying Identity) and add GroupNorm, plus tfjs-core's
+ * the copying Identity) and add GroupNorm and a fused Adam update, plus tfjs-core's
  * gradient functions, which Deno's CommonJS load of tfjs-core leaves out.
  */
+import { registerWasmAdam } from "./adam.ts";
 import { registerWasmBatchMatMul } from "./batch_mat_mul.ts";
 import { registerWasmConv2DBackpropFilter } from "./conv2d_backprop_filter.ts";
 import { registerWasmConv2DBackpropInput } from "./conv2d_backprop_input.ts";
@@ -33,4 +34,5 @@ export function registerProjectKernels(): void {
   registerWasmReductions();
   registerWasmIdentity();
   registerWasmGroupNorm();
+  registerWasmAdam();
 }
