@@ -31,6 +31,7 @@ import type {
   SamplingSupport,
   ZooModel,
 } from "./model.ts";
+import { gaussianSampling } from "./model.ts";
 
 /** Configuration keys of the DDPM model (besides the trainer's). */
 export const DDPM_KEYS: Record<string, KeySpec> = {
@@ -112,14 +113,7 @@ function mnistSource(): DataSource {
 export class Ddpm implements ZooModel {
   readonly name = "ddpm";
   get sampling(): SamplingSupport {
-    return {
-      samplers: SAMPLERS,
-      defaultSampler: this.config.sampler as string,
-      etaSamplers: ["ddim"],
-      guidance: false,
-      classes: 0,
-      ownMetrics: [],
-    };
+    return gaussianSampling(this.config.sampler as string);
   }
   readonly process: GaussianDiffusion;
   readonly network: Network;

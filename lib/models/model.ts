@@ -8,6 +8,7 @@ import type * as tf from "@tensorflow/tfjs-core";
 import type { Weights } from "../network/layers.ts";
 import type { Rng } from "../runtime/rng.ts";
 import { didYouMean } from "../runtime/text.ts";
+import { SAMPLERS } from "../diffusion/samplers.ts";
 
 /** A configuration value as `--set key=value` and experiment files give it. */
 export type ConfigValue = number | string | boolean | number[] | string[];
@@ -123,6 +124,18 @@ export interface SamplingSupport {
   classes: number;
   /** Metrics the model computes itself ({@link ZooModel.evaluate}). */
   ownMetrics: readonly string[];
+}
+
+/** What a Gaussian model supports: the shared samplers (η for DDIM), no guidance. */
+export function gaussianSampling(defaultSampler: string, classes = 0): SamplingSupport {
+  return {
+    samplers: SAMPLERS,
+    defaultSampler,
+    etaSamplers: ["ddim"],
+    guidance: false,
+    classes,
+    ownMetrics: [],
+  };
 }
 
 /** The support of a model that trains but does not sample (benchmark and test fixtures). */

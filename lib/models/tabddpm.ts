@@ -53,6 +53,7 @@ import type {
   SamplingSupport,
   ZooModel,
 } from "./model.ts";
+import { gaussianSampling } from "./model.ts";
 
 /** Configuration keys of the TabDDPM model (besides the trainer's). */
 export const TABDDPM_KEYS: Record<string, KeySpec> = {
@@ -150,14 +151,10 @@ export interface TableFeatures {
 export class TabDdpm implements ZooModel {
   readonly name = "tabddpm";
   get sampling(): SamplingSupport {
-    return {
-      samplers: SAMPLERS,
-      defaultSampler: this.config.sampler as string,
-      etaSamplers: ["ddim"],
-      guidance: false,
-      classes: this.features.target?.feature.categories.length ?? 0,
-      ownMetrics: [],
-    };
+    return gaussianSampling(
+      this.config.sampler as string,
+      this.features.target?.feature.categories.length ?? 0,
+    );
   }
   /** The table's features. */
   readonly features: TableFeatures;
