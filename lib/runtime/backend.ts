@@ -121,8 +121,10 @@ async function useWebgpu(adapter: GPUAdapter): Promise<void> {
   await startWebgpu(adapter);
   const { registerWebgpuKernels } = await import("./kernels/webgpu.ts");
   const { registerWebgpuGroupNorm } = await import("./kernels/group_norm_webgpu.ts");
+  const { registerWebgpuAdam } = await import("./kernels/adam.ts");
   registerWebgpuKernels();
   registerWebgpuGroupNorm();
+  registerWebgpuAdam();
 }
 
 /**

@@ -1,8 +1,9 @@
 /**
- * One Adam (or AdamW) update of a parameter as a single wasm kernel: a pass
- * over p, m, v and g on the heap writing p', m', v'. As tf ops the update is
- * about a dozen kernels per parameter (some 660 a step for the MNIST UNet),
- * each a pass over the data with its own dispatch.
+ * One Adam (or AdamW) update of a parameter as a single kernel: on wasm a
+ * pass over p, m, v and g on the heap writing p', m', v'; on WebGPU three
+ * dispatches (one per output). As tf ops the update is about a dozen kernels
+ * per parameter (some 660 a step for the MNIST UNet), each a pass over the
+ * data with its own dispatch.
  *
  *   m' = β1·m + (1 − β1)·g
  *   v' = β2·v + (1 − β2)·g²
@@ -10,11 +11,12 @@
  *
  * with stepSize = lr·√(1 − β2ᵗ)/(1 − β1ᵗ), ε̂ = ε·√(1 − β2ᵗ) and decay =
  * lr·weight decay for AdamW (0 for Adam), as lib/trainer/optim.ts computes
- * them. Arithmetic in float64, stored as float32.
+ * them. Arithmetic in float64 on wasm, float32 on WebGPU; stored as float32.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-wasm";
 import type { WasmBackend } from "./kernel_util.ts";
+import { flatDispatch, type WebGpuBackendLike, type WebGpuProgram } from "./webgpu.ts";
 
 /** Kernel name: inputs p, m, v, g; outputs p', m', v'. */
 export const ADAM = "DmwAdam";
@@ -63,4 +65,69 @@ export function registerWasmAdam(): void {
 /** Whether the current backend has the fused update. */
 export function hasAdamKernel(): boolean {
   return tf.getKernel(ADAM, tf.getBackend()) !== undefined;
+}
+
+/**
+ * One of p', m', v' of the update on WebGPU (three dispatches: a program has
+ * one output). Each binds only the buffers it reads: WebGPU derives the
+ * binding layout from the shader, and an unread buffer would not be in it.
+ */
+class AdamProgram implements WebGpuProgram {
+  variableNames: string[];
+  outputShape: number[];
+  shaderKey: string;
+  dispatchLayout: { x: number[] };
+  dispatch: [number, number, number];
+  workgroupSize: [number, number, number] = [64, 1, 1];
+  size = true;
+  uniforms = "beta1 : f32, beta2 : f32, stepSize : f32, epsHat : f32, decay : f32,";
+
+  constructor(readonly which: "p" | "m" | "v", shape: number[]) {
+    this.variableNames = which === "p" ? ["p", "m", "v", "g"] : [which, "g"];
+    this.outputShape = shape;
+    this.shaderKey = `dmw_adam_${which}`;
+    this.dispatchLayout = { x: shape.map((_, i) => i) };
+    this.dispatch = flatDispatch(tf.util.sizeFromShape(shape), 64);
+  }
+
+  getUserCode(): string {
+    const mi = "uniforms.beta1 * m[index] + (1.0 - uniforms.beta1) * gi";
+    const vi = "uniforms.beta2 * v[index] + (1.0 - uniforms.beta2) * gi * gi";
+    const body = this.which === "m"
+      ? `setOutputAtIndex(index, ${mi});`
+      : this.which === "v"
+      ? `setOutputAtIndex(index, ${vi});`
+      : `let mi = ${mi};
+          let vi = ${vi};
+          setOutputAtIndex(index,
+            p[index] - uniforms.stepSize * mi / (sqrt(vi) + uniforms.epsHat) - uniforms.decay * p[index]);`;
+    return `
+      fn main(index : i32) {
+        if (index < uniforms.size) {
+          let gi = g[index];
+          ${body}
+        }
+      }`;
+  }
+}
+
+/** The WebGPU kernel function. */
+export function webgpuAdam(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
+  const backend = args.backend as unknown as WebGpuBackendLike;
+  const { p, m, v, g } = args.inputs as Record<string, tf.TensorInfo>;
+  const a = args.attrs as unknown as AdamAttrs;
+  const uniforms = [a.beta1, a.beta2, a.stepSize, a.epsHat, a.decay].map((x) => ({
+    type: "float32",
+    data: [x],
+  }));
+  const inputs = { p: [p, m, v, g], m: [m, g], v: [v, g] };
+  return (["p", "m", "v"] as const).map((which) =>
+    backend.runWebGPUProgram(new AdamProgram(which, p.shape), inputs[which], "float32", uniforms)
+  );
+}
+
+/** Registers the kernel for webgpu; idempotent. */
+export function registerWebgpuAdam(): void {
+  if (tf.getKernel(ADAM, "webgpu")) return;
+  tf.registerKernel({ kernelName: ADAM, backendName: "webgpu", kernelFunc: webgpuAdam });
 }
