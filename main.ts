@@ -248,9 +248,14 @@ program.command("compare")
   .option("--cols <param>", "column parameter (default sample_steps)")
   .option("--metric <name>", "metric (default: the experiment's)")
   .option("--csv", "every configuration as one CSV row: parameters, then metrics")
+  .option("--list", "list the sweeps in the store (name, status, jobs done, failed, created, file)")
   .option("--store <path>", "store file", "runs/store.sqlite")
   .action(async (sweep: string | undefined, o) => {
-    const { compareSweep } = await import("./lib/sweep/commands.ts");
+    const { compareSweep, listSweeps } = await import("./lib/sweep/commands.ts");
+    if (o.list) {
+      console.log(listSweeps({ storePath: o.store }));
+      return;
+    }
     console.log(
       compareSweep({
         sweep,

@@ -49,10 +49,6 @@ export interface UNetConfig {
 /** The UNet denoiser for NHWC images. */
 export class UNet implements Network {
   readonly config: Required<UNetConfig>;
-  /** The attention weights of the last call, when {@link keepAttention} is set: [B, heads, N, N]. */
-  lastAttention: tf.Tensor4D | undefined;
-  /** Keep the middle block's attention weights for inspection. @default false */
-  keepAttention = false;
 
   /** Builds the network description; parameters come from {@link init}. */
   constructor(config: UNetConfig = {}) {
@@ -129,11 +125,7 @@ export class UNet implements Network {
     ); // [B, N, 3C]: q, k, v, each head's d channels together
     // Split, then a 4-D transpose each: wasm's 5-D Transpose is ~50× slower per element.
     const [q, k, v] = tf.split(qkv, 3, 2).map((p) => splitHeads(p, heads)); // each [B, h, N, d]
-    const { out, weights } = attend(q, k, v); // [B, h, N, d]
-    if (this.keepAttention) {
-      this.lastAttention?.dispose();
-      this.lastAttention = tf.keep(weights);
-    }
+    const { out } = attend(q, k, v); // [B, h, N, d]
     const merged = tf.reshape(mergeHeads(out), [B, H, W, C]) as tf.Tensor4D; // [B, H, W, C]
     return tf.add(x, conv(w, "mida.out", merged));
   }

@@ -107,7 +107,7 @@ export interface Experiment {
    * successive halving (ASHA) on the training loss at rungs min_iter·eta^k.
    * Absent = every job runs to the end.
    */
-  earlyTerminate?: { type: "asha" | "hyperband"; minIter: number; eta: number };
+  earlyTerminate?: { type: "asha"; minIter: number; eta: number };
   /** Backend of the jobs. @default "auto" */
   backend: string;
 }
@@ -315,9 +315,14 @@ export function parseExperiment(text: string, file: string): Experiment {
   if (top.early_terminate !== undefined) {
     const et = asObject(file, "early_terminate", top.early_terminate);
     onlyKeys(file, "early_terminate", et, ["type", "min_iter", "eta"]);
-    if (et.type !== "asha" && et.type !== "hyperband") {
-      fail(file, "early_terminate.type", "must be asha or hyperband");
+    if (et.type === "hyperband") {
+      fail(
+        file,
+        "early_terminate.type",
+        "hyperband (several brackets of ASHA) is not implemented; asha is (one bracket)",
+      );
     }
+    if (et.type !== "asha") fail(file, "early_terminate.type", "must be asha");
     earlyTerminate = {
       type: et.type,
       minIter: intAt(file, "early_terminate.min_iter", et.min_iter ?? 500, 1),

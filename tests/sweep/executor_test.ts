@@ -45,8 +45,6 @@ parameters:
   sample_steps: {values: [10, 20]}
 `);
   // lr picks the fate of each training job through the fake worker's --set keys.
-  const text = fs.readFileSync(file, "utf8");
-  fs.writeFileSync(file, text);
   const lines: string[] = [];
   const worker = [
     ...fake.slice(0, -1),
@@ -336,6 +334,15 @@ parameters:
   assert.equal(csv.length, 13);
   assert.match(csv[0], /^schedule,ema_eval,sample_steps,.*state,mmd$/);
   assert.match(listSweeps({ store }), /cmp\s+done\s+14\/14/);
+  const listed = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", fileURLToPath(new URL("../../main.ts", import.meta.url)), "compare"]
+      .concat(["--list", "--store", storePath]),
+    stdout: "piped",
+  }).output();
+  assert.match(
+    new TextDecoder().decode(listed.stdout),
+    /^sweep +status +done +failed[^\n]*\ncmp +done +14\/14 +0 /,
+  );
   assert.throws(
     () => compareSweep({ store, rows: "sheduler" }),
     /--rows sheduler: not a parameter of sweep cmp \(did you mean "schedule"\?\) \(varying: schedule, ema_eval, sample_steps; all: /,

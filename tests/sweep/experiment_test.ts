@@ -248,3 +248,10 @@ Deno.test("evaluation keys are range-checked too", () => {
     /parameters\.sample_steps\.values\[1\]: must be an integer ≥ 0/,
   );
 });
+
+Deno.test("hyperband, which is not implemented, is refused rather than run as ASHA", () => {
+  assert.throws(
+    () => parseExperiment(base + "early_terminate: {type: hyperband}\n", "exp.yaml"),
+    /exp\.yaml: early_terminate\.type: hyperband \(several brackets of ASHA\) is not implemented; asha is/,
+  );
+});
