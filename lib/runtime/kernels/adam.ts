@@ -16,7 +16,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import "@tensorflow/tfjs-backend-wasm";
 import type { WasmBackend } from "./kernel_util.ts";
-import { flatDispatch, type WebGpuBackendLike, type WebGpuProgram } from "./webgpu.ts";
+import { elementwiseProgram, type WebGpuBackendLike, type WebGpuProgram } from "./webgpu.ts";
 
 /** Kernel name: inputs p, m, v, g; outputs p', m', v'. */
 export const ADAM = "DmwAdam";
@@ -69,46 +69,27 @@ export function hasAdamKernel(): boolean {
 
 /**
  * One of p', m', v' of the update on WebGPU (three dispatches: a program has
- * one output). Each binds only the buffers it reads: WebGPU derives the
- * binding layout from the shader, and an unread buffer would not be in it.
+ * one output); each binds only the buffers it reads.
  */
-class AdamProgram implements WebGpuProgram {
-  variableNames: string[];
-  outputShape: number[];
-  shaderKey: string;
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [64, 1, 1];
-  size = true;
-  uniforms = "beta1 : f32, beta2 : f32, stepSize : f32, epsHat : f32, decay : f32,";
-
-  constructor(readonly which: "p" | "m" | "v", shape: number[]) {
-    this.variableNames = which === "p" ? ["p", "m", "v", "g"] : [which, "g"];
-    this.outputShape = shape;
-    this.shaderKey = `dmw_adam_${which}`;
-    this.dispatchLayout = { x: shape.map((_, i) => i) };
-    this.dispatch = flatDispatch(tf.util.sizeFromShape(shape), 64);
-  }
-
-  getUserCode(): string {
-    const mi = "uniforms.beta1 * m[index] + (1.0 - uniforms.beta1) * gi";
-    const vi = "uniforms.beta2 * v[index] + (1.0 - uniforms.beta2) * gi * gi";
-    const body = this.which === "m"
-      ? `setOutputAtIndex(index, ${mi});`
-      : this.which === "v"
-      ? `setOutputAtIndex(index, ${vi});`
-      : `let mi = ${mi};
+function adamProgram(which: "p" | "m" | "v", shape: number[]): WebGpuProgram {
+  const mi = "uniforms.beta1 * m[index] + (1.0 - uniforms.beta1) * gi";
+  const vi = "uniforms.beta2 * v[index] + (1.0 - uniforms.beta2) * gi * gi";
+  const update = which === "m"
+    ? `setOutputAtIndex(index, ${mi});`
+    : which === "v"
+    ? `setOutputAtIndex(index, ${vi});`
+    : `let mi = ${mi};
           let vi = ${vi};
           setOutputAtIndex(index,
             p[index] - uniforms.stepSize * mi / (sqrt(vi) + uniforms.epsHat) - uniforms.decay * p[index]);`;
-    return `
-      fn main(index : i32) {
-        if (index < uniforms.size) {
-          let gi = g[index];
-          ${body}
-        }
-      }`;
-  }
+  return elementwiseProgram({
+    shaderKey: `dmw_adam_${which}`,
+    variableNames: which === "p" ? ["p", "m", "v", "g"] : [which, "g"],
+    shape,
+    uniforms: "beta1 : f32, beta2 : f32, stepSize : f32, epsHat : f32, decay : f32,",
+    body: `let gi = g[index];
+          ${update}`,
+  });
 }
 
 /** The WebGPU kernel function. */
@@ -122,7 +103,7 @@ export function webgpuAdam(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] 
   }));
   const inputs = { p: [p, m, v, g], m: [m, g], v: [v, g] };
   return (["p", "m", "v"] as const).map((which) =>
-    backend.runWebGPUProgram(new AdamProgram(which, p.shape), inputs[which], "float32", uniforms)
+    backend.runWebGPUProgram(adamProgram(which, p.shape), inputs[which], "float32", uniforms)
   );
 }
 

@@ -13,7 +13,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { dimsOf, GROUP_NORM, GROUP_NORM_GRAD, type GroupNormAttrs } from "./group_norm.ts";
-import { flatDispatch, type WebGpuBackendLike, type WebGpuProgram } from "./webgpu.ts";
+import { elementwiseProgram, type WebGpuBackendLike, type WebGpuProgram } from "./webgpu.ts";
 
 const BACKEND = "webgpu";
 /** Threads of a workgroup that reduces one group or channel. */
@@ -119,44 +119,26 @@ class GroupReduceProgram implements WebGpuProgram {
  * One thread per element of [B, H, W, C]. `norm`: y = (x − μ)·r·γ + β from
  * the stats. `dx`: dx = r·(dy·γ − m1 − x̂·m2) from the gradient's group means.
  */
-class GroupElementwiseProgram implements WebGpuProgram {
-  variableNames: string[];
-  outputShape: number[];
-  shaderKey: string;
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [WG, 1, 1];
-  size = true;
-  uniforms = SHAPE_UNIFORMS;
-
-  constructor(readonly mode: "norm" | "dx", shape: number[]) {
-    this.variableNames = mode === "norm"
-      ? ["x", "stats", "gamma", "beta"]
-      : ["dy", "x", "mean", "rstd", "gamma", "means"];
-    this.outputShape = shape;
-    this.shaderKey = `dmw_gn_${mode}`;
-    this.dispatchLayout = { x: shape.map((_, i) => i) };
-    this.dispatch = flatDispatch(tf.util.sizeFromShape(shape), WG);
-  }
-
-  getUserCode(): string {
-    const body = this.mode === "norm"
-      ? `setOutputAtIndex(index,
+function groupElementwise(mode: "norm" | "dx", shape: number[]): WebGpuProgram {
+  const value = mode === "norm"
+    ? `setOutputAtIndex(index,
             (x[index] - stats[row * 2]) * stats[row * 2 + 1] * gamma[c] + beta[c]);`
-      : `let r = rstd[row];
+    : `let r = rstd[row];
           let xh = (x[index] - mean[row]) * r;
           setOutputAtIndex(index,
             r * (dy[index] * gamma[c] - means[row * 2] - xh * means[row * 2 + 1]));`;
-    return `
-      fn main(index : i32) {
-        if (index < uniforms.size) {
-          let c = index % uniforms.C;
+  return elementwiseProgram({
+    shaderKey: `dmw_gn_${mode}`,
+    variableNames: mode === "norm"
+      ? ["x", "stats", "gamma", "beta"]
+      : ["dy", "x", "mean", "rstd", "gamma", "means"],
+    shape,
+    uniforms: SHAPE_UNIFORMS,
+    body: `let c = index % uniforms.C;
           let b = index / (uniforms.P * uniforms.C);
           let row = b * uniforms.G + c / uniforms.cg;
-          ${body}
-        }
-      }`;
-  }
+          ${value}`,
+  });
 }
 
 /** One workgroup per channel: Σ dy·x̂ and Σ dy over batch and pixels, out [2, C]. */
@@ -202,33 +184,6 @@ class ChannelSumsProgram implements WebGpuProgram {
   }
 }
 
-/** out[i] = v[i·stride + offset]: one column of [N, 2] statistics, or one row of [2, C] sums. */
-class PickProgram implements WebGpuProgram {
-  variableNames = ["v"];
-  outputShape: number[];
-  shaderKey = "dmw_pick";
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [WG, 1, 1];
-  size = true;
-  uniforms = "stride : i32, offset : i32,";
-
-  constructor(shape: number[]) {
-    this.outputShape = shape;
-    this.dispatchLayout = { x: shape.map((_, i) => i) };
-    this.dispatch = flatDispatch(tf.util.sizeFromShape(shape), WG);
-  }
-
-  getUserCode(): string {
-    return `
-      fn main(index : i32) {
-        if (index < uniforms.size) {
-          setOutputAtIndex(index, v[index * uniforms.stride + uniforms.offset]);
-        }
-      }`;
-  }
-}
-
 type Uniform = { type: string; data: number[] };
 
 function shapeUniforms(x: tf.TensorInfo, gamma: tf.TensorInfo, attrs: GroupNormAttrs): Uniform[] {
@@ -244,6 +199,7 @@ function shapeUniforms(x: tf.TensorInfo, gamma: tf.TensorInfo, attrs: GroupNormA
   ];
 }
 
+/** out[i] = v[i·stride + offset]: one column of [N, 2] statistics, or one row of [2, C] sums. */
 function pick(
   backend: WebGpuBackendLike,
   v: tf.TensorInfo,
@@ -251,7 +207,14 @@ function pick(
   stride: number,
   offset: number,
 ): tf.TensorInfo {
-  return backend.runWebGPUProgram(new PickProgram(shape), [v], "float32", [
+  const program = elementwiseProgram({
+    shaderKey: "dmw_pick",
+    variableNames: ["v"],
+    shape,
+    uniforms: "stride : i32, offset : i32,",
+    body: "setOutputAtIndex(index, v[index * uniforms.stride + uniforms.offset]);",
+  });
+  return backend.runWebGPUProgram(program, [v], "float32", [
     { type: "int32", data: [stride] },
     { type: "int32", data: [offset] },
   ]);
@@ -267,7 +230,7 @@ export function webgpuGroupNorm(args: Parameters<tf.KernelFunc>[0]): tf.TensorIn
   const u = shapeUniforms(x, gamma, attrs);
   const stats = backend.runWebGPUProgram(new GroupReduceProgram("stats", B, G), [x], "float32", u);
   const y = backend.runWebGPUProgram(
-    new GroupElementwiseProgram("norm", x.shape),
+    groupElementwise("norm", x.shape),
     [x, stats, gamma, beta],
     "float32",
     u,
@@ -292,7 +255,7 @@ export function webgpuGroupNormGrad(args: Parameters<tf.KernelFunc>[0]): tf.Tens
     u,
   );
   const dx = backend.runWebGPUProgram(
-    new GroupElementwiseProgram("dx", x.shape),
+    groupElementwise("dx", x.shape),
     [dy, x, mean, rstd, gamma, means],
     "float32",
     u,

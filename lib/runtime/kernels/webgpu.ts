@@ -59,35 +59,43 @@ export interface WebGpuBackendLike {
   disposeData(id: tf.DataId): boolean;
 }
 
-/** Workgroups for `n` threads in groups of `size` along x. */
-export function flatDispatch(n: number, size: number): [number, number, number] {
-  return [Math.ceil(n / size), 1, 1];
+/** What {@link elementwiseProgram} builds a program from. */
+export interface ElementwiseSpec {
+  /** Caches the compiled pipeline: one key per distinct `body`. */
+  shaderKey: string;
+  /**
+   * The input buffers, in the order of the inputs: only those `body` reads
+   * (WebGPU derives the binding layout from the shader, so an unread buffer
+   * breaks the bind group).
+   */
+  variableNames: string[];
+  /** Shape of the output. */
+  shape: number[];
+  /** Extra uniform fields, `name : type,` each. */
+  uniforms?: string;
+  /** WGSL run for each `index` below `uniforms.size`, ending in `setOutputAtIndex(index, …)`. */
+  body: string;
 }
 
-/** y = f32(x) for x on an int32 or bool buffer. */
-class ToFloatProgram implements WebGpuProgram {
-  variableNames = ["x"];
-  outputShape: number[];
-  shaderKey = "dmw_to_float";
-  dispatchLayout: { x: number[] };
-  dispatch: [number, number, number];
-  workgroupSize: [number, number, number] = [64, 1, 1];
-  size = true;
-
-  constructor(shape: number[]) {
-    this.outputShape = shape.length ? shape : [1];
-    this.dispatchLayout = { x: this.outputShape.map((_, i) => i) };
-    this.dispatch = flatDispatch(tf.util.sizeFromShape(this.outputShape), 64);
-  }
-
-  getUserCode(): string {
-    return `
+/** A program with one thread per output element, in workgroups of 64 along x. */
+export function elementwiseProgram(spec: ElementwiseSpec): WebGpuProgram {
+  const outputShape = spec.shape.length ? spec.shape : [1];
+  return {
+    variableNames: spec.variableNames,
+    outputShape,
+    shaderKey: spec.shaderKey,
+    dispatchLayout: { x: outputShape.map((_, i) => i) },
+    dispatch: [Math.ceil(tf.util.sizeFromShape(outputShape) / 64), 1, 1],
+    workgroupSize: [64, 1, 1],
+    size: true,
+    uniforms: spec.uniforms,
+    getUserCode: () => `
       fn main(index : i32) {
         if (index < uniforms.size) {
-          setOutputAtIndex(index, f32(x[index]));
+          ${spec.body}
         }
-      }`;
-  }
+      }`,
+  };
 }
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
@@ -146,7 +154,13 @@ function convertingCast(original: tf.KernelFunc): tf.KernelFunc {
         Float32Array.from(stored.values as Int32Array | Uint8Array),
       );
     }
-    return backend.runWebGPUProgram(new ToFloatProgram(x.shape), [x], "float32");
+    const toFloat = elementwiseProgram({
+      shaderKey: "dmw_to_float",
+      variableNames: ["x"],
+      shape: x.shape,
+      body: "setOutputAtIndex(index, f32(x[index]));",
+    });
+    return backend.runWebGPUProgram(toFloat, [x], "float32");
   };
 }
 
