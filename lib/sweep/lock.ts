@@ -8,17 +8,7 @@
  */
 import * as fs from "node:fs";
 import { dirname } from "node:path";
-import process from "node:process";
-
-/** Whether a process with this id exists. */
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code === "EPERM";
-  }
-}
+import { processExists } from "../runtime/process.ts";
 
 /**
  * Takes the lock at `path` for sweep `name`, or throws naming the process
@@ -48,7 +38,7 @@ export function acquireSweepLock(path: string, name: string): () => void {
     } catch {
       // a torn lock file: its writer died mid-write
     }
-    if (holder.pid && holder.pid !== Deno.pid && alive(holder.pid)) {
+    if (holder.pid && holder.pid !== Deno.pid && processExists(holder.pid)) {
       throw new Error(
         `sweep ${name} is already running in process ${holder.pid} (since ${holder.started}); ` +
           `\`deno task watch ${name}\` shows it. If that process is not a sweep, remove ${path}`,

@@ -8,7 +8,7 @@
 import type * as tf from "@tensorflow/tfjs-core";
 import * as fs from "node:fs";
 import { dirname, join } from "node:path";
-import process from "node:process";
+import { processExists } from "../runtime/process.ts";
 import {
   readTensors,
   syncDirectory,
@@ -67,21 +67,13 @@ export function removeStaleTemporaries(runDir: string): string[] {
   const removed: string[] = [];
   for (const name of fs.readdirSync(dir)) {
     const m = /^step-\d{8}\.tmp-(\d+)$/.exec(name);
-    if (!m || alive(Number(m[1]))) continue;
+    // This process's own temporary is stale too: it is between checkpoints here.
+    const pid = Number(m?.[1]);
+    if (!m || (pid !== Deno.pid && processExists(pid))) continue;
     fs.rmSync(join(dir, name), { recursive: true, force: true });
     removed.push(join(dir, name));
   }
   return removed;
-}
-
-function alive(pid: number): boolean {
-  if (pid === Deno.pid) return false;
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as { code?: string }).code === "EPERM";
-  }
 }
 
 /** The steps of the complete checkpoints in a run directory, ascending. */
