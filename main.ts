@@ -44,7 +44,7 @@ const terminal = () => Deno.stdout.isTerminal() && Deno.stdin.isTerminal();
 const backendOption = () =>
   new Option(
     "--backend <name>",
-    "backend: auto picks WebGPU on a hardware adapter, else oneDNN when it loads (matrix products), else wasm",
+    "backend: auto picks WebGPU on a hardware adapter, else oneDNN when it loads (matrix products, convolutions), else wasm",
   )
     .choices(["auto", "webgpu", "onednn", "wasm", "cpu"]).default("auto");
 

@@ -70,16 +70,10 @@ const OUT_EXTENSIONS: Record<SampleOutput["kind"], string[]> = {
 };
 
 /**
- * The files samples of `kind` go to for `--out path`, checked before any
- * sampling: a wrong extension is an error (not `x.jpg.png`), and the folder
- * is created and a file written and removed in it, so a read-only or
- * missing place fails now rather than after the samples are drawn.
+ * The files samples of `kind` go to for `--out path`; a wrong extension is an
+ * error (not `x.jpg.png`).
  */
-export function prepareOutput(
-  kind: SampleOutput["kind"],
-  path: string,
-  option = "--out",
-): string[] {
+export function outputPaths(kind: SampleOutput["kind"], path: string, option = "--out"): string[] {
   const ext = extname(path).toLowerCase();
   const allowed = OUT_EXTENSIONS[kind];
   if (ext && !allowed.includes(ext)) {
@@ -90,11 +84,21 @@ export function prepareOutput(
     );
   }
   const base = ext ? path.slice(0, -ext.length) : path;
-  const paths = kind === "image"
+  return kind === "image"
     ? [`${base}.png`]
     : kind === "points"
     ? [`${base}.csv`, `${base}.png`]
     : [`${base}.csv`];
+}
+
+/**
+ * Checks `--out` before any sampling: its extension ({@link outputPaths}),
+ * and that its folder can be created and written (a file is written there and
+ * removed), so a read-only or missing place fails now rather than after the
+ * samples are drawn.
+ */
+export function prepareOutput(kind: SampleOutput["kind"], path: string, option = "--out"): void {
+  outputPaths(kind, path, option);
   const dir = dirname(path) || ".";
   try {
     fs.mkdirSync(dir, { recursive: true });
@@ -104,12 +108,12 @@ export function prepareOutput(
   } catch (e) {
     throw new Error(`${option} ${path}: cannot write in ${dir} (${(e as Error).message})`);
   }
-  return paths;
 }
 
 /** Writes samples in their natural form next to `out`; returns the paths. */
 export function writeSamples(out: SampleOutput, path: string, data: string, seed = 0): string[] {
-  const paths = prepareOutput(out.kind, path);
+  const paths = outputPaths(out.kind, path);
+  fs.mkdirSync(dirname(path) || ".", { recursive: true });
   if (out.kind === "image") {
     const png = paths[0];
     writePng(

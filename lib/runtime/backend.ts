@@ -25,7 +25,7 @@ export type BackendName = "auto" | "webgpu" | "onednn" | "wasm" | "cpu";
 export interface BackendInfo {
   /**
    * The backend in use: a tfjs backend, or `onednn`, the wasm backend with
-   * its matrix products on oneDNN (tfjs's backend is then `wasm`).
+   * its matrix products and convolutions on oneDNN (tfjs's backend is then `wasm`).
    */
   name: "webgpu" | "onednn" | "wasm" | "cpu";
   /** The GPU adapter's description, when one was found. */
@@ -97,10 +97,11 @@ const ONEDNN_HINT = "`apt-get install libdnnl2` (or DMW_DNNL=/path/to/libdnnl.so
   "oneDNN's matrix products and convolutions: training 1.7–2.1× faster (--backend onednn)";
 
 /**
- * The wasm backend with oneDNN's matrix products. XNNPACK (convolutions) and
- * oneDNN's OpenMP pool both get the cores: they take turns, and OpenMP waits
- * passively (loadOnednn), so neither spins while the other works. Measured
- * with XNNPACK on one thread instead, the UNet step was 1.3–1.6× slower.
+ * The wasm backend with oneDNN's matrix products and convolutions. The wasm
+ * threads (everything else) and oneDNN's OpenMP pool both get the cores: they
+ * take turns, and OpenMP waits passively (loadOnednn), so neither spins while
+ * the other works. Measured when only the matrix products were oneDNN's, wasm
+ * on one thread made the UNet step 1.3–1.6× slower than on the cores.
  */
 async function useOnednn(dnnl: Onednn, reason: string): Promise<BackendInfo> {
   await useWasm(dnnl.threads);
