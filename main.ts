@@ -108,7 +108,27 @@ program.command("train")
     await trainCommand({ ...o, set: parseSets(o.set), backend: o.backend as BackendName });
   });
 
-program.command("sample")
+/** The sampling options `sample` and `eval` share. */
+function samplingOptions(cmd: Command): Command {
+  return cmd
+    .option(
+      "--sampler <name>",
+      "sampler (default: the run's): ddpm, ddim, dpmpp2m on the schedule's timesteps; euler, heun, " +
+        "dpmpp2m_sde on a σ grid (ddpm models: every one of these; objective=edm: euler, heun, dpmpp2m, " +
+        "dpmpp2m_sde; objective=flow: euler, heun); em (score); ancestral (d3pm)",
+    )
+    .option("--steps <k>", "sampling steps (default: the run's)", positive("--steps"))
+    .option("--eta <eta>", "η of ddim (0 = deterministic) and dpmpp2m_sde (default 1)", num)
+    .option("--churn <s>", "EDM's S_churn for euler and heun (0 = deterministic)", num)
+    .option("--guidance <w>", "classifier-free guidance scale (conditional models)", num)
+    .option(
+      "--guidance-rescale <phi>",
+      "guidance rescale φ in [0, 1] (Lin et al. 2023; conditional models)",
+      num,
+    );
+}
+
+samplingOptions(program.command("sample"))
   .description(
     "Draw samples from a run: a PNG grid for images, CSV + PNG scatter for 2-D data, CSV rows for tables.",
   )
@@ -120,12 +140,8 @@ program.command("sample")
     "class label for conditional models (default: one row per class)",
     int("--label"),
   )
-  .option("--sampler <name>", "sampler: ddpm, ddim, dpmpp2m, em (score model); default: the run's")
-  .option("--steps <k>", "sampling steps (default: the run's)", positive("--steps"))
-  .option("--eta <eta>", "DDIM η (0 = deterministic)", num)
   .option("--ema <decay>", "weights: raw or a tracked EMA decay (default: the largest tracked)")
   .option("--checkpoint <step>", "checkpoint step (default: latest)", int("--checkpoint"))
-  .option("--guidance <w>", "classifier-free guidance scale (conditional models)", num)
   .option("--seed <n>", "seed", int("--seed"), 0)
   .addOption(backendOption())
   .addOption(threadsOption())
@@ -135,7 +151,7 @@ program.command("sample")
     for (const p of paths) console.log(p);
   });
 
-program.command("eval")
+samplingOptions(program.command("eval"))
   .description(
     'Evaluate a run: prints one JSON line per metric, {"metric", "value", "n", "spread", …}.',
   )
@@ -149,12 +165,8 @@ program.command("eval")
     ).argParser(collect).default([], "the dataset's usual ones"),
   )
   .option("--n <n>", "samples to draw", positive("--n"))
-  .option("--sampler <name>", "sampler (default: the run's)")
-  .option("--steps <k>", "sampling steps (default: the run's)", positive("--steps"))
-  .option("--eta <eta>", "DDIM η", num)
   .option("--ema <decay>", "weights: raw or a tracked EMA decay")
   .option("--checkpoint <step>", "checkpoint step (default: latest)", int("--checkpoint"))
-  .option("--guidance <w>", "classifier-free guidance scale", num)
   .addOption(
     new Option("--clip <mode>", "x0 clipping (default: the model's)").choices([
       "none",

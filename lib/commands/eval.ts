@@ -28,6 +28,8 @@ export interface EvalCommandOptions {
   ema?: string;
   checkpoint?: number;
   guidance?: number;
+  guidanceRescale?: number;
+  churn?: number;
   clip?: "none" | "static" | "dynamic";
   /** Also write the samples there (PNG grid, or CSV + scatter). */
   samplesOut?: string;
@@ -66,6 +68,8 @@ export async function evalCommand(opts: EvalCommandOptions): Promise<MetricResul
         steps: opts.steps,
         eta: opts.eta,
         guidance: opts.guidance,
+        guidanceRescale: opts.guidanceRescale,
+        churn: opts.churn,
       });
       if (opts.samplesOut) prepareOutput(kind, opts.samplesOut, "--samples-out");
     }
@@ -75,10 +79,12 @@ export async function evalCommand(opts: EvalCommandOptions): Promise<MetricResul
     const settings = {
       step: run.step,
       ema: run.ema,
-      sampler: opts.sampler ?? run.config.sampler ?? null,
+      sampler: opts.sampler ?? support.defaultSampler,
       steps: opts.steps ?? null,
       eta: opts.eta ?? null,
       guidance: opts.guidance ?? null,
+      guidance_rescale: opts.guidanceRescale ?? null,
+      churn: opts.churn ?? null,
     };
     const results: MetricResult[] = [];
     const needSamples: string[] = [];
@@ -95,6 +101,8 @@ export async function evalCommand(opts: EvalCommandOptions): Promise<MetricResul
         steps: opts.steps,
         eta: opts.eta,
         guidance: opts.guidance,
+        guidanceRescale: opts.guidanceRescale,
+        churn: opts.churn,
         clip: opts.clip,
         onProgress: (done, total) => {
           progress.total = total;
@@ -113,6 +121,7 @@ export async function evalCommand(opts: EvalCommandOptions): Promise<MetricResul
             config: run.config,
           })),
           ...settings,
+          nfe: samples.nfe ?? null,
         });
       }
     }

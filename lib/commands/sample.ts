@@ -28,6 +28,8 @@ export interface SampleCommandOptions {
   ema?: string;
   checkpoint?: number;
   guidance?: number;
+  guidanceRescale?: number;
+  churn?: number;
   seed: number;
   backend: BackendName;
 }
@@ -45,6 +47,8 @@ export async function sampleCommand(opts: SampleCommandOptions): Promise<string[
       steps: opts.steps,
       eta: opts.eta,
       guidance: opts.guidance,
+      guidanceRescale: opts.guidanceRescale,
+      churn: opts.churn,
       labels: opts.label !== undefined ? [opts.label] : undefined,
     };
     checkSampleRequest(String(run.config.model), run.model.sampling, req);

@@ -19,6 +19,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { Rng } from "../runtime/rng.ts";
+import type { NetFn, ReverseProcess } from "./reverse.ts";
 import { cosineBetas, linearBetas } from "./schedules.ts";
 
 /** The transition kernels. */
@@ -451,4 +452,43 @@ export class D3pmProcess {
     this.#table = undefined;
     this.#consistent = undefined;
   }
+}
+
+/**
+ * D3PM's ancestral sampler as a {@link ReverseProcess}: x is the token tensor
+ * [M] (int32), the network function returns logits [M, K] over x0, and each
+ * step draws from pθ(x_s | x_t) on `steps` evenly spaced times from T to 0.
+ */
+export class D3pmAncestral implements ReverseProcess {
+  readonly name = "ancestral";
+  #times: number[] = [];
+
+  /** The sampler of `process`. */
+  constructor(readonly process: D3pmProcess) {}
+
+  /** At most T steps: times round(T·(steps − i)/steps), i = 0 … steps. */
+  setSteps(steps: number): number {
+    const T = this.process.T;
+    const k = Math.min(steps, T);
+    this.#times = Array.from({ length: k + 1 }, (_, i) => Math.round(T * (k - i) / k));
+    return k;
+  }
+
+  prior(shape: number[], rng: Rng): tf.Tensor {
+    const n = shape.reduce((a, b) => a * b, 1);
+    return tf.tensor(this.process.priorSample(n, rng), shape, "int32");
+  }
+
+  async step(i: number, x: tf.Tensor, net: NetFn, rng: Rng): Promise<tf.Tensor> {
+    const xt = (await x.data()) as Int32Array;
+    const logits = net(x, this.#times[i]) as tf.Tensor2D;
+    try {
+      const next = await this.process.step(logits, xt, this.#times[i], this.#times[i + 1], rng);
+      return tf.tensor(next, x.shape, "int32");
+    } finally {
+      logits.dispose();
+    }
+  }
+
+  reset(): void {}
 }

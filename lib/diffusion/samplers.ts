@@ -1,17 +1,51 @@
 /**
- * Samplers for the Gaussian process, all behind one small interface (set the
- * timesteps, take one step), so a sweep swaps them by name: DDPM ancestral
- * (over all T steps or respaced), DDIM with η, and DPM-Solver++(2M).
+ * The samplers of every Gaussian model, behind the one reverse-process
+ * interface ({@link ReverseProcess}), so a sweep swaps them by name. On a
+ * DDPM's discrete schedule: DDPM ancestral (over all T steps or respaced),
+ * DDIM with η, and DPM-Solver++(2M) walk the schedule's own timesteps; the
+ * σ-space samplers (Euler, Heun with S_churn, DPM++ 2M SDE; `sigma.ts`) walk
+ * a Karras grid or the schedule's σ's. EDM-preconditioned models take the
+ * σ-space samplers, rectified flows their ODE samplers (`flow.ts`).
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { Rng } from "../runtime/rng.ts";
+import { makeFlowSampler } from "./flow.ts";
 import { epsFromX0, type Objective, predictX0 } from "./gaussian.ts";
+import type { NetFn, ReverseProcess } from "./reverse.ts";
 import type { Schedule } from "./schedules.ts";
+import {
+  discreteSigmaModel,
+  edmSigmaModel,
+  makeSigmaSampler,
+  type SigmaGrid,
+  type SigmaModel,
+} from "./sigma.ts";
 
-/** The sampler names a sweep can use. */
-export const SAMPLERS = ["ddpm", "ddim", "dpmpp2m"] as const;
+/** Every Gaussian sampler name. */
+export const SAMPLERS = ["ddpm", "ddim", "dpmpp2m", "euler", "heun", "dpmpp2m_sde"] as const;
 /** One of {@link SAMPLERS}. */
 export type SamplerName = typeof SAMPLERS[number];
+
+/** How a Gaussian model's network is parameterised, which decides the samplers it takes. */
+export type GaussianParam =
+  /** A network over a discrete schedule predicting ε, x0 or v. */
+  | { kind: "discrete"; schedule: Schedule; objective: Objective }
+  /** An EDM-preconditioned denoiser (Karras et al. 2022). */
+  | { kind: "edm"; sigmaData: number }
+  /** A rectified-flow velocity network. */
+  | { kind: "flow" };
+
+/** The samplers a parameterisation takes. */
+export function samplersFor(p: Pick<GaussianParam, "kind">): readonly SamplerName[] {
+  if (p.kind === "discrete") return SAMPLERS;
+  if (p.kind === "edm") return ["euler", "heun", "dpmpp2m", "dpmpp2m_sde"];
+  return ["euler", "heun"];
+}
+
+/** The samplers that take η: DDIM's, and DPM++ 2M SDE's noise level. */
+export const ETA_SAMPLERS: readonly SamplerName[] = ["ddim", "dpmpp2m_sde"];
+/** The samplers that take EDM's S_churn. */
+export const CHURN_SAMPLERS: readonly SamplerName[] = ["euler", "heun"];
 
 /** How a reduced set of timesteps is spread over [0, T). */
 export type Spacing = "linspace" | "leading" | "trailing";
@@ -35,21 +69,12 @@ export interface SamplerOptions {
   clip?: Clip;
   /** DDPM variance: `small` β̃ or `large` β. @default "small" */
   variance?: "small" | "large";
-}
-
-/**
- * A sampler: {@link setTimesteps} fixes the (descending) original step
- * indices the network will see; {@link step} turns the network output at
- * position i into x at position i + 1.
- */
-export interface Sampler {
-  readonly name: SamplerName;
-  /** Chooses the timesteps; returns them descending (the order they are visited). */
-  setTimesteps(steps: number): number[];
-  /** One reverse step from position `i` given the network output there. */
-  step(out: tf.Tensor, i: number, x: tf.Tensor, rng: Rng): tf.Tensor;
-  /** Frees any state kept between steps. */
-  reset(): void;
+  /** σ-space samplers on a discrete schedule: a Karras grid or the schedule's σ's. @default "karras" */
+  grid?: SigmaGrid;
+  /** ρ of the Karras grid. @default 7 */
+  rho?: number;
+  /** EDM's S_churn for Euler and Heun. @default 0 */
+  churn?: number;
 }
 
 /**
@@ -132,7 +157,8 @@ export function clipX0(x0: tf.Tensor, clip: Clip, percentile = 0.995): tf.Tensor
   });
 }
 
-abstract class BaseSampler implements Sampler {
+/** A sampler on the schedule's own (respaced) timesteps. */
+abstract class DiscreteSampler implements ReverseProcess {
   abstract readonly name: SamplerName;
   protected use: number[] = [];
   protected abar: number[] = [];
@@ -144,11 +170,15 @@ abstract class BaseSampler implements Sampler {
     protected readonly opts: SamplerOptions,
   ) {}
 
-  setTimesteps(steps: number): number[] {
+  setSteps(steps: number): number {
     this.use = spacedTimesteps(this.schedule.T, steps, this.opts.spacing ?? "leading");
     ({ abar: this.abar, abarPrev: this.abarPrev } = respaced(this.schedule, this.use));
     this.reset();
-    return [...this.use].reverse();
+    return this.use.length;
+  }
+
+  prior(shape: number[], rng: Rng): tf.Tensor {
+    return tf.randomNormal(shape, 0, 1, "float32", rng.seed());
   }
 
   /** Respaced-chain index of visiting position i. */
@@ -156,26 +186,31 @@ abstract class BaseSampler implements Sampler {
     return this.use.length - 1 - i;
   }
 
-  protected x0(out: tf.Tensor, x: tf.Tensor, k: number): tf.Tensor {
-    return clipX0(predictX0(this.objective, out, x, this.abar[k]), this.opts.clip ?? "none");
+  /** The clipped x0 estimate at position i (one network call). */
+  protected x0(i: number, x: tf.Tensor, net: NetFn): tf.Tensor {
+    const k = this.k(i);
+    return clipX0(
+      predictX0(this.objective, net(x, this.use[k]), x, this.abar[k]),
+      this.opts.clip ?? "none",
+    );
   }
 
-  abstract step(out: tf.Tensor, i: number, x: tf.Tensor, rng: Rng): tf.Tensor;
+  abstract step(i: number, x: tf.Tensor, net: NetFn, rng: Rng): tf.Tensor;
 
   reset(): void {}
 }
 
 /** DDPM ancestral sampling on the (possibly respaced) chain. */
-class DdpmSampler extends BaseSampler {
+class DdpmSampler extends DiscreteSampler {
   readonly name = "ddpm" as const;
 
-  step(out: tf.Tensor, i: number, x: tf.Tensor, rng: Rng): tf.Tensor {
+  step(i: number, x: tf.Tensor, net: NetFn, rng: Rng): tf.Tensor {
     const k = this.k(i);
     const a = this.abar[k];
     const ap = this.abarPrev[k];
     const beta = 1 - a / ap;
     return tf.tidy(() => {
-      const x0 = this.x0(out, x, k);
+      const x0 = this.x0(i, x, net);
       const c1 = beta * Math.sqrt(ap) / (1 - a);
       const c2 = (1 - ap) * Math.sqrt(1 - beta) / (1 - a);
       const mean = tf.add(tf.mul(x0, c1), tf.mul(x, c2));
@@ -191,16 +226,16 @@ class DdpmSampler extends BaseSampler {
 }
 
 /** DDIM (Song et al.) with η; η = 0 is deterministic. */
-class DdimSampler extends BaseSampler {
+class DdimSampler extends DiscreteSampler {
   readonly name = "ddim" as const;
 
-  step(out: tf.Tensor, i: number, x: tf.Tensor, rng: Rng): tf.Tensor {
+  step(i: number, x: tf.Tensor, net: NetFn, rng: Rng): tf.Tensor {
     const k = this.k(i);
     const a = this.abar[k];
     const ap = this.abarPrev[k];
     const eta = this.opts.eta ?? 0;
     return tf.tidy(() => {
-      const x0 = this.x0(out, x, k);
+      const x0 = this.x0(i, x, net);
       const eps = epsFromX0(x0, x, a);
       const sigma = eta * Math.sqrt((1 - ap) / (1 - a)) * Math.sqrt(1 - a / ap);
       let next = tf.add(
@@ -216,16 +251,16 @@ class DdimSampler extends BaseSampler {
 }
 
 /** DPM-Solver++(2M) (Lu et al. 2022), multistep in the data prediction, first order at the ends. */
-class DpmSolverPP2M extends BaseSampler {
+class DpmSolverPP2M extends DiscreteSampler {
   readonly name = "dpmpp2m" as const;
   #prevX0: tf.Tensor | undefined;
   #prevH = 0;
 
-  step(out: tf.Tensor, i: number, x: tf.Tensor, _rng: Rng): tf.Tensor {
+  step(i: number, x: tf.Tensor, net: NetFn, _rng: Rng): tf.Tensor {
     const k = this.k(i);
     const a = this.abar[k];
     const ap = this.abarPrev[k];
-    const x0 = tf.keep(tf.tidy(() => this.x0(out, x, k)));
+    const x0 = tf.keep(tf.tidy(() => this.x0(i, x, net)));
     const lambda = (ab: number) => 0.5 * Math.log(ab / (1 - ab));
     let next: tf.Tensor;
     if (k === 0) {
@@ -238,7 +273,7 @@ class DpmSolverPP2M extends BaseSampler {
       const prevH = this.#prevH;
       next = tf.tidy(() => {
         let d = x0;
-        if (prev) {
+        if (prev && Number.isFinite(prevH)) {
           const r = prevH / h;
           d = tf.sub(tf.mul(x0, 1 + 1 / (2 * r)), tf.mul(prev, 1 / (2 * r)));
         }
@@ -258,57 +293,43 @@ class DpmSolverPP2M extends BaseSampler {
   }
 }
 
-/** Creates a sampler by name. */
-export function makeSampler(
-  name: string,
-  schedule: Schedule,
-  objective: Objective,
-  opts: SamplerOptions = {},
-): Sampler {
-  switch (name) {
-    case "ddpm":
-      return new DdpmSampler(schedule, objective, opts);
-    case "ddim":
-      return new DdimSampler(schedule, objective, opts);
-    case "dpmpp2m":
-      return new DpmSolverPP2M(schedule, objective, opts);
-    default:
-      throw new Error(`unknown sampler "${name}" (${SAMPLERS.join(", ")})`);
-  }
-}
-
-/** Options of {@link sampleLoop}. */
-export interface LoopOptions {
-  /** Called after each step with the position and the new x (do not keep x). */
-  onStep?: (i: number, x: tf.Tensor) => void;
-  /** Class labels [B] passed to the network. */
-  cond?: tf.Tensor1D;
+/** The σ-space view of a parameterisation (none for a flow). */
+function sigmaModelOf(p: GaussianParam): SigmaModel | undefined {
+  if (p.kind === "discrete") return discreteSigmaModel(p.schedule, p.objective);
+  if (p.kind === "edm") return edmSigmaModel(p.sigmaData);
+  return undefined;
 }
 
 /**
- * Runs a sampler from pure noise: x_T ~ N(0, I) of `shape`, then one network
- * call and one {@link Sampler.step} per timestep. Frees every intermediate.
+ * Creates a sampler by name for a model's parameterisation; a name the
+ * parameterisation does not take is refused with the ones it does.
  */
-export async function sampleLoop(
-  net: (x: tf.Tensor, t: tf.Tensor1D, cond?: tf.Tensor1D) => tf.Tensor,
-  sampler: Sampler,
-  steps: number,
-  shape: number[],
-  rng: Rng,
-  opts: LoopOptions = {},
-): Promise<tf.Tensor> {
-  const ts = sampler.setTimesteps(steps);
-  let x = tf.randomNormal(shape, 0, 1, "float32", rng.seed());
-  for (let i = 0; i < ts.length; i++) {
-    const next = tf.tidy(() => {
-      const out = net(x, tf.fill([shape[0]], ts[i]) as tf.Tensor1D, opts.cond);
-      return sampler.step(out, i, x, rng);
-    });
-    x.dispose();
-    x = next;
-    opts.onStep?.(i, x);
-    if (i % 25 === 24) await new Promise((r) => setTimeout(r, 0));
+export function makeSampler(
+  name: string,
+  param: GaussianParam,
+  opts: SamplerOptions = {},
+): ReverseProcess {
+  const known = samplersFor(param);
+  if (!(known as readonly string[]).includes(name)) {
+    const what = param.kind === "discrete"
+      ? ""
+      : ` for ${param.kind === "edm" ? "EDM" : "flow"} models`;
+    throw new Error(`unknown sampler "${name}"${what} (${known.join(", ")})`);
   }
-  sampler.reset();
-  return x;
+  if (param.kind === "flow") return makeFlowSampler(name);
+  if (param.kind === "discrete") {
+    const { schedule, objective } = param;
+    if (name === "ddpm") return new DdpmSampler(schedule, objective, opts);
+    if (name === "ddim") return new DdimSampler(schedule, objective, opts);
+    if (name === "dpmpp2m") return new DpmSolverPP2M(schedule, objective, opts);
+  }
+  return makeSigmaSampler(name, sigmaModelOf(param)!, {
+    grid: opts.grid,
+    rho: opts.rho,
+    churn: opts.churn,
+    eta: opts.eta,
+    timesteps: param.kind === "discrete"
+      ? (steps) => spacedTimesteps(param.schedule.T, steps, opts.spacing ?? "leading")
+      : undefined,
+  });
 }

@@ -16,6 +16,8 @@ export interface ScheduleOptions {
   betaStart?: number;
   /** Last β of the linear schedule. @default 0.02 · 1000/T */
   betaEnd?: number;
+  /** Rescale to zero terminal SNR (Lin et al. 2023, Algorithm 1): ᾱ_T = 0 exactly. @default false */
+  zeroSnr?: boolean;
 }
 
 /** A discrete schedule and the quantities derived from it (all length T, float64). */
@@ -62,6 +64,26 @@ export function sigmoidBetas(T: number, start = -3, end = 3, tau = 1): Float64Ar
   return out;
 }
 
+/**
+ * Rescales betas to zero terminal SNR (Lin et al. 2023, "Common Diffusion
+ * Noise Schedules and Sample Steps are Flawed", Algorithm 1): √ᾱ is shifted
+ * so that its last value is 0 and scaled so that its first is unchanged,
+ * then the betas are recovered from the new ᾱ. The last β becomes 1.
+ */
+export function rescaleZeroSnr(betas: Float64Array): Float64Array {
+  const T = betas.length;
+  const sqrtAbar = new Float64Array(T);
+  let acc = 1;
+  for (let i = 0; i < T; i++) {
+    acc *= 1 - betas[i];
+    sqrtAbar[i] = Math.sqrt(acc);
+  }
+  const first = sqrtAbar[0];
+  const last = sqrtAbar[T - 1];
+  const abar = sqrtAbar.map((v) => ((v - last) * first / (first - last)) ** 2);
+  return abar.map((a, i) => 1 - (i === 0 ? a : a / abar[i - 1]));
+}
+
 /** Builds a schedule and its derived quantities from its betas. */
 export function scheduleFromBetas(kind: ScheduleKind, betas: Float64Array): Schedule {
   const T = betas.length;
@@ -94,16 +116,15 @@ export function makeSchedule(opts: ScheduleOptions): Schedule {
   if (!Number.isInteger(T) || T < 10 || T > 4000) {
     throw new Error(`schedule: T must be an integer from 10 to 4000, got ${T}`);
   }
-  switch (kind) {
-    case "linear":
-      return scheduleFromBetas(kind, linearBetas(T, opts.betaStart, opts.betaEnd));
-    case "cosine":
-      return scheduleFromBetas(kind, cosineBetas(T));
-    case "sigmoid":
-      return scheduleFromBetas(kind, sigmoidBetas(T));
-    default:
-      throw new Error(`schedule: unknown kind "${kind}" (linear, cosine or sigmoid)`);
-  }
+  const betas = kind === "linear"
+    ? linearBetas(T, opts.betaStart, opts.betaEnd)
+    : kind === "cosine"
+    ? cosineBetas(T)
+    : kind === "sigmoid"
+    ? sigmoidBetas(T)
+    : undefined;
+  if (!betas) throw new Error(`schedule: unknown kind "${kind}" (linear, cosine or sigmoid)`);
+  return scheduleFromBetas(kind, opts.zeroSnr ? rescaleZeroSnr(betas) : betas);
 }
 
 /** log-SNR_t = log(ᾱ_t / (1 − ᾱ_t)) for every step. */

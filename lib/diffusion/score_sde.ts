@@ -10,11 +10,12 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { Rng } from "../runtime/rng.ts";
+import { type NetFn, type ReverseProcess, runReverse } from "./reverse.ts";
 
 /** Options of {@link VeSde}. */
 export interface VeSdeOptions {
   /**
-   * σ at t = 1: the schedule is rescaled to σ(t)·sigmaMax/σ(1). The seed's
+   * σ at t = 1: the schedule is rescaled to σ(t)·sigmaMax/σ(1). Song et al.'s
    * schedule has σ(1) = 1. @default 1
    */
   sigmaMax?: number;
@@ -107,6 +108,68 @@ export class VeSde {
   }
 }
 
+/**
+ * The Euler–Maruyama sampler of the reverse-time SDE, as a
+ * {@link ReverseProcess} whose network function returns the score. For the
+ * forward SDE dx = g(t) dw (zero drift), the reverse-time SDE is
+ *
+ *   dx = −g(t)² ∇ₓ log p_t(x) dt + g(t) dw̄   (dt < 0),
+ *
+ * so one step from t to t − Δt (Δt > 0) is
+ *
+ *   x_{t−Δt} = x_t + g(t)²·s(x_t, t)·Δt + g(t)·sqrt(Δt)·z,   z ~ N(0, I).
+ *
+ * Song et al.'s tutorial code halves the drift (g²·s·Δt/2); that is the drift
+ * of the probability-flow ODE, which carries no noise term. Halving the drift
+ * while keeping the SDE's noise leaves excess variance (the Gaussian test in
+ * tests/diffusion/score_sde_test.ts shows it), so the full drift is used here.
+ *
+ * Starts from x_1 ~ N(0, σ(1)² I); times run linearly from 1 to eps (the
+ * score is evaluated `steps` times), and the last step returns its mean.
+ */
+export class EulerMaruyama implements ReverseProcess {
+  readonly name = "em";
+  #dt = 0;
+  #steps = 0;
+
+  /** The sampler of `sde`. */
+  constructor(readonly sde: VeSde) {}
+
+  setSteps(steps: number): number {
+    if (!Number.isInteger(steps) || steps < 2) {
+      throw new Error(`Euler–Maruyama: steps must be an integer ≥ 2, got ${steps}`);
+    }
+    this.#steps = steps;
+    this.#dt = (1 - this.sde.eps) / (steps - 1);
+    return steps;
+  }
+
+  /** The diffusion time at position i. */
+  time(i: number): number {
+    return 1 - i * this.#dt;
+  }
+
+  prior(shape: number[], rng: Rng): tf.Tensor {
+    return tf.tidy(() =>
+      tf.mul(tf.randomNormal(shape, 0, 1, "float32", rng.seed()), this.sde.sigmaMax)
+    );
+  }
+
+  step(i: number, x: tf.Tensor, score: NetFn, rng: Rng): tf.Tensor {
+    const t = this.time(i);
+    const g2 = this.sde.g2(t);
+    const dt = this.#dt;
+    return tf.tidy(() => {
+      const mean = tf.add(x, tf.mul(score(x, t), g2 * dt));
+      if (i === this.#steps - 1) return mean;
+      const z = tf.randomNormal(x.shape, 0, 1, "float32", rng.seed());
+      return tf.add(mean, tf.mul(z, Math.sqrt(g2 * dt)));
+    });
+  }
+
+  reset(): void {}
+}
+
 /** Options of {@link eulerMaruyama}. */
 export interface EulerMaruyamaOptions {
   /** Number of steps from t = 1 to t = eps. @default 500 */
@@ -115,6 +178,8 @@ export interface EulerMaruyamaOptions {
   keep?: number;
   /** Called after each step with the steps done. */
   onStep?: (done: number) => void;
+  /** Network evaluations one score call costs per sample (2 when guided as one doubled batch). @default 1 */
+  costPerCall?: number;
 }
 
 /** The result of {@link eulerMaruyama}. */
@@ -125,66 +190,43 @@ export interface EulerMaruyamaResult {
   intermediates: Float32Array[];
   /** The diffusion time of each snapshot. */
   times: number[];
+  /** Network evaluations per sample. */
+  nfe: number;
 }
 
-/**
- * The Euler–Maruyama sampler of the reverse-time SDE. For the forward SDE
- * dx = g(t) dw (zero drift), the reverse-time SDE is
- *
- *   dx = −g(t)² ∇ₓ log p_t(x) dt + g(t) dw̄   (dt < 0),
- *
- * so one step from t to t − Δt (Δt > 0) is
- *
- *   x_{t−Δt} = x_t + g(t)²·s(x_t, t)·Δt + g(t)·sqrt(Δt)·z,   z ~ N(0, I).
- *
- * The seed's code halves the drift (g²·s·Δt/2); that is the drift of the
- * probability-flow ODE, which carries no noise term. Halving the drift while
- * keeping the SDE's noise leaves excess variance (the Gaussian test in
- * tests/diffusion/score_sde_test.ts shows it), so the full drift is used here.
- *
- * Starts from x_1 ~ N(0, σ(1)² I); times run linearly from 1 to eps (the
- * score is evaluated `steps` times), and the last step returns its mean.
- */
+/** Runs {@link EulerMaruyama} from its prior, keeping `keep` evenly spaced snapshots. */
 export async function eulerMaruyama(
-  score: (x: tf.Tensor, t: tf.Tensor1D) => tf.Tensor,
+  score: NetFn,
   sde: VeSde,
   shape: number[],
   rng: Rng,
   opts: EulerMaruyamaOptions = {},
 ): Promise<EulerMaruyamaResult> {
   const steps = opts.steps ?? 500;
-  if (!Number.isInteger(steps) || steps < 2) {
-    throw new Error(`eulerMaruyama: steps must be an integer ≥ 2, got ${steps}`);
-  }
+  const em = new EulerMaruyama(sde);
+  em.setSteps(steps); // checks steps before the prior is drawn
   const keep = opts.keep ?? 0;
-  const dt = (1 - sde.eps) / (steps - 1);
   const keepAt = new Set(
     Array.from({ length: keep }, (_, k) => Math.round(k * (steps - 1) / Math.max(1, keep - 1))),
   );
   const intermediates: Float32Array[] = [];
   const times: number[] = [];
-  let x = tf.tidy(() => tf.mul(tf.randomNormal(shape, 0, 1, "float32", rng.seed()), sde.sigmaMax));
-  for (let i = 0; i < steps; i++) {
-    const t = 1 - i * dt;
-    if (keepAt.has(i)) {
-      intermediates.push((await x.data()) as Float32Array);
-      times.push(t);
-    }
-    const g2 = sde.g2(t);
-    const last = i === steps - 1;
-    const next = tf.tidy(() => {
-      const s = score(x, tf.fill([shape[0]], t) as tf.Tensor1D); // [n, ...]
-      const mean = tf.add(x, tf.mul(s, g2 * dt));
-      if (last) return mean;
-      const z = tf.randomNormal(shape, 0, 1, "float32", rng.seed());
-      return tf.add(mean, tf.mul(z, Math.sqrt(g2 * dt)));
-    });
-    x.dispose();
-    x = next;
-    opts.onStep?.(i + 1);
-    if (i % 25 === 24) await new Promise((r) => setTimeout(r, 0));
-  }
-  return { final: x, intermediates, times };
+  const snapshot = async (i: number, x: tf.Tensor) => {
+    if (!keepAt.has(i)) return;
+    intermediates.push((await x.data()) as Float32Array);
+    times.push(em.time(i));
+  };
+  const start = em.prior(shape, rng);
+  await snapshot(0, start);
+  const r = await runReverse(em, score, steps, shape, rng, {
+    start,
+    costPerCall: opts.costPerCall,
+    onStep: async (done, _total, x) => {
+      if (done < steps) await snapshot(done, x);
+      opts.onStep?.(done);
+    },
+  });
+  return { final: r.x, intermediates, times, nfe: r.nfe };
 }
 
 /** How far the sampler's prior is from the true marginal at t = 1, summed over dimensions. */

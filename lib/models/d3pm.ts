@@ -11,9 +11,11 @@
 import { CHANNELS, COUNT, COUNT0, NONNEG } from "./config.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import { loadMnist } from "../data/mnist.ts";
+import { runReverse } from "../diffusion/reverse.ts";
 import {
   D3PM_KERNELS,
   D3PM_SCHEDULES,
+  D3pmAncestral,
   type D3pmBatch,
   type D3pmKernel,
   D3pmProcess,
@@ -203,6 +205,7 @@ export class D3pm implements ZooModel {
     samplers: ["ancestral"],
     defaultSampler: "ancestral",
     etaSamplers: [],
+    churnSamplers: [],
     guidance: false,
     classes: 0,
     ownMetrics: ["bpd"],
@@ -270,22 +273,27 @@ export class D3pm implements ZooModel {
   /** Ancestral sampling from x_T (all MASK, or uniform levels), decoded to [−1, 1] grey. */
   async sample(w: Weights, req: SampleRequest, rng: Rng): Promise<SampleOutput> {
     const T = this.process.T;
-    const steps = Math.min(req.steps ?? ((this.config.sample_steps as number) || T), T);
-    const times = Array.from({ length: steps + 1 }, (_, i) => Math.round(T * (steps - i) / steps)); // T … 0
+    const steps = req.steps ?? ((this.config.sample_steps as number) || T);
+    const sampler = new D3pmAncestral(this.process);
     const chunk = 64;
     const images = new Float32Array(req.n * PIXELS);
+    let nfe = 0;
     for (let start = 0; start < req.n; start += chunk) {
       const m = Math.min(chunk, req.n - start);
-      let x = this.process.priorSample(m * PIXELS, rng);
-      for (let i = 0; i < steps; i++) {
-        const logits = tf.tidy(() => this.logits(w, x, new Int32Array(m).fill(times[i])));
-        x = await this.process.step(logits, x, times[i], times[i + 1], rng);
-        logits.dispose();
-        req.onProgress?.(start * steps + (i + 1) * m, req.n * steps);
-      }
-      images.set(decodeLevels(x, this.process.K), start * PIXELS);
+      const r = await runReverse(
+        sampler,
+        (x, t) =>
+          tf.tidy(() => this.logits(w, x.dataSync() as Int32Array, new Int32Array(m).fill(t))),
+        steps,
+        [m * PIXELS],
+        rng,
+        { onStep: (i, total) => req.onProgress?.(start * total + i * m, req.n * total) },
+      );
+      images.set(decodeLevels((await r.x.data()) as Int32Array, this.process.K), start * PIXELS);
+      r.x.dispose();
+      nfe = r.nfe;
     }
-    return { kind: "image", images, n: req.n, height: 28, width: 28, channels: 1 };
+    return { kind: "image", images, n: req.n, height: 28, width: 28, channels: 1, nfe };
   }
 
   /**

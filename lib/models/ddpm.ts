@@ -1,17 +1,30 @@
 /**
  * DDPM (Ho et al. 2020) with the improvements a schedule sweep compares:
- * linear / cosine / sigmoid schedules, ε / x0 / v prediction, min-SNR-γ
- * weighting, uniform or loss-aware timesteps, and the DDPM, DDIM and
- * DPM-Solver++(2M) samplers. Trains on 2-D toy sets (MLPDiffusion or
- * ResNetDiffusion) and MNIST (the UNet).
+ * linear / cosine / sigmoid schedules, zero terminal SNR, ε / x0 / v
+ * prediction, min-SNR-γ weighting, uniform or loss-aware timesteps, offset
+ * noise; and on the same networks two other objectives, EDM's
+ * preconditioned denoiser (Karras et al. 2022) and rectified flow. Samples
+ * with DDPM, DDIM, DPM-Solver++(2M), and the σ-space Euler, Heun and DPM++
+ * 2M SDE. Trains on 2-D toy sets (MLPDiffusion or ResNetDiffusion) and MNIST
+ * (the UNet).
  */
-import { CHANNELS, COUNT, COUNT0, POSITIVE } from "./config.ts";
+import { CHANNELS, COUNT, COUNT0, NONNEG, POSITIVE } from "./config.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import { loadMnist, mnistToFloat } from "../data/mnist.ts";
 import { sampleToy, TOY_DATASETS } from "../data/toy2d.ts";
+import { normalCdf } from "../data/tabular.ts";
+import {
+  drawFlowTimes,
+  FLOW_TIME_SCALE,
+  flowInterpolate,
+  flowTarget,
+  type FlowTimes,
+} from "../diffusion/flow.ts";
 import { GaussianDiffusion, type Objective, type Weighting } from "../diffusion/gaussian.ts";
-import { makeSampler, sampleLoop, SAMPLERS } from "../diffusion/samplers.ts";
+import { runReverse } from "../diffusion/reverse.ts";
+import { type GaussianParam, makeSampler, SAMPLERS, samplersFor } from "../diffusion/samplers.ts";
 import { makeSchedule, type ScheduleKind } from "../diffusion/schedules.ts";
+import { EDM, edmPreconditioning, type SigmaGrid } from "../diffusion/sigma.ts";
 import {
   makeTimestepSampler,
   type TimestepSampler,
@@ -37,7 +50,31 @@ import { gaussianSampling } from "./model.ts";
 export const DDPM_KEYS: Record<string, KeySpec> = {
   schedule: { default: "linear", help: "noise schedule", choices: ["linear", "cosine", "sigmoid"] },
   T: { default: 1000, help: "diffusion steps", range: COUNT },
-  objective: { default: "eps", help: "what the network predicts", choices: ["eps", "x0", "v"] },
+  objective: {
+    default: "eps",
+    help:
+      "what the network learns: eps, x0 or v over the schedule; edm (Karras et al.'s preconditioned denoiser); flow (rectified flow's velocity)",
+    choices: ["eps", "x0", "v", "edm", "flow"],
+  },
+  zero_snr: {
+    default: false,
+    help: "rescale the schedule to zero terminal SNR (Lin et al. 2023; needs objective=v or x0)",
+  },
+  offset_noise: {
+    default: 0,
+    help: "offset noise: add this times one N(0, 1) per sample and channel to the training noise",
+    range: NONNEG,
+  },
+  flow_times: {
+    default: "uniform",
+    help: "objective=flow: how training draws t",
+    choices: ["uniform", "logit-normal"],
+  },
+  sigma_data: {
+    default: 0.5,
+    help: "objective=edm: the data's standard deviation σ_data",
+    range: POSITIVE,
+  },
   weighting: {
     default: "none",
     help: "loss weighting over timesteps",
@@ -61,14 +98,28 @@ export const DDPM_KEYS: Record<string, KeySpec> = {
     help: "2-D data: size of the training set drawn from the seed",
     range: COUNT,
   },
-  sampler: { default: "ddpm", help: "default sampler", choices: SAMPLERS },
+  sampler: {
+    default: "auto",
+    help: "default sampler (auto = ddpm for eps/x0/v, heun for edm, euler for flow)",
+    choices: ["auto", ...SAMPLERS],
+  },
   sample_steps: { default: 0, help: "default sampling steps (0 = T)", range: COUNT0 },
   spacing: {
-    default: "leading",
+    default: "auto",
     help:
-      "timestep spacing for fewer steps: linspace, leading, trailing, or section counts like 10,10,5",
+      "timestep spacing for fewer steps: linspace, leading, trailing, section counts like 10,10,5; auto = trailing with zero_snr, else leading",
   },
+  sigma_grid: {
+    default: "karras",
+    help:
+      "σ grid of euler, heun and dpmpp2m_sde: karras (ρ-spaced) or schedule (its own σ's, spaced)",
+    choices: ["karras", "schedule"],
+  },
+  rho: { default: 7, help: "ρ of the Karras σ grid", range: POSITIVE },
 };
+
+/** The objectives over the discrete schedule. */
+const DISCRETE_OBJECTIVES = ["eps", "x0", "v"];
 
 /** The data a DDPM run trains on, as batches. */
 interface DataSource {
@@ -113,22 +164,39 @@ function mnistSource(): DataSource {
 export class Ddpm implements ZooModel {
   readonly name = "ddpm";
   get sampling(): SamplingSupport {
-    return gaussianSampling(this.config.sampler as string);
+    const kind = this.param.kind;
+    const fallback = kind === "discrete" ? "ddpm" : kind === "edm" ? "heun" : "euler";
+    const sampler = this.config.sampler === "auto" ? fallback : this.config.sampler as string;
+    return gaussianSampling(sampler, 0, samplersFor(this.param));
   }
   readonly process: GaussianDiffusion;
+  /** How the network is parameterised (decides the loss and the samplers). */
+  readonly param: GaussianParam;
   readonly network: Network;
   readonly data: DataSource;
   readonly batchSize: number;
   #timesteps: TimestepSampler;
   #lastT: Int32Array = new Int32Array(0);
 
-  /** Builds the model for a resolved configuration. */
+  /** Builds the model for a resolved configuration; refuses key combinations that do not fit. */
   constructor(readonly config: RunConfig) {
     const T = config.T as number;
+    const objective = config.objective as string;
+    const discrete = DISCRETE_OBJECTIVES.includes(objective);
+    checkObjective(config, discrete);
     this.process = new GaussianDiffusion(
-      makeSchedule({ kind: config.schedule as ScheduleKind, T }),
-      config.objective as Objective,
+      makeSchedule({
+        kind: config.schedule as ScheduleKind,
+        T,
+        zeroSnr: config.zero_snr as boolean,
+      }),
+      discrete ? objective as Objective : "eps",
     );
+    this.param = discrete
+      ? { kind: "discrete", schedule: this.process.schedule, objective: objective as Objective }
+      : objective === "edm"
+      ? { kind: "edm", sigmaData: config.sigma_data as number }
+      : { kind: "flow" };
     const dataName = String(config.data);
     this.data = dataName === "mnist"
       ? mnistSource()
@@ -159,19 +227,26 @@ export class Ddpm implements ZooModel {
     return this.network.init(rng);
   }
 
-  /** L_simple (optionally min-SNR weighted, importance weighted) on one batch. */
+  /**
+   * The loss of one batch: L_simple over the schedule (optionally min-SNR
+   * weighted, importance weighted), EDM's weighted denoising loss, or the
+   * flow-matching velocity loss.
+   */
   loss(w: Weights, rng: Rng, _step: number): BatchLoss {
     const B = this.batchSize;
+    const x0 = this.data.batch(rng, B);
+    const noise = this.#noise(x0.shape, rng);
+    const net = (x: tf.Tensor, t: tf.Tensor1D) => this.network.apply(w, x, t);
+    if (this.param.kind === "flow") {
+      const t = drawFlowTimes(B, this.config.flow_times as FlowTimes, rng);
+      const xt = flowInterpolate(x0, noise, t);
+      const out = net(xt, tf.tensor1d(t.map((v) => v * FLOW_TIME_SCALE)));
+      return meanLoss(perSampleMse(out, flowTarget(x0, noise)), t);
+    }
+    if (this.param.kind === "edm") return this.#edmLoss(x0, noise, net, rng);
     const { t, weights } = this.#timesteps.draw(B, rng);
     this.#lastT = t;
-    const x0 = this.data.batch(rng, B);
-    const noise = tf.randomNormal(x0.shape, 0, 1, "float32", rng.seed());
-    const perSample = this.process.perSampleLoss(
-      (x, tt, c) => this.network.apply(w, x, tt, c),
-      x0,
-      t,
-      noise,
-    );
+    const perSample = this.process.perSampleLoss(net, x0, t, noise);
     const snrW = this.process.weights(t, {
       weighting: this.config.weighting as Weighting,
       gamma: this.config.gamma as number,
@@ -180,6 +255,45 @@ export class Ddpm implements ZooModel {
     const loss = tf.mean(tf.mul(perSample, tf.tensor1d(snrW))) as tf.Scalar;
     const position = Float32Array.from(t, (v) => v / this.process.T);
     return { loss, perSample, position };
+  }
+
+  /**
+   * EDM's loss: ln σ ~ N(P_mean, P_std²), x = x0 + σn, the network F sees
+   * (c_in·x, c_noise) and regresses (x0 − c_skip·x)/c_out; since λ(σ)·c_out² = 1
+   * that plain MSE is EDM's weighted loss λ(σ)·‖D(x; σ) − x0‖².
+   */
+  #edmLoss(
+    x0: tf.Tensor,
+    noise: tf.Tensor,
+    net: (x: tf.Tensor, t: tf.Tensor1D) => tf.Tensor,
+    rng: Rng,
+  ): BatchLoss {
+    const B = x0.shape[0];
+    const z = Float32Array.from({ length: B }, () => rng.normal());
+    const pre = Array.from(
+      z,
+      (v) =>
+        edmPreconditioning(Math.exp(EDM.pMean + EDM.pStd * v), this.config.sigma_data as number),
+    );
+    const col = (f: (p: typeof pre[number], i: number) => number) =>
+      tf.tensor(pre.map(f), [B, ...new Array(x0.rank - 1).fill(1)]);
+    const sigma = col((_, i) => Math.exp(EDM.pMean + EDM.pStd * z[i]));
+    const x = tf.add(x0, tf.mul(noise, sigma));
+    const out = net(tf.mul(x, col((p) => p.cIn)), tf.tensor1d(pre.map((p) => p.cNoise)));
+    const target = tf.div(tf.sub(x0, tf.mul(x, col((p) => p.cSkip))), col((p) => p.cOut));
+    return meanLoss(perSampleMse(out, target), z.map((v) => normalCdf(v)));
+  }
+
+  /** Training noise: N(0, I), plus offset noise shared by each sample's channel when asked. */
+  #noise(shape: number[], rng: Rng): tf.Tensor {
+    const offset = this.config.offset_noise as number;
+    const noise = tf.randomNormal(shape, 0, 1, "float32", rng.seed());
+    if (offset === 0) return noise;
+    // One draw per sample and channel, broadcast over the spatial axes (2-D points: one per sample).
+    const shared = shape.length > 2
+      ? [shape[0], ...new Array(shape.length - 2).fill(1), shape[shape.length - 1]]
+      : [shape[0], 1];
+    return tf.add(noise, tf.mul(tf.randomNormal(shared, 0, 1, "float32", rng.seed()), offset));
   }
 
   /** Feeds the loss-aware sampler. */
@@ -201,41 +315,99 @@ export class Ddpm implements ZooModel {
     );
   }
 
-  /** Samples with any sampler and step count. */
+  /** Samples with any sampler the parameterisation takes and any step count. */
   async sample(w: Weights, req: SampleRequest, rng: Rng): Promise<SampleOutput> {
-    const name = req.sampler ?? (this.config.sampler as string);
+    const name = req.sampler ?? this.sampling.defaultSampler;
     const steps = req.steps ?? ((this.config.sample_steps as number) || this.process.T);
-    const sampler = makeSampler(name, this.process.schedule, this.process.objective, {
+    const spacing = this.config.spacing === "auto"
+      ? (this.config.zero_snr ? "trailing" : "leading")
+      : this.config.spacing as string;
+    const sampler = makeSampler(name, this.param, {
       eta: req.eta,
       clip: req.clip ?? (this.data.kind === "image" ? "static" : "none"),
-      spacing: this.config.spacing as string,
+      spacing,
+      grid: this.config.sigma_grid as SigmaGrid,
+      rho: this.config.rho as number,
+      churn: req.churn,
     });
     const chunk = this.data.kind === "image" ? 256 : 10000;
     const parts: Float32Array[] = [];
+    let nfe = 0;
     for (let start = 0; start < req.n; start += chunk) {
       const m = Math.min(chunk, req.n - start);
-      const x = await sampleLoop(
-        (x, t, c) => this.network.apply(w, x, t, c),
+      const r = await runReverse(
         sampler,
+        (x, t) => this.network.apply(w, x, tf.fill([m], t) as tf.Tensor1D),
         steps,
         [m, ...this.data.shape],
         rng,
-        { onStep: (i) => req.onProgress?.(start * steps + (i + 1) * m, req.n * steps) },
+        { onStep: (i, total) => req.onProgress?.(start * total + i * m, req.n * total) },
       );
-      parts.push((await x.data()) as Float32Array);
-      x.dispose();
+      nfe = r.nfe;
+      parts.push((await r.x.data()) as Float32Array);
+      r.x.dispose();
     }
     const flat = concat(parts);
     if (this.data.kind === "image") {
-      return { kind: "image", images: flat, n: req.n, height: 28, width: 28, channels: 1 };
+      return { kind: "image", images: flat, n: req.n, height: 28, width: 28, channels: 1, nfe };
     }
-    return { kind: "points", points: flat, n: req.n, dim: this.data.shape[0] };
+    return { kind: "points", points: flat, n: req.n, dim: this.data.shape[0], nfe };
   }
 
   /** Frees the training data. */
   dispose(): void {
     this.data.dispose();
   }
+}
+
+/** Refuses keys that do not fit the objective, naming the key and the fix. */
+function checkObjective(config: RunConfig, discrete: boolean): void {
+  const objective = config.objective as string;
+  if (config.zero_snr && !discrete) {
+    throw new Error(
+      `zero_snr applies to the schedule-based objectives (eps, x0, v), not objective=${objective}`,
+    );
+  }
+  if (config.zero_snr && objective === "eps") {
+    throw new Error(
+      "zero_snr=true needs objective=v (Lin et al. 2023) or x0: at zero terminal SNR an ε-prediction cannot give x0",
+    );
+  }
+  if (!discrete && config.timesteps !== "uniform") {
+    throw new Error(
+      `timesteps=${config.timesteps} applies to eps, x0 and v, not objective=${objective}`,
+    );
+  }
+  if (!discrete && config.weighting !== "none") {
+    throw new Error(
+      `weighting=${config.weighting} applies to eps, x0 and v, not objective=${objective}${
+        objective === "edm" ? " (EDM weights its loss itself)" : ""
+      }`,
+    );
+  }
+  const usable = samplersFor({ kind: discrete ? "discrete" : objective as "edm" | "flow" });
+  if (
+    config.sampler !== "auto" && !(usable as readonly string[]).includes(config.sampler as string)
+  ) {
+    throw new Error(
+      `sampler=${config.sampler} does not apply to objective=${objective} (samplers: ${
+        usable.join(", ")
+      })`,
+    );
+  }
+}
+
+/** Mean squared error per sample: [B, ...] → [B]. */
+function perSampleMse(out: tf.Tensor, target: tf.Tensor): tf.Tensor1D {
+  return tf.mean(
+    tf.reshape(tf.squaredDifference(out, target), [out.shape[0], -1]),
+    1,
+  ) as tf.Tensor1D;
+}
+
+/** An unweighted batch loss with each sample's position in the process. */
+function meanLoss(perSample: tf.Tensor1D, position: Float32Array): BatchLoss {
+  return { loss: tf.mean(perSample) as tf.Scalar, perSample, position };
 }
 
 function concat(parts: Float32Array[]): Float32Array {

@@ -8,7 +8,7 @@ import type * as tf from "@tensorflow/tfjs-core";
 import type { Weights } from "../network/layers.ts";
 import type { Rng } from "../runtime/rng.ts";
 import { didYouMean } from "../runtime/text.ts";
-import { SAMPLERS } from "../diffusion/samplers.ts";
+import { CHURN_SAMPLERS, ETA_SAMPLERS, SAMPLERS } from "../diffusion/samplers.ts";
 
 /** A configuration value as `--set key=value` and experiment files give it. */
 export type ConfigValue = number | string | boolean | number[] | string[];
@@ -70,6 +70,10 @@ export interface SampleRequest {
   labels?: number[];
   /** Classifier-free guidance scale. */
   guidance?: number;
+  /** Guidance rescale φ (Lin et al. 2023, section 3.4). */
+  guidanceRescale?: number;
+  /** EDM's S_churn for the Euler and Heun samplers. */
+  churn?: number;
   /** Progress callback (steps done, total). */
   onProgress?: (done: number, total: number) => void;
 }
@@ -94,9 +98,24 @@ export type SampleOutput =
     channels: number;
     /** The label of each image, for conditional models. */
     labels?: Int32Array;
+    /** Network evaluations per sample. */
+    nfe?: number;
   }
-  | { kind: "points"; points: Float32Array; n: number; dim: number }
-  | { kind: "table"; header: string[]; rows: (string | number)[][] };
+  | {
+    kind: "points";
+    points: Float32Array;
+    n: number;
+    dim: number;
+    /** Network evaluations per sample. */
+    nfe?: number;
+  }
+  | {
+    kind: "table";
+    header: string[];
+    rows: (string | number)[][];
+    /** Network evaluations per sample. */
+    nfe?: number;
+  };
 
 /** One evaluation result, as `deno task eval` prints it. */
 export interface MetricResult {
@@ -116,8 +135,10 @@ export interface SamplingSupport {
   samplers: readonly string[];
   /** The sampler used when a request names none. */
   defaultSampler: string;
-  /** The samplers that take DDIM's η. */
+  /** The samplers that take η (DDIM's, DPM++ 2M SDE's). */
   etaSamplers: readonly string[];
+  /** The samplers that take EDM's S_churn. */
+  churnSamplers: readonly string[];
   /** Whether classifier-free guidance applies. */
   guidance: boolean;
   /** Classes a label may name; 0 for an unconditional model. */
@@ -126,12 +147,17 @@ export interface SamplingSupport {
   ownMetrics: readonly string[];
 }
 
-/** What a Gaussian model supports: the shared samplers (η for DDIM), no guidance. */
-export function gaussianSampling(defaultSampler: string, classes = 0): SamplingSupport {
+/** What a Gaussian model supports: the samplers of its parameterisation, no guidance. */
+export function gaussianSampling(
+  defaultSampler: string,
+  classes = 0,
+  samplers: readonly string[] = SAMPLERS,
+): SamplingSupport {
   return {
-    samplers: SAMPLERS,
+    samplers,
     defaultSampler,
-    etaSamplers: ["ddim"],
+    etaSamplers: ETA_SAMPLERS.filter((s) => samplers.includes(s)),
+    churnSamplers: CHURN_SAMPLERS.filter((s) => samplers.includes(s)),
     guidance: false,
     classes,
     ownMetrics: [],
@@ -143,6 +169,7 @@ export const TRAIN_ONLY: SamplingSupport = {
   samplers: [],
   defaultSampler: "",
   etaSamplers: [],
+  churnSamplers: [],
   guidance: false,
   classes: 0,
   ownMetrics: [],
@@ -151,7 +178,7 @@ export const TRAIN_ONLY: SamplingSupport = {
 /** The parts of a sampling request {@link checkSampleRequest} checks. */
 export type SampleCheck = Pick<
   SampleRequest,
-  "n" | "sampler" | "steps" | "eta" | "guidance" | "labels"
+  "n" | "sampler" | "steps" | "eta" | "guidance" | "guidanceRescale" | "churn" | "labels"
 >;
 
 /**
@@ -175,20 +202,31 @@ export function checkSampleRequest(model: string, s: SamplingSupport, req: Sampl
       })`,
     );
   }
-  if (req.eta !== undefined) {
-    if (!(req.eta >= 0 && Number.isFinite(req.eta))) fail(`--eta must be ≥ 0, got ${req.eta}`);
-    if (!s.etaSamplers.includes(sampler)) {
+  const samplerOption = (flag: string, v: number | undefined, takers: readonly string[]) => {
+    if (v === undefined) return;
+    if (!(v >= 0 && Number.isFinite(v))) fail(`${flag} must be ≥ 0, got ${v}`);
+    if (!takers.includes(sampler)) {
       fail(
-        s.etaSamplers.length
-          ? `--eta applies to the ${s.etaSamplers.join(", ")} sampler, not ${sampler}`
-          : "--eta does not apply to its sampler",
+        takers.length
+          ? `${flag} applies to the ${takers.join(", ")} sampler${
+            takers.length > 1 ? "s" : ""
+          }, not ${sampler}`
+          : `${flag} does not apply to its sampler`,
       );
     }
-  }
+  };
+  samplerOption("--eta", req.eta, s.etaSamplers);
+  samplerOption("--churn", req.churn, s.churnSamplers);
   if (req.guidance !== undefined) {
     if (!s.guidance) fail("--guidance does not apply: the model is not class-conditional");
     if (!(req.guidance >= 0 && Number.isFinite(req.guidance))) {
       fail(`--guidance must be ≥ 0, got ${req.guidance}`);
+    }
+  }
+  if (req.guidanceRescale !== undefined) {
+    if (!s.guidance) fail("--guidance-rescale does not apply: the model is not class-conditional");
+    if (!(req.guidanceRescale >= 0 && req.guidanceRescale <= 1)) {
+      fail(`--guidance-rescale must be in [0, 1], got ${req.guidanceRescale}`);
     }
   }
   for (const label of req.labels ?? []) {

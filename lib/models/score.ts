@@ -6,7 +6,7 @@
  * Euler–Maruyama sampler. Also draws its figures: the forward process, one
  * reverse run, and attention maps.
  *
- * σ(1) defaults to 5, not the seed's 1: with pixels in [−1, 1], x_1 = x_0 + ε
+ * σ(1) defaults to 5, not the 1 of Song et al.'s tutorial: with pixels in [−1, 1], x_1 = x_0 + ε
  * still shows the digit, so a sampler started from N(0, 1) begins where
  * training never was (see {@link mnistPriorMismatch}). Measured with 16
  * channels, 250 steps of batch 32 at lr 3e-3, 5 samples per digit (30
@@ -40,7 +40,7 @@ export const SCORE_KEYS: Record<string, KeySpec> = {
   sigma_max: {
     default: 5,
     help:
-      "σ(1): the cosine noise scale is rescaled to reach it (the seed's 1 leaves the digit visible at t = 1)",
+      "σ(1): the cosine noise scale is rescaled to reach it (the tutorial's σ(1) = 1 leaves the digit visible at t = 1)",
     range: POSITIVE,
   },
   eps: {
@@ -82,13 +82,19 @@ export const SCORE_KEYS: Record<string, KeySpec> = {
   },
   guidance: {
     default: 0,
-    help:
-      "default guidance scale w: s = (1 + w)·s_cond − w·s_uncond (0 = the seed's unguided sampler)",
+    help: "default guidance scale w: s = (1 + w)·s_cond − w·s_uncond (0 = unguided)",
     range: NONNEG,
+  },
+  guidance_rescale: {
+    default: 0,
+    help:
+      "default guidance rescale φ (Lin et al. 2023, 3.4): blend of the guided score rescaled to the conditional one's std",
+    range: { min: 0, max: 1 },
   },
   lr_epoch_decay: {
     default: 0.98,
-    help: "the seed's schedule: learning rate × max(lr_floor, lr_epoch_decay^epoch) (1 = off)",
+    help:
+      "Song et al.'s tutorial schedule: learning rate × max(lr_floor, lr_epoch_decay^epoch) (1 = off)",
     range: { above: 0, max: 1 },
   },
   lr_floor: {
@@ -100,11 +106,26 @@ export const SCORE_KEYS: Record<string, KeySpec> = {
   sample_steps: { default: 500, help: "default Euler–Maruyama steps", range: COUNT },
 };
 
+/**
+ * Guidance rescale (Lin et al. 2023, section 3.4): the guided output scaled
+ * per sample to the standard deviation of the conditional one, blended with
+ * the unscaled guided output by φ: φ·g·std(c)/std(g) + (1 − φ)·g.
+ */
+export function rescaleGuidance(guided: tf.Tensor, cond: tf.Tensor, phi: number): tf.Tensor {
+  if (phi === 0) return guided;
+  return tf.tidy(() => {
+    const axes = Array.from({ length: guided.rank - 1 }, (_, i) => i + 1);
+    const std = (v: tf.Tensor) => tf.sqrt(tf.moments(v, axes, true).variance);
+    const rescaled = tf.mul(guided, tf.div(std(cond), std(guided)));
+    return tf.add(tf.mul(rescaled, phi), tf.mul(guided, 1 - phi));
+  });
+}
+
 /** Number of digit classes; label {@link NUM_CLASSES} is the null label. */
 const NUM_CLASSES = 10;
 
 /**
- * The seed's learning-rate factor after `epoch` full epochs:
+ * The tutorial's learning-rate factor after `epoch` full epochs:
  * max(floor, decay^epoch) (PyTorch's `LambdaLR` stepped once per epoch).
  *
  * @example epochLrFactor(10, 0.98, 0.2) // 0.98¹⁰ ≈ 0.817
@@ -120,6 +141,7 @@ export class ScoreModel implements ZooModel {
     samplers: ["em"],
     defaultSampler: "em",
     etaSamplers: [],
+    churnSamplers: [],
     guidance: true,
     classes: 10,
     ownMetrics: [],
@@ -197,20 +219,26 @@ export class ScoreModel implements ZooModel {
   guidedScore(
     w: Weights,
     x: tf.Tensor,
-    t: tf.Tensor1D,
+    t: number,
     labels: Float32Array,
     guidance: number,
+    rescale = 0,
   ): tf.Tensor {
     return tf.tidy(() => {
       const n = x.shape[0];
       if (guidance === 0) {
-        return this.sde.scoreFromOutput(this.network.apply(w, x, t, tf.tensor1d(labels)), t);
+        const tt = tf.fill([n], t) as tf.Tensor1D;
+        return this.sde.scoreFromOutput(this.network.apply(w, x, tt, tf.tensor1d(labels)), tt);
       }
       const both = tf.concat([tf.tensor1d(labels), tf.fill([n], NUM_CLASSES)]) as tf.Tensor1D; // [2n]
-      const t2 = tf.concat([t, t]) as tf.Tensor1D;
+      const t2 = tf.fill([2 * n], t) as tf.Tensor1D;
       const s = this.sde.scoreFromOutput(this.network.apply(w, tf.concat([x, x]), t2, both), t2); // [2n, ...]
       const [cond, uncond] = tf.split(s, 2);
-      return tf.sub(tf.mul(cond, 1 + guidance), tf.mul(uncond, guidance));
+      return rescaleGuidance(
+        tf.sub(tf.mul(cond, 1 + guidance), tf.mul(uncond, guidance)),
+        cond,
+        rescale,
+      );
     });
   }
 
@@ -223,20 +251,27 @@ export class ScoreModel implements ZooModel {
     const labels = this.#labelsFor(req);
     const steps = req.steps ?? (this.config.sample_steps as number);
     const guidance = req.guidance ?? (this.config.guidance as number);
+    const rescale = req.guidanceRescale ?? (this.config.guidance_rescale as number);
     const chunk = 256;
     const images = new Float32Array(req.n * 784);
+    let nfe = 0;
     for (let start = 0; start < req.n; start += chunk) {
       const m = Math.min(chunk, req.n - start);
       const part = labels.subarray(start, start + m);
       const r = await eulerMaruyama(
-        (x, t) => this.guidedScore(w, x, t, part, guidance),
+        (x, t) => this.guidedScore(w, x, t, part, guidance, rescale),
         this.sde,
         [m, 28, 28, 1],
         rng,
-        { steps, onStep: (i) => req.onProgress?.(start * steps + i * m, req.n * steps) },
+        {
+          steps,
+          costPerCall: guidance === 0 ? 1 : 2,
+          onStep: (i) => req.onProgress?.(start * steps + i * m, req.n * steps),
+        },
       );
       images.set((await r.final.data()) as Float32Array, start * 784);
       r.final.dispose();
+      nfe = r.nfe;
     }
     return {
       kind: "image",
@@ -246,6 +281,7 @@ export class ScoreModel implements ZooModel {
       width: 28,
       channels: 1,
       labels: Int32Array.from(labels),
+      nfe,
     };
   }
 
@@ -348,8 +384,9 @@ export async function scoreFigures(
 
   const digits = Float32Array.from({ length: NUM_CLASSES }, (_, d) => d);
   const guidance = model.config.guidance as number;
+  const rescale = model.config.guidance_rescale as number;
   const r = await eulerMaruyama(
-    (x, t) => model.guidedScore(run.weights, x, t, digits, guidance),
+    (x, t) => model.guidedScore(run.weights, x, t, digits, guidance, rescale),
     model.sde,
     [NUM_CLASSES, 28, 28, 1],
     rng,

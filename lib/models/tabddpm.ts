@@ -38,7 +38,9 @@ import {
 } from "../data/tabular.ts";
 import { GaussianDiffusion } from "../diffusion/gaussian.ts";
 import { MultinomialDiffusion } from "../diffusion/multinomial.ts";
-import { makeSampler, SAMPLERS, spacedTimesteps } from "../diffusion/samplers.ts";
+import type { NetFn, ReverseProcess } from "../diffusion/reverse.ts";
+import { runReverse } from "../diffusion/reverse.ts";
+import { makeSampler, spacedTimesteps } from "../diffusion/samplers.ts";
 import { makeSchedule, type ScheduleKind } from "../diffusion/schedules.ts";
 import type { Network, Weights } from "../network/layers.ts";
 import { MLPDiffusion, ResNetDiffusion } from "../network/mlp.ts";
@@ -54,6 +56,9 @@ import type {
   ZooModel,
 } from "./model.ts";
 import { gaussianSampling } from "./model.ts";
+
+/** The samplers of TabDDPM: those on the schedule's own timesteps, which the multinomial part shares. */
+const TABLE_SAMPLERS = ["ddpm", "ddim", "dpmpp2m"];
 
 /** Configuration keys of the TabDDPM model (besides the trainer's). */
 export const TABDDPM_KEYS: Record<string, KeySpec> = {
@@ -95,7 +100,11 @@ export const TABDDPM_KEYS: Record<string, KeySpec> = {
     range: { min: 0, below: 1 },
   },
   split_seed: { default: 0, help: "seed of the train / held-out split", range: COUNT0 },
-  sampler: { default: "ddpm", help: "default sampler of the numeric part", choices: SAMPLERS },
+  sampler: {
+    default: "ddpm",
+    help: "default sampler of the numeric part (the categorical part walks the same timesteps)",
+    choices: TABLE_SAMPLERS,
+  },
   sample_steps: { default: 0, help: "default sampling steps (0 = T)", range: COUNT0 },
   spacing: { default: "leading", help: "timestep spacing for fewer steps" },
 };
@@ -154,6 +163,7 @@ export class TabDdpm implements ZooModel {
     return gaussianSampling(
       this.config.sampler as string,
       this.features.target?.feature.categories.length ?? 0,
+      TABLE_SAMPLERS,
     );
   }
   /** The table's features. */
@@ -268,50 +278,53 @@ export class TabDdpm implements ZooModel {
     const name = req.sampler ?? (this.config.sampler as string);
     const steps = req.steps ?? ((this.config.sample_steps as number) || T);
     const spacing = this.config.spacing as string;
-    const sampler = makeSampler(name, this.gauss.schedule, "eps", { eta: req.eta, spacing });
-    const use = spacedTimesteps(T, steps, spacing); // ascending
-    const abar = use.map((i) => this.gauss.schedule.alphasCumprod[i]);
+    const gaussian = makeSampler(
+      name,
+      { kind: "discrete", schedule: this.gauss.schedule, objective: "eps" },
+      { eta: req.eta, spacing },
+    );
+    const process = new TabularReverse(
+      gaussian,
+      this.multi,
+      this.dNum,
+      () => spacedTimesteps(T, steps, spacing).map((i) => this.gauss.schedule.alphasCumprod[i]),
+    );
     const F = this.multi?.numClasses.length ?? 0;
     const n = req.n;
     const num = new Float32Array(n * this.dNum);
     const cat = new Int32Array(n * F);
     const y = this.features.target ? this.#labels(req, rng) : undefined;
     const chunk = 4096;
+    let nfe = 0;
     for (let start = 0; start < n; start += chunk) {
       const m = Math.min(chunk, n - start);
-      const ts = sampler.setTimesteps(steps); // descending
       const cond = y ? tf.tensor1d(y.subarray(start, start + m), "float32") : undefined;
-      let xNum = tf.randomNormal([m, this.dNum], 0, 1, "float32", rng.seed());
-      let logX = this.multi?.noise(m, rng);
-      for (let i = 0; i < ts.length; i++) {
-        const k = ts.length - 1 - i;
-        const prev: [tf.Tensor, tf.Tensor | undefined] = [xNum, logX];
-        [xNum, logX] = tf.tidy(() => {
-          const t = tf.fill([m], ts[i]) as tf.Tensor1D;
-          const { eps, logits } = this.#denoise(w, xNum, logX, t, cond);
-          const nextNum = sampler.step(eps, i, xNum, rng);
-          const nextCat = this.multi && logX
-            ? this.multi.step(logits, logX, abar[k], k === 0 ? 1 : abar[k - 1], rng)
-            : undefined;
-          return [nextNum, nextCat];
+      const net: NetFn = (x, t) =>
+        tf.tidy(() => {
+          const xNum = tf.slice(x, [0, 0], [m, this.dNum]);
+          const input = this.multi
+            ? tf.concat([xNum, tf.exp(tf.slice(x, [0, this.dNum], [m, this.dCat]))], 1)
+            : xNum;
+          return this.network.apply(w, input, tf.fill([m], t) as tf.Tensor1D, cond);
         });
-        tf.dispose(prev.filter((p): p is tf.Tensor => p !== undefined));
-        req.onProgress?.(start * steps + (i + 1) * m, n * steps);
-        if (i % 25 === 24) await new Promise((r) => setTimeout(r, 0));
-      }
-      sampler.reset();
+      const r = await runReverse(process, net, steps, [m, this.dNum + this.dCat], rng, {
+        onStep: (i, total) => req.onProgress?.(start * total + i * m, n * total),
+      });
+      nfe = r.nfe;
+      const [xNum, logX] = tf.split(r.x, [this.dNum, this.dCat], 1);
       num.set(await xNum.data() as Float32Array, start * this.dNum);
-      if (this.multi && logX) {
+      if (this.multi) {
         const idx = this.multi.argmaxIndices(logX);
         cat.set(await idx.data() as Int32Array, start * F);
         idx.dispose();
       }
-      tf.dispose([xNum, ...(logX ? [logX] : []), ...(cond ? [cond] : [])]);
+      tf.dispose([r.x, xNum, logX, ...(cond ? [cond] : [])]);
     }
     return {
       kind: "table",
       header: this.features.header,
       rows: this.features.decode(num, cat, y, n),
+      nfe,
     };
   }
 
@@ -459,3 +472,69 @@ export const TABDDPM_ENTRY: ModelEntry = {
     return Promise.resolve(new TabDdpm(config, tableFeatures(train, config.target as string)));
   },
 };
+
+/**
+ * TabDDPM's reverse process on rows [m, dNum + dCat], numeric values then
+ * the categorical columns' log one-hot: from one network call per step, the
+ * numeric block takes the Gaussian sampler's step and the categorical block a
+ * multinomial step on the same (respaced) chain.
+ */
+class TabularReverse implements ReverseProcess {
+  readonly name: string;
+  #abar: number[] = [];
+
+  constructor(
+    private readonly gaussian: ReverseProcess,
+    private readonly multi: MultinomialDiffusion | undefined,
+    private readonly dNum: number,
+    /** ᾱ at the used timesteps, ascending, for the step count set. */
+    private readonly alphaBars: () => number[],
+  ) {
+    this.name = gaussian.name;
+  }
+
+  setSteps(steps: number): number {
+    const n = this.gaussian.setSteps(steps);
+    this.#abar = this.alphaBars();
+    return n;
+  }
+
+  prior(shape: number[], rng: Rng): tf.Tensor {
+    const [m] = shape;
+    const xNum = tf.randomNormal([m, this.dNum], 0, 1, "float32", rng.seed());
+    if (!this.multi) return xNum;
+    const logX = this.multi.noise(m, rng);
+    const x = tf.concat([xNum, logX], 1);
+    tf.dispose([xNum, logX]);
+    return x;
+  }
+
+  step(i: number, x: tf.Tensor, net: NetFn, rng: Rng): tf.Tensor {
+    return tf.tidy(() => {
+      const [m, d] = x.shape;
+      const xNum = tf.slice(x, [0, 0], [m, this.dNum]);
+      const logX = tf.slice(x, [0, this.dNum], [m, d - this.dNum]);
+      let logits: tf.Tensor | undefined;
+      const numericNet: NetFn = (xn, t) => {
+        const out = net(this.multi ? tf.concat([xn, logX], 1) : xn, t);
+        logits = tf.slice(out, [0, this.dNum], [m, out.shape[1]! - this.dNum]);
+        return tf.slice(out, [0, 0], [m, this.dNum]);
+      };
+      const nextNum = this.gaussian.step(i, xNum, numericNet, rng) as tf.Tensor;
+      if (!this.multi) return nextNum;
+      const k = this.#abar.length - 1 - i;
+      const nextCat = this.multi.step(
+        logits!,
+        logX,
+        this.#abar[k],
+        k === 0 ? 1 : this.#abar[k - 1],
+        rng,
+      );
+      return tf.concat([nextNum, nextCat], 1);
+    });
+  }
+
+  reset(): void {
+    this.gaussian.reset();
+  }
+}

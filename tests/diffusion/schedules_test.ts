@@ -60,3 +60,19 @@ Deno.test("log-SNR decreases; bad T and kinds are refused with the reason", () =
   );
   assert.throws(() => makeSchedule({ kind: "quadratic" as "linear", T: 100 }), /unknown kind/);
 });
+
+Deno.test("zero terminal SNR (Lin et al. Algorithm 1): ᾱ_T = 0, ᾱ_1 kept, √ᾱ shifted and scaled", () => {
+  for (const kind of ["linear", "cosine", "sigmoid"] as const) {
+    const plain = makeSchedule({ kind, T: 1000 });
+    const zero = makeSchedule({ kind, T: 1000, zeroSnr: true });
+    const a0 = Math.sqrt(plain.alphasCumprod[0]);
+    const aT = Math.sqrt(plain.alphasCumprod[999]);
+    for (const t of [0, 1, 250, 500, 998, 999]) {
+      const want = ((Math.sqrt(plain.alphasCumprod[t]) - aT) * a0 / (a0 - aT)) ** 2;
+      assertClose(zero.alphasCumprod[t], want, 1e-9, 1e-12, `${kind} ᾱ at ${t}`);
+    }
+    assert.equal(zero.alphasCumprod[999], 0, kind);
+    assertClose(zero.betas[999], 1, 1e-12, 0, `${kind} last β`);
+    for (let t = 1; t < 1000; t++) assert.ok(zero.alphasCumprod[t] < zero.alphasCumprod[t - 1]);
+  }
+});

@@ -6,7 +6,8 @@ import { SAMPLERS } from "../../lib/diffusion/samplers.ts";
 const DDPM: SamplingSupport = {
   samplers: SAMPLERS,
   defaultSampler: "ddpm",
-  etaSamplers: ["ddim"],
+  etaSamplers: ["ddim", "dpmpp2m_sde"],
+  churnSamplers: ["euler", "heun"],
   guidance: false,
   classes: 0,
   ownMetrics: [],
@@ -16,6 +17,7 @@ const SCORE: SamplingSupport = {
   samplers: ["em"],
   defaultSampler: "em",
   etaSamplers: [],
+  churnSamplers: [],
   guidance: true,
   classes: 10,
 };
@@ -24,6 +26,7 @@ const D3PM: SamplingSupport = {
   samplers: ["ancestral"],
   defaultSampler: "ancestral",
   etaSamplers: [],
+  churnSamplers: [],
 };
 
 Deno.test("requests a model supports pass", () => {
@@ -31,6 +34,9 @@ Deno.test("requests a model supports pass", () => {
   checkSampleRequest("ddpm", DDPM, { n: 4, sampler: "ddim", eta: 0.5, steps: 10 });
   checkSampleRequest("score", SCORE, { n: 4, guidance: 2, labels: [0, 9] });
   checkSampleRequest("d3pm", D3PM, { n: 1, steps: 5 });
+  checkSampleRequest("ddpm", DDPM, { n: 4, sampler: "heun", churn: 10 });
+  checkSampleRequest("ddpm", DDPM, { n: 4, sampler: "dpmpp2m_sde", eta: 0.5 });
+  checkSampleRequest("score", SCORE, { n: 4, guidance: 2, guidanceRescale: 0.7 });
 });
 
 Deno.test("each unsupported option is refused with the model and the option named", () => {
@@ -41,10 +47,25 @@ Deno.test("each unsupported option is refused with the model and the option name
       "ddpm",
       DDPM,
       { n: 4, sampler: "ddimm" },
-      /unknown sampler "ddimm" \(did you mean "ddim"\?\) \(samplers: ddpm, ddim, dpmpp2m\)/,
+      /unknown sampler "ddimm" \(did you mean "ddim"\?\) \(samplers: ddpm, ddim, dpmpp2m, euler, heun, dpmpp2m_sde\)/,
     ],
     ["ddpm", DDPM, { n: 4, sampler: "ddim", eta: -1 }, /--eta must be ≥ 0, got -1/],
-    ["ddpm", DDPM, { n: 4, eta: 0.5 }, /--eta applies to the ddim sampler, not ddpm/],
+    ["ddpm", DDPM, { n: 4, eta: 0.5 }, /--eta applies to the ddim, dpmpp2m_sde samplers, not ddpm/],
+    [
+      "ddpm",
+      DDPM,
+      { n: 4, sampler: "ddim", churn: 1 },
+      /--churn applies to the euler, heun samplers, not ddim/,
+    ],
+    ["ddpm", DDPM, { n: 4, sampler: "heun", churn: -1 }, /--churn must be ≥ 0, got -1/],
+    ["ddpm", DDPM, { n: 4, guidanceRescale: 0.5 }, /--guidance-rescale does not apply/],
+    [
+      "score",
+      SCORE,
+      { n: 4, guidanceRescale: 1.5 },
+      /--guidance-rescale must be in \[0, 1\], got 1.5/,
+    ],
+    ["score", SCORE, { n: 4, churn: 1 }, /--churn does not apply to its sampler/],
     [
       "ddpm",
       DDPM,

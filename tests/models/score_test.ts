@@ -121,18 +121,35 @@ Deno.test("sample: label layout, guidance and errors", async () => {
 
   const guided = tf.tidy(() => {
     const x = tf.randomNormal([2, 28, 28, 1], 0, 1, "float32", 5);
-    const t = tf.tensor1d([0.3, 0.8]);
+    const t = tf.tensor1d([0.3, 0.3]);
     const labels = Float32Array.of(4, 9);
-    const cond = model.guidedScore(w, x, t, labels, 0);
+    const cond = model.guidedScore(w, x, 0.3, labels, 0);
     const uncond = model.sde.scoreFromOutput(
       model.network.apply(w, x, t, tf.tensor1d([10, 10])),
       t,
     );
     const want = tf.sub(tf.mul(cond, 3), tf.mul(uncond, 2));
-    return tf.max(tf.abs(tf.sub(model.guidedScore(w, x, t, labels, 2), want)));
+    const rescaled = model.guidedScore(w, x, 0.3, labels, 2, 0.7);
+    // φ = 0.7: 0.7·g·std(c)/std(g) + 0.3·g, per sample, from the moments by hand.
+    const g = want.arraySync() as number[][][][];
+    const c = cond.arraySync() as number[][][][];
+    const std = (a: number[][][]) => {
+      const v = a.flat(2);
+      const m = v.reduce((s, x) => s + x, 0) / v.length;
+      return Math.sqrt(v.reduce((s, x) => s + (x - m) ** 2, 0) / v.length);
+    };
+    const byHand = g.map((gi, i) => {
+      const f = 0.7 * std(c[i]) / std(gi) + 0.3;
+      return gi.map((r) => r.map((p) => p.map((v) => v * f)));
+    });
+    return [
+      tf.max(tf.abs(tf.sub(model.guidedScore(w, x, 0.3, labels, 2), want))),
+      tf.max(tf.abs(tf.sub(rescaled, tf.tensor(byHand)))),
+    ];
   });
-  assertClose(guided.dataSync()[0], 0, 1e-3);
-  guided.dispose();
+  assertClose(guided[0].dataSync()[0], 0, 1e-3);
+  assertClose(guided[1].dataSync()[0], 0, 1e-3, 0, "guidance rescale");
+  tf.dispose(guided);
   tf.dispose(Object.values(w));
 });
 
