@@ -517,11 +517,15 @@ class TabularReverse implements ReverseProcess {
       let logits: tf.Tensor | undefined;
       const numericNet: NetFn = (xn, t) => {
         const out = net(this.multi ? tf.concat([xn, logX], 1) : xn, t);
-        logits = tf.slice(out, [0, this.dNum], [m, out.shape[1]! - this.dNum]);
+        // Kept past the Gaussian step's own tidy; this step's tidy frees it.
+        logits = tf.keep(tf.slice(out, [0, this.dNum], [m, out.shape[1]! - this.dNum]));
         return tf.slice(out, [0, 0], [m, this.dNum]);
       };
       const nextNum = this.gaussian.step(i, xNum, numericNet, rng) as tf.Tensor;
-      if (!this.multi) return nextNum;
+      if (!this.multi) {
+        logits?.dispose();
+        return nextNum;
+      }
       const k = this.#abar.length - 1 - i;
       const nextCat = this.multi.step(
         logits!,
@@ -530,6 +534,7 @@ class TabularReverse implements ReverseProcess {
         k === 0 ? 1 : this.#abar[k - 1],
         rng,
       );
+      logits!.dispose();
       return tf.concat([nextNum, nextCat], 1);
     });
   }

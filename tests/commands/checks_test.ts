@@ -50,7 +50,7 @@ Deno.test("sample and eval refuse what does not apply before sampling, and write
     ],
     [
       ["sample", "--run", run, "--out", join(run, "s.csv"), "--eta", "0.5"],
-      /--eta applies to the ddim sampler, not ddpm/,
+      /--eta applies to the ddim, dpmpp2m_sde samplers, not ddpm/,
     ],
     [["sample", "--run", run, "--out", join(run, "s.csv"), "--n", "0"], /--n must be at least 1/],
     [
