@@ -183,7 +183,8 @@ export class Ddpm implements ZooModel {
     const T = config.T as number;
     const objective = config.objective as string;
     const discrete = DISCRETE_OBJECTIVES.includes(objective);
-    checkObjective(config, discrete);
+    const mismatch = objectiveMismatch(config);
+    if (mismatch) throw new Error(mismatch);
     this.process = new GaussianDiffusion(
       makeSchedule({
         kind: config.schedule as ScheduleKind,
@@ -360,41 +361,36 @@ export class Ddpm implements ZooModel {
   }
 }
 
-/** Refuses keys that do not fit the objective, naming the key and the fix. */
-function checkObjective(config: RunConfig, discrete: boolean): void {
-  const objective = config.objective as string;
-  if (config.zero_snr && !discrete) {
-    throw new Error(
-      `zero_snr applies to the schedule-based objectives (eps, x0, v), not objective=${objective}`,
-    );
+/**
+ * Why keys do not fit the objective (naming the key and the fix), or
+ * undefined; unset keys count at their defaults.
+ */
+function objectiveMismatch(config: RunConfig): string | undefined {
+  const get = (k: string) => config[k] ?? DDPM_KEYS[k].default;
+  const objective = get("objective") as string;
+  const discrete = DISCRETE_OBJECTIVES.includes(objective);
+  if (get("zero_snr") && !discrete) {
+    return `zero_snr applies to the schedule-based objectives (eps, x0, v), not objective=${objective}`;
   }
-  if (config.zero_snr && objective === "eps") {
-    throw new Error(
-      "zero_snr=true needs objective=v (Lin et al. 2023) or x0: at zero terminal SNR an ε-prediction cannot give x0",
-    );
+  if (get("zero_snr") && objective === "eps") {
+    return "zero_snr=true needs objective=v (Lin et al. 2023) or x0: at zero terminal SNR an ε-prediction cannot give x0";
   }
-  if (!discrete && config.timesteps !== "uniform") {
-    throw new Error(
-      `timesteps=${config.timesteps} applies to eps, x0 and v, not objective=${objective}`,
-    );
+  if (!discrete && get("timesteps") !== "uniform") {
+    return `timesteps=${get("timesteps")} applies to eps, x0 and v, not objective=${objective}`;
   }
-  if (!discrete && config.weighting !== "none") {
-    throw new Error(
-      `weighting=${config.weighting} applies to eps, x0 and v, not objective=${objective}${
-        objective === "edm" ? " (EDM weights its loss itself)" : ""
-      }`,
-    );
+  if (!discrete && get("weighting") !== "none") {
+    return `weighting=${get("weighting")} applies to eps, x0 and v, not objective=${objective}${
+      objective === "edm" ? " (EDM weights its loss itself)" : ""
+    }`;
   }
   const usable = samplersFor({ kind: discrete ? "discrete" : objective as "edm" | "flow" });
-  if (
-    config.sampler !== "auto" && !(usable as readonly string[]).includes(config.sampler as string)
-  ) {
-    throw new Error(
-      `sampler=${config.sampler} does not apply to objective=${objective} (samplers: ${
-        usable.join(", ")
-      })`,
-    );
+  const sampler = get("sampler") as string;
+  if (sampler && sampler !== "auto" && !(usable as readonly string[]).includes(sampler)) {
+    return `sampler=${sampler} does not apply to objective=${objective} (samplers: ${
+      usable.join(", ")
+    })`;
   }
+  return undefined;
 }
 
 /** Mean squared error per sample: [B, ...] → [B]. */
@@ -427,4 +423,5 @@ export const DDPM_ENTRY: ModelEntry = {
   keys: DDPM_KEYS,
   data: `mnist, ${TOY_DATASETS.join(", ")}`,
   create: (config) => Promise.resolve(new Ddpm(config)),
+  applies: objectiveMismatch,
 };

@@ -286,4 +286,10 @@ export interface ModelEntry {
   data: string;
   /** Builds the model for a resolved configuration. */
   create(config: RunConfig): Promise<ZooModel>;
+  /**
+   * Why a combination of keys (model keys and evaluation settings such as
+   * `sampler`, unset keys at their defaults) does not apply, or undefined
+   * when it does: a sweep's planner leaves such grid points out, saying why.
+   */
+  applies?(config: RunConfig): string | undefined;
 }

@@ -11,6 +11,7 @@
  */
 import type { ConfigValue, RunConfig } from "../models/model.ts";
 import { TRAINER_KEYS } from "../models/config.ts";
+import { MODELS } from "../models/registry.ts";
 import { EVAL_KEYS, expandConfigs, type Experiment } from "./experiment.ts";
 
 /** A training job: one run directory. */
@@ -63,6 +64,8 @@ export interface Plan {
   eval: EvalJob[];
   /** Training jobs a naive grid (one per configuration) would run. */
   naiveTrain: number;
+  /** Grid points the model refuses (a sampler its objective does not take, …), with why. */
+  skipped: { params: RunConfig; reason: string }[];
 }
 
 /** A stable short hash of a JSON-able value (keys sorted). */
@@ -90,7 +93,17 @@ function sortKeys(v: unknown): unknown {
 
 /** Plans an experiment's jobs. */
 export function planSweep(e: Experiment): Plan {
-  const configs = expandConfigs(e);
+  const skipped: Plan["skipped"] = [];
+  const configs = expandConfigs(e).filter((params) => {
+    const reason = MODELS[e.model].applies?.(params);
+    if (reason) skipped.push({ params, reason });
+    return !reason;
+  });
+  if (configs.length === 0) {
+    throw new Error(
+      `${e.file}: model ${e.model} refuses every configuration: ${skipped[0].reason}`,
+    );
+  }
   const varyingKeys = Object.keys(e.parameters).filter((k) => {
     const seen = new Set(configs.map((c) => JSON.stringify(c[k])));
     return seen.size > 1;
@@ -149,7 +162,13 @@ export function planSweep(e: Experiment): Plan {
     if (steps.length > 1) config.checkpoint_at = steps.slice(0, -1);
     return { key, model: e.model, data: e.data, config };
   });
-  return { configs: planned, train, eval: [...evals.values()], naiveTrain: configs.length };
+  return {
+    configs: planned,
+    train,
+    eval: [...evals.values()],
+    naiveTrain: configs.length,
+    skipped,
+  };
 }
 
 /** Rows as text columns padded to their widest cell. */
@@ -187,7 +206,17 @@ export function describePlan(plan: Plan): string {
         e.metrics.join(",") || "(default)",
       ]),
     ]),
+    ...(plan.skipped.length ? ["", ...describeSkipped(plan)] : []),
   ].join("\n");
+}
+
+/** The grid points left out, grouped by reason: "left out 12 configurations: sampler=ddim does not apply …". */
+export function describeSkipped(plan: Plan): string[] {
+  const byReason = new Map<string, number>();
+  for (const s of plan.skipped) byReason.set(s.reason, (byReason.get(s.reason) ?? 0) + 1);
+  return [...byReason].map(([reason, n]) =>
+    `left out ${n} configuration${n === 1 ? "" : "s"}: ${reason}`
+  );
 }
 
 /** The plan's configurations as the store keeps them (see `Store.setConfigs`). */

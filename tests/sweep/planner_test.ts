@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { parseExperiment } from "../../lib/sweep/experiment.ts";
-import { planSweep, stableKey } from "../../lib/sweep/planner.ts";
+import { describePlan, planSweep, stableKey } from "../../lib/sweep/planner.ts";
 
 const plan = (yaml: string) =>
   planSweep(parseExperiment("name: p\nmodel: ddpm\ndata: 8gaussians\n" + yaml, "p.yaml"));
@@ -61,5 +61,30 @@ Deno.test("stable keys do not depend on key order and change with any value", ()
   assert.deepEqual(
     plan("steps: 100\n").train.map((t) => t.key),
     plan("steps: 100\n").train.map((t) => t.key),
+  );
+});
+
+Deno.test("grid points the model refuses are left out, each reason counted in the dry run", () => {
+  const p = plan(
+    "parameters:\n  objective: {values: [eps, v, flow]}\n  zero_snr: {values: [false, true]}\n" +
+      "  sampler: {values: [ddim, heun]}\n",
+  );
+  // eps, v, v+zero_snr take both samplers; flow takes heun only; eps+zero_snr and flow+zero_snr none.
+  assert.equal(p.configs.length, 7);
+  assert.equal(p.train.length, 4);
+  assert.equal(p.skipped.length, 5);
+  const text = describePlan(p);
+  assert.match(text, /left out 2 configurations: zero_snr=true needs objective=v/);
+  assert.match(
+    text,
+    /left out 2 configurations: zero_snr applies to the schedule-based objectives/,
+  );
+  assert.match(
+    text,
+    /left out 1 configuration: sampler=ddim does not apply to objective=flow \(samplers: euler, heun\)/,
+  );
+  assert.throws(
+    () => plan("parameters:\n  objective: {values: [flow]}\n  sampler: {values: [ddim]}\n"),
+    /p.yaml: model ddpm refuses every configuration: sampler=ddim does not apply/,
   );
 });
