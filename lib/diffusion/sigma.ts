@@ -64,6 +64,16 @@ export function sigmaToT(sigmas: Float64Array, sigma: number): number {
   return lo + (b === a ? 0 : (Math.log(sigma) - a) / (b - a));
 }
 
+/** σ at a fractional timestep: the inverse of {@link sigmaToT} (log σ linear between steps). */
+export function tToSigma(sigmas: Float64Array, t: number): number {
+  const n = sigmas.length;
+  const c = Math.min(Math.max(t, 0), n - 1);
+  const lo = Math.floor(c);
+  if (lo === c) return sigmas[lo];
+  const f = c - lo;
+  return Math.exp((1 - f) * Math.log(sigmas[lo]) + f * Math.log(sigmas[lo + 1]));
+}
+
 /** A DDPM network (ε, x0 or v over a discrete schedule) as a σ-space denoiser. */
 export function discreteSigmaModel(schedule: Schedule, objective: Objective): SigmaModel {
   const sigmas = scheduleSigmas(schedule);

@@ -20,17 +20,29 @@ import {
   flowTarget,
   type FlowTimes,
 } from "../diffusion/flow.ts";
-import { GaussianDiffusion, type Objective, type Weighting } from "../diffusion/gaussian.ts";
-import { runReverse } from "../diffusion/reverse.ts";
+import {
+  extract,
+  GaussianDiffusion,
+  type Objective,
+  predictX0,
+  type Weighting,
+} from "../diffusion/gaussian.ts";
+import { type NetFn, runReverse } from "../diffusion/reverse.ts";
 import { type GaussianParam, makeSampler, SAMPLERS, samplersFor } from "../diffusion/samplers.ts";
 import { makeSchedule, type ScheduleKind } from "../diffusion/schedules.ts";
-import { EDM, edmPreconditioning, type SigmaGrid } from "../diffusion/sigma.ts";
+import {
+  EDM,
+  edmPreconditioning,
+  scheduleSigmas,
+  type SigmaGrid,
+  tToSigma,
+} from "../diffusion/sigma.ts";
 import {
   makeTimestepSampler,
   type TimestepSampler,
   type TimestepState,
 } from "../diffusion/timesteps.ts";
-import type { Network, Weights } from "../network/layers.ts";
+import { type Network, noGradient, type Weights } from "../network/layers.ts";
 import { MLPDiffusion, ResNetDiffusion } from "../network/mlp.ts";
 import { UNet } from "../network/unet.ts";
 import { Rng } from "../runtime/rng.ts";
@@ -64,6 +76,11 @@ export const DDPM_KEYS: Record<string, KeySpec> = {
     default: 0,
     help: "offset noise: add this times one N(0, 1) per sample and channel to the training noise",
     range: NONNEG,
+  },
+  self_cond: {
+    default: false,
+    help:
+      "self-conditioning (Chen et al. 2022, lucidrains' 50% scheme): the network also sees its own x0 estimate",
   },
   flow_times: {
     default: "uniform",
@@ -209,11 +226,12 @@ export class Ddpm implements ZooModel {
       throw new Error(`network=${net} does not fit ${dataName} (${this.data.kind} data)`);
     }
     const dIn = this.data.shape[0];
+    const extraIn = config.self_cond ? this.data.shape[this.data.shape.length - 1] : 0;
     this.network = net === "unet"
-      ? new UNet({ ch: config.ch as number })
+      ? new UNet({ ch: config.ch as number, extraIn })
       : net === "resnet"
-      ? new ResNetDiffusion({ dIn })
-      : new MLPDiffusion({ dIn });
+      ? new ResNetDiffusion({ dIn, extraIn })
+      : new MLPDiffusion({ dIn, extraIn });
     this.batchSize = (config.batch as number) || (this.data.kind === "image" ? 64 : 256);
     this.#timesteps = makeTimestepSampler(config.timesteps as "uniform" | "loss-aware", T);
   }
@@ -237,16 +255,26 @@ export class Ddpm implements ZooModel {
     const B = this.batchSize;
     const x0 = this.data.batch(rng, B);
     const noise = this.#noise(x0.shape, rng);
-    const net = (x: tf.Tensor, t: tf.Tensor1D) => this.network.apply(w, x, t);
+    const plain = (x: tf.Tensor, t: tf.Tensor1D) => this.network.apply(w, x, t);
+    if (this.param.kind === "edm") return this.#edmLoss(x0, noise, plain, rng);
+    const estimate = this.config.self_cond === true && rng.uniform() < 0.5;
     if (this.param.kind === "flow") {
       const t = drawFlowTimes(B, this.config.flow_times as FlowTimes, rng);
       const xt = flowInterpolate(x0, noise, t);
+      const tt = tf.tensor(t, [B, ...new Array(x0.rank - 1).fill(1)]);
+      const net = this.#trainingNet(plain, estimate, (v, x) => tf.sub(x, tf.mul(tt, v)));
       const out = net(xt, tf.tensor1d(t.map((v) => v * FLOW_TIME_SCALE)));
       return meanLoss(perSampleMse(out, flowTarget(x0, noise)), t);
     }
-    if (this.param.kind === "edm") return this.#edmLoss(x0, noise, net, rng);
     const { t, weights } = this.#timesteps.draw(B, rng);
     this.#lastT = t;
+    const a = extract(this.process.schedule.alphasCumprod, t, x0.rank);
+    const net = this.#trainingNet(
+      plain,
+      estimate,
+      (out, x) =>
+        predictX0(this.param.kind === "discrete" ? this.param.objective : "eps", out, x, a),
+    );
     const perSample = this.process.perSampleLoss(net, x0, t, noise);
     const snrW = this.process.weights(t, {
       weighting: this.config.weighting as Weighting,
@@ -283,6 +311,53 @@ export class Ddpm implements ZooModel {
     const out = net(tf.mul(x, col((p) => p.cIn)), tf.tensor1d(pre.map((p) => p.cNoise)));
     const target = tf.div(tf.sub(x0, tf.mul(x, col((p) => p.cSkip))), col((p) => p.cOut));
     return meanLoss(perSampleMse(out, target), z.map((v) => normalCdf(v)));
+  }
+
+  /**
+   * The network as training sees it. With self-conditioning its input is
+   * [x_t ‖ x̂0]: x̂0 = 0, or, on half the batches, the network's own estimate
+   * from a first pass with x̂0 = 0, through which no gradient flows (the pass
+   * runs inside a custom gradient whose gradient is zero, so it is not taped).
+   */
+  #trainingNet(
+    plain: (x: tf.Tensor, t: tf.Tensor1D) => tf.Tensor,
+    estimate: boolean,
+    x0From: (out: tf.Tensor, xt: tf.Tensor) => tf.Tensor,
+  ): (x: tf.Tensor, t: tf.Tensor1D) => tf.Tensor {
+    if (!this.config.self_cond) return plain;
+    const axis = -1;
+    return (xt, t) => {
+      const zeros = tf.zerosLike(xt);
+      if (!estimate) return plain(tf.concat([xt, zeros], axis), t);
+      const x0 = noGradient(() => x0From(plain(tf.concat([xt, zeros], axis), t), xt), xt);
+      return plain(tf.concat([xt, x0], axis), t);
+    };
+  }
+
+  /** The network as sampling sees it: with self-conditioning, fed its previous x0 estimate. */
+  #samplingNet(w: Weights, m: number): { net: NetFn; dispose: () => void } {
+    const plain: NetFn = (x, t) => this.network.apply(w, x, tf.fill([m], t) as tf.Tensor1D);
+    if (!this.config.self_cond) return { net: plain, dispose: () => {} };
+    let previous: tf.Tensor | undefined;
+    const sigmas = this.param.kind === "discrete" ? scheduleSigmas(this.param.schedule) : undefined;
+    const x0From = (out: tf.Tensor, x: tf.Tensor, t: number) => {
+      if (this.param.kind === "flow") return tf.sub(x, tf.mul(out, t / FLOW_TIME_SCALE));
+      const sigma = tToSigma(sigmas!, t);
+      return predictX0(
+        (this.param as { objective: Objective }).objective,
+        out,
+        x,
+        1 / (1 + sigma * sigma),
+      );
+    };
+    const net: NetFn = (x, t) => {
+      const out = plain(tf.concat([x, previous ?? tf.zerosLike(x)], -1), t);
+      const next = tf.keep(x0From(out, x, t));
+      previous?.dispose();
+      previous = next;
+      return out;
+    };
+    return { net, dispose: () => previous?.dispose() };
   }
 
   /** Training noise: N(0, I), plus offset noise shared by each sample's channel when asked. */
@@ -336,14 +411,10 @@ export class Ddpm implements ZooModel {
     let nfe = 0;
     for (let start = 0; start < req.n; start += chunk) {
       const m = Math.min(chunk, req.n - start);
-      const r = await runReverse(
-        sampler,
-        (x, t) => this.network.apply(w, x, tf.fill([m], t) as tf.Tensor1D),
-        steps,
-        [m, ...this.data.shape],
-        rng,
-        { onStep: (i, total) => req.onProgress?.(start * total + i * m, req.n * total) },
-      );
+      const { net, dispose } = this.#samplingNet(w, m);
+      const r = await runReverse(sampler, net, steps, [m, ...this.data.shape], rng, {
+        onStep: (i, total) => req.onProgress?.(start * total + i * m, req.n * total),
+      }).finally(dispose);
       nfe = r.nfe;
       parts.push((await r.x.data()) as Float32Array);
       r.x.dispose();
@@ -374,6 +445,9 @@ function objectiveMismatch(config: RunConfig): string | undefined {
   }
   if (get("zero_snr") && objective === "eps") {
     return "zero_snr=true needs objective=v (Lin et al. 2023) or x0: at zero terminal SNR an ε-prediction cannot give x0";
+  }
+  if (get("self_cond") && objective === "edm") {
+    return "self_cond applies to eps, x0, v and flow, not objective=edm";
   }
   if (!discrete && get("timesteps") !== "uniform") {
     return `timesteps=${get("timesteps")} applies to eps, x0 and v, not objective=${objective}`;

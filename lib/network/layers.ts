@@ -261,6 +261,19 @@ export function fourierEmbedding(t: tf.Tensor1D, freqs: Float32Array): tf.Tensor
   return tf.concat([tf.sin(proj), tf.cos(proj)], 1) as tf.Tensor2D;
 }
 
+/**
+ * `f()`'s value with no gradient to anything it read (TensorFlow's
+ * stop_gradient): it runs inside a custom gradient whose gradient is zero,
+ * and ops inside a kernel are not taped, so the backward pass skips it.
+ * `like` is an input of the right shape for the (zero) gradient.
+ */
+export function noGradient(f: () => tf.Tensor, like: tf.Tensor): tf.Tensor {
+  return tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => ({
+    value: f(),
+    gradFunc: () => tf.zerosLike(args[0] as tf.Tensor),
+  }))(like);
+}
+
 /** Number of scalars in a weight record. */
 export function countParams(w: Weights): number {
   return Object.values(w).reduce((n, t) => n + t.size, 0);

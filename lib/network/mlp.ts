@@ -28,6 +28,8 @@ export interface MLPConfig {
   layers?: number[];
   /** Number of classes for conditioning (label embedding added to the time embedding); 0 = none. @default 0 */
   numClasses?: number;
+  /** Extra input features after the data's (self-conditioning's x0 estimate); the output stays dIn wide. @default 0 */
+  extraIn?: number;
 }
 
 /**
@@ -39,14 +41,14 @@ export class MLPDiffusion implements Network {
 
   /** Builds the network description; parameters come from {@link init}. */
   constructor(config: MLPConfig) {
-    this.config = { dEmb: 128, layers: [256, 256, 256], numClasses: 0, ...config };
+    this.config = { dEmb: 128, layers: [256, 256, 256], numClasses: 0, extraIn: 0, ...config };
   }
 
   /** Fresh parameters (PyTorch default initialisation). */
   init(rng: Rng): Weights {
-    const { dIn, dEmb, layers, numClasses } = this.config;
+    const { dIn, dEmb, layers, numClasses, extraIn } = this.config;
     const w: Weights = {};
-    initDense(w, "proj", dIn, dEmb, rng);
+    initDense(w, "proj", dIn + extraIn, dEmb, rng);
     initDense(w, "temb1", dEmb, dEmb, rng);
     initDense(w, "temb2", dEmb, dEmb, rng);
     if (numClasses > 0) initEmbedding(w, "label", numClasses, dEmb, rng);
@@ -56,7 +58,7 @@ export class MLPDiffusion implements Network {
     return w;
   }
 
-  /** x [B, dIn], t [B] → ε̂ [B, dIn]. */
+  /** x [B, dIn + extraIn], t [B] → ε̂ [B, dIn]. */
   apply(w: Weights, x: tf.Tensor, t: tf.Tensor1D, cond?: tf.Tensor1D): tf.Tensor {
     const { dEmb, layers } = this.config;
     let e = dense(w, "temb2", silu(dense(w, "temb1", sinusoidalEmbedding(t, dEmb)))); // [B, dEmb]
@@ -81,6 +83,8 @@ export interface ResNetConfig {
   dEmb?: number;
   /** Number of classes for conditioning; 0 = none. @default 0 */
   numClasses?: number;
+  /** Extra input features after the data's (self-conditioning); the output stays dIn wide. @default 0 */
+  extraIn?: number;
 }
 
 /**
@@ -94,17 +98,25 @@ export class ResNetDiffusion implements Network {
 
   /** Builds the network description; parameters come from {@link init}. */
   constructor(config: ResNetConfig) {
-    this.config = { dMain: 256, dHidden: 512, blocks: 3, dEmb: 128, numClasses: 0, ...config };
+    this.config = {
+      dMain: 256,
+      dHidden: 512,
+      blocks: 3,
+      dEmb: 128,
+      numClasses: 0,
+      extraIn: 0,
+      ...config,
+    };
   }
 
   /** Fresh parameters (PyTorch default initialisation). */
   init(rng: Rng): Weights {
-    const { dIn, dMain, dHidden, blocks, dEmb, numClasses } = this.config;
+    const { dIn, dMain, dHidden, blocks, dEmb, numClasses, extraIn } = this.config;
     const w: Weights = {};
     initDense(w, "temb1", dEmb, dEmb, rng);
     initDense(w, "temb2", dEmb, dMain, rng);
     if (numClasses > 0) initEmbedding(w, "label", numClasses, dMain, rng);
-    initDense(w, "first", dIn, dMain, rng);
+    initDense(w, "first", dIn + extraIn, dMain, rng);
     for (let i = 0; i < blocks; i++) {
       initNorm(w, `block${i}.norm`, dMain);
       initDense(w, `block${i}.lin1`, dMain, dHidden, rng);

@@ -44,6 +44,8 @@ export interface UNetConfig {
   groups?: number;
   /** Classes for conditioning (embedding added to the time embedding); 0 = none. @default 0 */
   numClasses?: number;
+  /** Extra input channels after the image's (self-conditioning's x0 estimate). @default 0 */
+  extraIn?: number;
 }
 
 /** The UNet denoiser for NHWC images. */
@@ -60,18 +62,19 @@ export class UNet implements Network {
       heads: 4,
       groups: 8,
       numClasses: 0,
+      extraIn: 0,
       ...config,
     };
   }
 
   /** Fresh parameters (PyTorch default initialisation). */
   init(rng: Rng): Weights {
-    const { channels, ch, mults, temb, numClasses } = this.config;
+    const { channels, ch, mults, temb, numClasses, extraIn } = this.config;
     const w: Weights = {};
     initDense(w, "tmlp1", temb, temb, rng);
     initDense(w, "tmlp2", temb, temb, rng);
     if (numClasses > 0) initEmbedding(w, "label", numClasses, temb, rng);
-    initConv(w, "inc", 3, channels, ch, rng);
+    initConv(w, "inc", 3, channels + extraIn, ch, rng);
     const chs = mults.map((m) => ch * m);
     let c = ch;
     chs.forEach((co, i) => {

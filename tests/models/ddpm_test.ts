@@ -100,6 +100,7 @@ for (
     [{ objective: "flow", flow_times: "logit-normal" }, "heun", 25],
     [{ objective: "edm" }, "dpmpp2m", 25],
     [{ objective: "v", zero_snr: true, schedule: "cosine" }, "ddim", 50],
+    [{ objective: "eps", self_cond: true }, "heun", 25],
   ] as const
 ) {
   Deno.test(`8 gaussians, ${JSON.stringify(set)}: a short run sampled by ${sampler} beats an untrained one`, async () => {
@@ -189,4 +190,37 @@ Deno.test("offset noise adds one shared draw per sample (and channel) to the tra
   assertClose(await lossOf(model), 2, 0.1, 0, "offset noise");
   model.dispose();
   plain.dispose();
+});
+
+Deno.test("every objective's loss and sampling (self-conditioned too) keep numTensors flat", async () => {
+  const sets: Record<string, string | number | boolean>[] = [
+    { objective: "eps", self_cond: true },
+    { objective: "flow", self_cond: true },
+    { objective: "edm", offset_noise: 0.1 },
+    { objective: "v", zero_snr: true },
+  ];
+  for (const set of sets) {
+    const model = await DDPM_ENTRY.create({
+      model: "ddpm",
+      data: "8gaussians",
+      ...resolveConfig(DDPM_ENTRY.keys, { batch: 16, ...set }),
+    });
+    const init = model.init(new Rng(0));
+    const w = Object.fromEntries(Object.entries(init).map(([k, t]) => [k, tf.variable(t)]));
+    tf.dispose(Object.values(init));
+    const before = tf.memory().numTensors;
+    for (let i = 0; i < 3; i++) {
+      const { grads, value } = tf.variableGrads(() => {
+        const { loss, perSample } = model.loss(w, new Rng(i), i);
+        perSample.dispose();
+        return loss;
+      }, Object.values(w));
+      tf.dispose([value, ...Object.values(grads)]);
+    }
+    const s = await model.sample(w, { n: 8, steps: 3, sampler: "heun" }, new Rng(1));
+    assert.equal(s.kind === "points" && s.points.every(Number.isFinite), true);
+    assert.equal(tf.memory().numTensors, before, JSON.stringify(set));
+    tf.dispose(Object.values(w));
+    model.dispose();
+  }
 });

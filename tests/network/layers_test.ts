@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { groupNorm, groupNormSilu } from "../../lib/network/layers.ts";
+import { groupNorm, groupNormSilu, noGradient } from "../../lib/network/layers.ts";
 import { hasGroupNormKernels } from "../../lib/runtime/kernels/group_norm.ts";
 import { Rng } from "../../lib/runtime/rng.ts";
 import { useBackend } from "../helpers.ts";
@@ -99,3 +99,16 @@ for (const backend of ["wasm", "cpu"] as const) {
     }
   }
 }
+
+Deno.test("noGradient: the value passes, the gradient through it is zero (stop_gradient)", () => {
+  const w = tf.variable(tf.tensor1d([1, 2, 3]));
+  // loss = Σ w · sg(w²): d/dw = sg(w²) = w², not 3w² as without the stop.
+  const { grads, value } = tf.variableGrads(() =>
+    tf.sum(tf.mul(w, noGradient(() => tf.square(w), w))) as tf.Scalar
+  );
+  assert.equal(value.dataSync()[0], 1 + 8 + 27);
+  assert.deepEqual(Array.from(grads[w.name].dataSync()), [1, 4, 9]);
+  const { grads: plain } = tf.variableGrads(() => tf.sum(tf.mul(w, tf.square(w))) as tf.Scalar);
+  assert.deepEqual(Array.from(plain[w.name].dataSync()), [3, 12, 27]);
+  tf.dispose([w, value, ...Object.values(grads), ...Object.values(plain)]);
+});
