@@ -200,7 +200,11 @@ program.command("sweep")
     int("--concurrency"),
   )
   .option("--restart-failed", "put failed jobs back in the queue")
-  .option("--store <path>", "store file", "runs/store.sqlite")
+  .option(
+    "--store <path>",
+    "store: an SQLite file, or a postgres://user@host:port/db URL",
+    "runs/store.sqlite",
+  )
   .addOption(backendOption())
   .addOption(threadsOption())
   .addHelpText(
@@ -240,7 +244,11 @@ program.command("watch")
   )
   .argument("[sweep]", "sweep name")
   .option("--no-tui", "plain lines instead of the dashboard")
-  .option("--store <path>", "store file", "runs/store.sqlite")
+  .option(
+    "--store <path>",
+    "store: an SQLite file, or a postgres://user@host:port/db URL",
+    "runs/store.sqlite",
+  )
   .action(async (sweep: string | undefined, o) => {
     if (o.tui && terminal()) {
       const { runDashboard } = await import("./lib/dashboard/mod.ts");
@@ -261,15 +269,19 @@ program.command("compare")
   .option("--metric <name>", "metric (default: the experiment's)")
   .option("--csv", "every configuration as one CSV row: parameters, then metrics")
   .option("--list", "list the sweeps in the store (name, status, jobs done, failed, created, file)")
-  .option("--store <path>", "store file", "runs/store.sqlite")
+  .option(
+    "--store <path>",
+    "store: an SQLite file, or a postgres://user@host:port/db URL",
+    "runs/store.sqlite",
+  )
   .action(async (sweep: string | undefined, o) => {
     const { compareSweep, listSweeps } = await import("./lib/sweep/commands.ts");
     if (o.list) {
-      console.log(listSweeps({ storePath: o.store }));
+      console.log(await listSweeps({ storePath: o.store }));
       return;
     }
     console.log(
-      compareSweep({
+      await compareSweep({
         sweep,
         rows: o.rows,
         cols: o.cols,

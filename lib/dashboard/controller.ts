@@ -5,7 +5,7 @@
  * most `maxFps` times a second and only when something shown changed.
  */
 import * as fs from "node:fs";
-import { SqliteStore, type Store } from "../store/store.ts";
+import { openStore, type Store } from "../store/store.ts";
 import type { Line } from "./charts.ts";
 import { type Snapshot, SweepReader } from "./model.ts";
 import { type Preview, readPreview, sampleFiles } from "./samples.ts";
@@ -23,7 +23,7 @@ export interface Owner {
 
 /** Options of {@link Controller}. */
 export interface ControllerOptions {
-  /** Store file. @default "runs/store.sqlite" */
+  /** Store: an SQLite file or a postgres:// URL. @default "runs/store.sqlite" */
   storePath?: string;
   /** Sweep name. @default the most recent sweep */
   sweep?: string;
@@ -57,19 +57,38 @@ export class Controller {
   readonly #previews = new Map<number, { key: string; value: Preview | string }>();
   #logTail = { size: -1, line: "" };
   #quit?: () => void;
+  #refreshing = false;
+  readonly #artifacts = new Map<
+    number,
+    { version: string; list?: { kind: string; path: string }[]; error?: string }
+  >();
   /** Resolves when the user quits. */
   readonly done: Promise<void>;
   /** Redraws so far (the cost test reads it). */
   draws = 0;
 
-  /** Opens the store read-only (a missing store file is an error naming it). */
-  constructor(opts: ControllerOptions = {}) {
+  /**
+   * Opens the store read-only (a missing store file is an error naming it)
+   * and reads the sweep once (an unknown sweep is an error unless `wait`).
+   */
+  static async open(opts: ControllerOptions = {}): Promise<Controller> {
+    const store = await openStore(opts.storePath ?? "runs/store.sqlite", { readOnly: true });
+    const c = new Controller(opts, store);
+    try {
+      await c.#refresh();
+    } catch (e) {
+      await store.close();
+      throw e;
+    }
+    return c;
+  }
+
+  private constructor(opts: ControllerOptions, store: Store) {
     this.#opts = opts;
     this.#size = opts.size ?? { cols: 100, rows: 30 };
-    this.#store = new SqliteStore(opts.storePath ?? "runs/store.sqlite", { readOnly: true });
+    this.#store = store;
     this.#reader = new SweepReader(this.#store, { sweep: opts.sweep, wait: opts.wait });
     this.done = new Promise((resolve) => this.#quit = resolve);
-    this.#refresh();
   }
 
   /** The current snapshot (undefined while waiting for the sweep). */
@@ -84,17 +103,19 @@ export class Controller {
 
   /** Starts polling the store. */
   start(): void {
-    this.#poll ??= setInterval(() => {
-      if (this.#refresh()) this.#requestDraw();
+    this.#poll ??= setInterval(async () => {
+      if (this.#refreshing) return;
+      if (await this.#refresh()) this.#requestDraw();
     }, this.#opts.pollMs ?? 500);
   }
 
   /** Stops polling and closes the store. */
-  stop(): void {
+  async stop(): Promise<void> {
     clearInterval(this.#poll);
     clearTimeout(this.#drawTimer);
     this.#poll = undefined;
-    this.#store.close();
+    while (this.#refreshing) await new Promise((r) => setTimeout(r, 5));
+    await this.#store.close();
   }
 
   /** Calls `fn` whenever a redraw is due; returns the unsubscribe function. */
@@ -110,13 +131,16 @@ export class Controller {
     this.#requestDraw();
   }
 
-  /** Handles one key. */
-  key(k: Key): void {
+  /** Handles one key; resolves once a store request it makes is done. */
+  async key(k: Key): Promise<void> {
     const pageSize = Math.max(1, this.#size.rows - 8);
     const { ui, action } = handleKey(this.#ui, k, this.#snap, pageSize);
     this.#ui = ui;
-    if (action) this.#act(action);
     this.#requestDraw();
+    if (action) {
+      await this.#act(action);
+      this.#requestDraw();
+    }
   }
 
   /** The frame to show now (recomputed only when its inputs changed). */
@@ -145,10 +169,11 @@ export class Controller {
   }
 
   /** Reads the store; true when the frame may have changed. */
-  #refresh(): boolean {
+  async #refresh(): Promise<boolean> {
+    this.#refreshing = true;
     try {
       const before = this.#snap;
-      this.#snap = this.#reader.refresh() ?? this.#snap;
+      this.#snap = (await this.#reader.refresh()) ?? this.#snap;
       this.#error = undefined;
       const clockMoved = !!this.#snap?.live &&
         Math.floor(Date.now() / 1000) !== Math.floor(this.#lastDraw / 1000);
@@ -157,6 +182,8 @@ export class Controller {
       if (!this.#snap && !this.#opts.wait) throw e;
       this.#error = `store: ${e instanceof Error ? e.message : String(e)}`;
       return true;
+    } finally {
+      this.#refreshing = false;
     }
   }
 
@@ -182,30 +209,31 @@ export class Controller {
     for (const fn of this.#listeners) fn();
   }
 
-  #act(action: Action): void {
+  async #act(action: Action): Promise<void> {
     if (action.type === "quit") {
       this.#quit?.();
       return;
     }
     const path = this.#opts.storePath ?? "runs/store.sqlite";
-    let writer: SqliteStore | undefined;
+    let writer: Store | undefined;
     try {
-      writer = new SqliteStore(path);
-      const job = writer.job(action.jobId);
+      writer = await openStore(path);
+      const job = await writer.job(action.jobId);
       const what = `${job?.kind === "train" ? "training" : "evaluation"} job ${job?.key}`;
       if (action.type === "cancel") {
-        writer.requestCancel(action.jobId);
+        await writer.requestCancel(action.jobId);
         this.#ui.message = `cancel requested for ${what}: the sweep stops it at its next poll`;
       } else {
-        writer.requeue(action.jobId);
+        await writer.requeue(action.jobId);
         this.#ui.message = `${what} is queued again; the running sweep picks it up`;
       }
     } catch (e) {
       this.#ui.message = `${action.type}: ${e instanceof Error ? e.message : String(e)}`;
     } finally {
-      writer?.close();
+      await writer?.close();
     }
-    this.#refresh();
+    while (this.#refreshing) await new Promise((r) => setTimeout(r, 5));
+    await this.#refresh();
   }
 
   /** The line under the body when nothing else is said: where the sweep runs, its last log line. */
@@ -246,9 +274,25 @@ export class Controller {
     const info = this.#snap?.jobs.get(jobId);
     if (!info) return "no such job";
     if (info.row.state !== "done") return `evaluation ${info.row.state}: no samples yet`;
+    const version = `${info.row.finished}`;
+    const known = this.#artifacts.get(jobId);
+    if (known?.version !== version) {
+      // Read once per finished evaluation, outside the frame: the frame says so meanwhile.
+      this.#artifacts.set(jobId, { version });
+      this.#store.artifacts(jobId).then(
+        (list) => this.#artifacts.set(jobId, { version, list }),
+        (e: Error) => this.#artifacts.set(jobId, { version, error: e.message }),
+      ).finally(() => {
+        this.#frame = undefined;
+        this.#requestDraw();
+      });
+      return "reading the samples…";
+    }
+    if (known.error) return `samples: ${known.error}`;
+    if (!known.list) return "reading the samples…";
     let files: string[];
     try {
-      files = sampleFiles(this.#store.artifacts(jobId), info.row.runDir, info.row.key);
+      files = sampleFiles(known.list, info.row.runDir, info.row.key);
     } catch (e) {
       return `samples: ${e instanceof Error ? e.message : String(e)}`;
     }

@@ -7,7 +7,7 @@
  */
 import * as fs from "node:fs";
 import { dirname, join } from "node:path";
-import { SqliteStore } from "../store/store.ts";
+import { openStore } from "../store/store.ts";
 import { defaultWorker } from "../sweep/commands.ts";
 import { loadExperiment } from "../sweep/experiment.ts";
 import { runDashboard } from "./mod.ts";
@@ -16,7 +16,7 @@ import { runDashboard } from "./mod.ts";
 export interface LaunchOptions {
   /** Experiment file. @default "experiments/default.yaml" */
   file?: string;
-  /** Store file. @default "runs/store.sqlite" */
+  /** Store: an SQLite file or a postgres:// URL. @default "runs/store.sqlite" */
   storePath?: string;
   /** Jobs at a time. @default the experiment's, else the number of cores */
   concurrency?: number;
@@ -67,7 +67,7 @@ export async function sweepWithDashboard(opts: LaunchOptions = {}): Promise<numb
   const file = opts.file ?? "experiments/default.yaml";
   const { experiment } = loadExperiment(file);
   const storePath = opts.storePath ?? "runs/store.sqlite";
-  new SqliteStore(storePath).close();
+  await (await openStore(storePath)).close();
   const log = join(opts.runsDir ?? "runs", experiment.name, "sweep.log");
   const child = launchSweep(opts, log);
   const owner = { pid: child.pid, log } as { pid: number; log: string; exit?: Deno.CommandStatus };

@@ -16,7 +16,7 @@ export type { Owner } from "./controller.ts";
 
 /** Options of {@link runDashboard}. */
 export interface DashboardOptions {
-  /** Store file. @default "runs/store.sqlite" */
+  /** Store: an SQLite file or a postgres:// URL. @default "runs/store.sqlite" */
   storePath?: string;
   /** Sweep name. @default the most recent sweep */
   sweep?: string;
@@ -60,7 +60,7 @@ export async function runDashboard(opts: DashboardOptions = {}): Promise<void> {
     const { columns, rows } = Deno.consoleSize();
     return { cols: columns, rows };
   };
-  const controller = new Controller({ ...opts, size: size() });
+  const controller = await Controller.open({ ...opts, size: size() });
   const onResize = () => {
     const s = size();
     controller.resize(s.cols, s.rows);
@@ -76,7 +76,7 @@ export async function runDashboard(opts: DashboardOptions = {}): Promise<void> {
   try {
     await controller.done;
   } finally {
-    controller.stop();
+    await controller.stop();
     Deno.removeSignalListener("SIGWINCH", onResize);
     app.unmount();
     app.cleanup();

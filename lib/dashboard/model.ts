@@ -6,8 +6,6 @@
  * a snapshot (varying parameters, ETA, sorting, the compare grid, the
  * evaluation series of a run).
  */
-import * as fs from "node:fs";
-import { join } from "node:path";
 import type { RunConfig } from "../models/model.ts";
 import type { ConfigRow, EvalRow, JobRow, JobState, Store, SweepRow } from "../store/store.ts";
 import type { Experiment } from "../sweep/experiment.ts";
@@ -126,8 +124,8 @@ export interface ReaderOptions {
 }
 
 /** The error for a sweep name the store does not have, listing those it has. */
-function noSweep(store: Store, name?: string): Error {
-  const known = store.sweeps().map((s) => s.name);
+async function noSweep(store: Store, name?: string): Promise<Error> {
+  const known = (await store.sweeps()).map((s) => s.name);
   return new Error(
     name
       ? `no sweep named "${name}" in the store (sweeps: ${known.join(", ") || "none"})`
@@ -171,24 +169,24 @@ export class SweepReader {
   }
 
   /** Reads what changed and returns the new snapshot; undefined while waiting for the sweep. */
-  refresh(now = Date.now()): Snapshot | undefined {
+  async refresh(now = Date.now()): Promise<Snapshot | undefined> {
     const store = this.#store;
     this.#queries++;
     const sweep = this.#sweepId === undefined
-      ? store.sweep(this.#opts.sweep)
-      : store.sweeps().find((s) => s.id === this.#sweepId);
+      ? await store.sweep(this.#opts.sweep)
+      : (await store.sweeps()).find((s) => s.id === this.#sweepId);
     if (!sweep) {
       if (this.#opts.wait) return undefined;
-      throw noSweep(store, this.#opts.sweep);
+      throw await noSweep(store, this.#opts.sweep);
     }
     this.#sweepId = sweep.id;
     if (sweep.hash !== this.#hash || !this.#experiment) {
       this.#hash = sweep.hash;
       this.#experiment = JSON.parse(sweep.spec) as Experiment;
-      this.#configs = store.configs(sweep.id).filter((c) => !c.removed);
+      this.#configs = (await store.configs(sweep.id)).filter((c) => !c.removed);
       this.#queries++;
     }
-    const rows = store.jobs(sweep.id);
+    const rows = await store.jobs(sweep.id);
     this.#queries++;
     const jobs = new Map<number, JobInfo>();
     for (const row of rows) {
@@ -198,13 +196,13 @@ export class SweepReader {
         this.#specs.set(row.id, cached);
       }
       jobs.set(row.id, { row, spec: cached.spec });
-      if (row.kind === "train") this.#readMetrics(row);
+      if (row.kind === "train") await this.#readMetrics(row);
     }
     const evalsKey = rows.filter((j) => j.kind === "eval" && j.state === "done")
       .map((j) => `${j.id}:${j.finished}`).join(",");
     if (evalsKey !== this.#evalsKey) {
       this.#evalsKey = evalsKey;
-      this.#evals = store.evalsForSweep(sweep.id);
+      this.#evals = await store.evalsForSweep(sweep.id);
       this.#queries++;
     }
     this.#backend ??= firstBackend(rows);
@@ -235,13 +233,13 @@ export class SweepReader {
   }
 
   /** Appends the job's metric points past the last step read (only while it may still grow). */
-  #readMetrics(job: JobRow): void {
+  async #readMetrics(job: JobRow): Promise<void> {
     const seen = this.#seenState.get(job.id);
     const key = `${job.state}:${job.attempts}`;
     if (seen === key && job.state !== "running") return;
     this.#seenState.set(job.id, key);
     const last = this.#lastStep.get(job.id) ?? 0;
-    const fresh = this.#store.metricsSince(job.id, last);
+    const fresh = await this.#store.metricsSince(job.id, last);
     this.#queries++;
     if (fresh.length === 0) return;
     let points = this.#series.get(job.id) ?? [];
@@ -267,25 +265,9 @@ export class SweepReader {
   }
 }
 
-/** The backend the first training run's start event names (its events.jsonl), if any. */
+/** The backend the first training run that started reported (recorded in the store). */
 function firstBackend(jobs: JobRow[]): string | undefined {
-  for (const j of jobs) {
-    if (j.kind !== "train" || j.state === "queued") continue;
-    try {
-      const fd = fs.openSync(join(j.runDir, "events.jsonl"), "r");
-      const buf = new Uint8Array(2048);
-      const n = fs.readSync(fd, buf, 0, buf.length, 0);
-      fs.closeSync(fd);
-      const line = new TextDecoder().decode(buf.subarray(0, n)).split("\n")[0];
-      const e = JSON.parse(line);
-      if (e.type === "start" && e.backend) {
-        return `${e.backend}${e.adapter ? ` (${e.adapter})` : ""}`;
-      }
-    } catch {
-      // no events yet, or not written by this trainer
-    }
-  }
-  return undefined;
+  return jobs.find((j) => j.kind === "train" && j.backend)?.backend ?? undefined;
 }
 
 /** Inputs of {@link buildSnapshot}. */

@@ -5,14 +5,14 @@
  * starts and ends, logged training steps, evaluation results) until the
  * sweep stops running.
  */
-import { SqliteStore } from "../store/store.ts";
+import { openStore } from "../store/store.ts";
 import { watchPlain } from "../sweep/commands.ts";
 import { short } from "./charts.ts";
 import { type Snapshot, SweepReader } from "./model.ts";
 
 /** Options of {@link watchLines}. */
 export interface PlainOptions {
-  /** Store file. @default "runs/store.sqlite" */
+  /** Store: an SQLite file or a postgres:// URL. @default "runs/store.sqlite" */
   storePath?: string;
   /** Sweep name. @default the most recent sweep */
   sweep?: string;
@@ -34,12 +34,12 @@ function counts(s: Snapshot): string {
 export async function watchLines(opts: PlainOptions = {}): Promise<void> {
   const say = opts.say ?? ((l: string) => console.log(l));
   const storePath = opts.storePath ?? "runs/store.sqlite";
-  const store = new SqliteStore(storePath, { readOnly: true });
+  const store = await openStore(storePath, { readOnly: true });
   try {
     const reader = new SweepReader(store, { sweep: opts.sweep });
-    let snap = reader.refresh()!;
+    let snap = (await reader.refresh())!;
     if (!snap.live) {
-      for (const l of watchPlain({ sweep: snap.sweep.name, storePath }).split("\n")) say(l);
+      for (const l of (await watchPlain({ sweep: snap.sweep.name, storePath })).split("\n")) say(l);
       return;
     }
     say(`${time()} sweep ${snap.sweep.name} (running): ${counts(snap)}`);
@@ -52,7 +52,7 @@ export async function watchLines(opts: PlainOptions = {}): Promise<void> {
     }
     while (snap.live) {
       await new Promise((r) => setTimeout(r, opts.pollMs ?? 500));
-      snap = reader.refresh()!;
+      snap = (await reader.refresh())!;
       for (const { row, spec } of snap.jobs.values()) {
         const total = "config" in spec ? spec.config.steps : undefined;
         for (const p of reader.series(row.id)) {
@@ -79,6 +79,6 @@ export async function watchLines(opts: PlainOptions = {}): Promise<void> {
     }
     say(`${time()} sweep ${snap.sweep.name} ${snap.sweep.status}: ${counts(snap)}`);
   } finally {
-    store.close();
+    await store.close();
   }
 }

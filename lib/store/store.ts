@@ -1,14 +1,41 @@
 /**
  * The experiment store: sweeps, their configurations, jobs and their states,
- * metric series, evaluations and artifacts. {@link Store} is the small
- * interface the sweep and the dashboard use; {@link SqliteStore} implements
- * it on `node:sqlite` in WAL mode, so readers (dashboard, compare) run
- * alongside the writer. A PostgreSQL store would implement the same
- * interface.
+ * metric series, evaluations, artifacts and the files jobs hand to each other
+ * (checkpoints, samples). {@link Store} is the asynchronous interface the
+ * sweep, the workers and the dashboard use; {@link openStore} opens one on
+ * either engine with the same schema and the same queries (Kysely):
+ *
+ * - an SQLite file (`node:sqlite`, WAL, so readers run alongside the
+ *   writer): the default, `runs/store.sqlite`, nothing to set up;
+ * - a PostgreSQL database (`postgres://user@host:port/db`), which every
+ *   machine of a distributed sweep shares.
+ *
+ * The engines differ where it shows: PostgreSQL's `REAL` is 4-byte (losses
+ * are `DOUBLE PRECISION`), SQLite stores NaN as NULL (every numeric column
+ * reads NULL back as NaN, on both), and 64-bit integers come back from `pg`
+ * as strings (parsed here; the schema's ids and steps are 32-bit anyway).
+ *
+ * @example
+ * ```ts
+ * const store = await openStore("runs/store.sqlite");
+ * const sweep = await store.upsertSweep("default", "experiments/default.yaml", hash, spec);
+ * await store.close();
+ * ```
  */
 import { DatabaseSync } from "node:sqlite";
 import * as fs from "node:fs";
 import { dirname } from "node:path";
+import {
+  CamelCasePlugin,
+  CompiledQuery,
+  type Generated,
+  Kysely,
+  PostgresDialect,
+  sql,
+  SqliteDialect,
+  type Transaction,
+} from "kysely";
+import pg from "pg";
 
 /** Job states; `stopped` is a training job ended early by ASHA. */
 export type JobState = "queued" | "running" | "done" | "failed" | "cancelled" | "stopped";
@@ -27,7 +54,7 @@ export interface SweepRow {
   spec: string;
   /** ISO time of creation. */
   created: string;
-  /** created, running, done or failed. */
+  /** created, running, done, failed or stopped (its sweep process ended before its jobs). */
   status: string;
 }
 
@@ -77,6 +104,12 @@ export interface JobRow {
   cancelRequested: number;
   /** Fraction done in [0, 1]. */
   progress: number;
+  /** The backend its last run reported (a training run's start event), e.g. "wasm". */
+  backend: string | null;
+  /** The machine that last ran it (its host name). */
+  host: string | null;
+  /** Times it was put back in the queue by hand (a distributed queue's job ids include it). */
+  round: number;
 }
 
 /** One point of a training run's metric series. */
@@ -85,7 +118,7 @@ export interface MetricRow {
   job: number;
   /** Training step. */
   step: number;
-  /** Training loss. */
+  /** Training loss (NaN when the run diverged). */
   loss: number;
   /** Loss per timestep band (JSON array). */
   bands: string;
@@ -111,22 +144,29 @@ export interface EvalRow {
   extra: string;
 }
 
-/** What the sweep and the dashboard need from a store. */
+/** The fields of a job {@link Store.updateJob} may change. */
+export type JobFields = Partial<Omit<JobRow, "id" | "sweep" | "key">>;
+
+/** What the sweep, the workers and the dashboard need from a store. */
 export interface Store {
+  /** Where it is: the SQLite file, or the PostgreSQL URL without its password. */
+  readonly location: string;
+  /** Which engine. */
+  readonly engine: "sqlite" | "postgres";
   /** Creates or returns the sweep of this name. */
-  upsertSweep(name: string, file: string, hash: string, spec: string): SweepRow;
+  upsertSweep(name: string, file: string, hash: string, spec: string): Promise<SweepRow>;
   /** Sets a sweep's status (running, done, …). */
-  setSweepStatus(id: number, status: string): void;
+  setSweepStatus(id: number, status: string): Promise<void>;
   /** The sweep of this name, or the most recent one. */
-  sweep(name?: string): SweepRow | undefined;
+  sweep(name?: string): Promise<SweepRow | undefined>;
   /** The most recently created sweep. */
-  latestSweep(): SweepRow | undefined;
+  latestSweep(): Promise<SweepRow | undefined>;
   /** Every sweep, newest first. */
-  sweeps(): SweepRow[];
+  sweeps(): Promise<SweepRow[]>;
   /** Replaces a sweep's configurations; ones not given are kept, flagged removed. */
-  setConfigs(sweep: number, configs: Omit<ConfigRow, "sweep" | "removed">[]): void;
+  setConfigs(sweep: number, configs: Omit<ConfigRow, "sweep" | "removed">[]): Promise<void>;
   /** A sweep's configurations (removed ones included). */
-  configs(sweep: number): ConfigRow[];
+  configs(sweep: number): Promise<ConfigRow[]>;
   /** Adds a job unless one with its key exists; returns the stored job. */
   ensureJob(
     sweep: number,
@@ -134,244 +174,523 @@ export interface Store {
     kind: "train" | "eval",
     spec: string,
     runDir: string,
-  ): JobRow;
+  ): Promise<JobRow>;
   /** A sweep's jobs. */
-  jobs(sweep: number): JobRow[];
+  jobs(sweep: number): Promise<JobRow[]>;
   /** One job. */
-  job(id: number): JobRow | undefined;
+  job(id: number): Promise<JobRow | undefined>;
   /** Updates a job's fields. */
-  updateJob(id: number, fields: Partial<Omit<JobRow, "id" | "sweep" | "key">>): void;
+  updateJob(id: number, fields: JobFields): Promise<void>;
+  /**
+   * Updates a job's fields only while it is in state `from` (and, when
+   * given, at attempt `attempts`); true when it did. Two processes racing for
+   * one job: exactly one wins.
+   */
+  updateJobIf(
+    id: number,
+    from: { state: JobState; attempts?: number },
+    fields: JobFields,
+  ): Promise<boolean>;
   /** Asks the executor to cancel a job. */
-  requestCancel(id: number): void;
-  /** Puts a failed, cancelled or stopped job back in the queue (attempts reset). */
-  requeue(id: number): void;
+  requestCancel(id: number): Promise<void>;
+  /** Puts a failed, cancelled or stopped job back in the queue (attempts reset, round + 1). */
+  requeue(id: number): Promise<void>;
   /** Records metric points (one per step; a repeated step replaces the old one). */
-  putMetrics(rows: MetricRow[]): void;
+  putMetrics(rows: MetricRow[]): Promise<void>;
   /** A job's metric points after `afterStep`, ascending. */
-  metricsSince(job: number, afterStep: number): MetricRow[];
+  metricsSince(job: number, afterStep: number): Promise<MetricRow[]>;
   /** Records an evaluation (one per job and metric). */
-  putEval(row: EvalRow): void;
+  putEval(row: EvalRow): Promise<void>;
   /** Every evaluation of a sweep's jobs. */
-  evalsForSweep(sweep: number): EvalRow[];
+  evalsForSweep(sweep: number): Promise<EvalRow[]>;
   /** Records an artifact path of a job. */
-  putArtifact(job: number, kind: string, path: string): void;
+  putArtifact(job: number, kind: string, path: string): Promise<void>;
   /** A job's artifacts. */
-  artifacts(job: number): { kind: string; path: string }[];
-  /** Closes the connection. */
-  close(): void;
+  artifacts(job: number): Promise<{ kind: string; path: string }[]>;
+  /**
+   * Stores a file of a job under `name` (e.g. `ckpt/step-00000100/state.json`),
+   * read from `path` in chunks of `chunkBytes`, never whole; replaces an
+   * earlier one of that name.
+   * @default chunkBytes 4 MiB
+   */
+  putFile(job: number, name: string, path: string, chunkBytes?: number): Promise<void>;
+  /** Writes a stored file to `path` chunk by chunk (through a temporary, renamed into place); false when there is none. */
+  getFile(job: number, name: string, path: string): Promise<boolean>;
+  /** The names of a job's stored files that start with `prefix`, sorted. */
+  files(job: number, prefix?: string): Promise<string[]>;
+  /** Runs `fn` in one transaction with a store bound to it. */
+  transaction<T>(fn: (tx: Store & SqlExecutor) => Promise<T>): Promise<T>;
+  /** Closes the connection(s). */
+  close(): Promise<void>;
 }
 
+/** Raw SQL on the store's connection (what pg-boss's `db` option takes; PostgreSQL `$1` placeholders). */
+export interface SqlExecutor {
+  /** Runs one statement. */
+  executeSql(text: string, values?: unknown[]): Promise<{ rows: any[] }>;
+}
+
+interface Tables {
+  sweeps: Omit<SweepRow, "id"> & { id: Generated<number> };
+  configs: ConfigRow;
+  jobs: Omit<JobRow, "id"> & { id: Generated<number> };
+  metrics: Omit<MetricRow, "loss" | "lr" | "stepsPerSec"> & {
+    loss: number | null;
+    lr: number | null;
+    stepsPerSec: number | null;
+  };
+  evals: Omit<EvalRow, "value" | "spread"> & { value: number | null; spread: number | null };
+  artifacts: { job: number; kind: string; path: string };
+  files: { job: number; name: string; chunk: number; data: Uint8Array };
+}
+
+type Db = Kysely<Tables> | Transaction<Tables>;
+
+/** The schema; `ID`, `FLOAT` and `BLOB` are the engine's types. */
 const SCHEMA = `
-CREATE TABLE IF NOT EXISTS sweeps (id INTEGER PRIMARY KEY, name TEXT UNIQUE NOT NULL, file TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS sweeps (id ID, name TEXT UNIQUE NOT NULL, file TEXT NOT NULL,
   hash TEXT NOT NULL, spec TEXT NOT NULL, created TEXT NOT NULL, status TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS configs (sweep INTEGER NOT NULL, idx INTEGER NOT NULL, params TEXT NOT NULL,
   train_key TEXT NOT NULL, eval_key TEXT NOT NULL, removed INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (sweep, params));
-CREATE TABLE IF NOT EXISTS jobs (id INTEGER PRIMARY KEY, sweep INTEGER NOT NULL, key TEXT NOT NULL, kind TEXT NOT NULL,
+CREATE TABLE IF NOT EXISTS jobs (id ID, sweep INTEGER NOT NULL, key TEXT NOT NULL, kind TEXT NOT NULL,
   spec TEXT NOT NULL, run_dir TEXT NOT NULL, state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0, error TEXT,
-  started TEXT, finished TEXT, pid INTEGER, cancel_requested INTEGER NOT NULL DEFAULT 0, progress REAL NOT NULL DEFAULT 0,
-  UNIQUE (sweep, key));
-CREATE TABLE IF NOT EXISTS metrics (job INTEGER NOT NULL, step INTEGER NOT NULL, loss REAL, bands TEXT, lr REAL,
-  steps_per_sec REAL, PRIMARY KEY (job, step));
-CREATE TABLE IF NOT EXISTS evals (job INTEGER NOT NULL, metric TEXT NOT NULL, value REAL, n INTEGER, spread REAL,
+  started TEXT, finished TEXT, pid INTEGER, cancel_requested INTEGER NOT NULL DEFAULT 0,
+  progress FLOAT NOT NULL DEFAULT 0, UNIQUE (sweep, key));
+CREATE TABLE IF NOT EXISTS metrics (job INTEGER NOT NULL, step INTEGER NOT NULL, loss FLOAT, bands TEXT, lr FLOAT,
+  steps_per_sec FLOAT, PRIMARY KEY (job, step));
+CREATE TABLE IF NOT EXISTS evals (job INTEGER NOT NULL, metric TEXT NOT NULL, value FLOAT, n INTEGER, spread FLOAT,
   extra TEXT, PRIMARY KEY (job, metric));
 CREATE TABLE IF NOT EXISTS artifacts (job INTEGER NOT NULL, kind TEXT NOT NULL, path TEXT NOT NULL,
   PRIMARY KEY (job, kind, path));
+CREATE TABLE IF NOT EXISTS files (job INTEGER NOT NULL, name TEXT NOT NULL, chunk INTEGER NOT NULL,
+  data BLOB NOT NULL, PRIMARY KEY (job, name, chunk));
 `;
 
-const JOB_COLUMNS =
-  `id, sweep, key, kind, spec, run_dir AS runDir, state, attempts, error, started, finished, pid,
-  cancel_requested AS cancelRequested, progress`;
+/** Columns added to `jobs` after its first version: name → definition. */
+const ADDED_JOB_COLUMNS: Record<string, string> = {
+  backend: "TEXT",
+  host: "TEXT",
+  round: "INTEGER NOT NULL DEFAULT 0",
+};
+
+const TYPES = {
+  sqlite: { ID: "INTEGER PRIMARY KEY", FLOAT: "REAL", BLOB: "BLOB" },
+  postgres: { ID: "SERIAL PRIMARY KEY", FLOAT: "DOUBLE PRECISION", BLOB: "BYTEA" },
+};
+
+function schemaFor(engine: "sqlite" | "postgres"): string[] {
+  const t = TYPES[engine];
+  return SCHEMA.replace(/\b(ID|FLOAT|BLOB)\b(?= |,|\))/g, (m) => t[m as keyof typeof t])
+    .split(";").map((s) => s.trim()).filter(Boolean);
+}
 
 /** The default store location. */
 export const DEFAULT_STORE = "runs/store.sqlite";
 
-/** A {@link Store} on an SQLite file (WAL, busy timeout 5 s). */
-export class SqliteStore implements Store {
-  readonly #db: DatabaseSync;
+/** Whether a `--store` value names a PostgreSQL database rather than an SQLite file. */
+export function isPostgresUrl(location: string): boolean {
+  return /^postgres(ql)?:\/\//i.test(location);
+}
 
-  /** Opens (creating if needed) the store at `path`. @default "runs/store.sqlite" */
-  constructor(readonly path: string = DEFAULT_STORE, opts: { readOnly?: boolean } = {}) {
-    if (!opts.readOnly) fs.mkdirSync(dirname(path), { recursive: true });
-    else if (!fs.existsSync(path)) throw new Error(`${path}: no store yet (run a sweep first)`);
-    try {
-      this.#db = new DatabaseSync(path, { readOnly: opts.readOnly ?? false });
-      this.#db.exec("PRAGMA busy_timeout = 5000;");
-      if (!opts.readOnly) {
-        this.#db.exec("PRAGMA journal_mode = WAL;");
-        this.#db.exec(SCHEMA);
-        const columns = this.#db.prepare("PRAGMA table_info(jobs)").all().map((c) => c.name);
-        if (columns.includes("cancel")) {
-          this.#db.exec("ALTER TABLE jobs RENAME COLUMN cancel TO cancel_requested");
-        }
+/** A PostgreSQL URL with its password replaced by `***` (for messages). */
+export function redactUrl(url: string): string {
+  try {
+    const u = new URL(url);
+    if (u.password) u.password = "***";
+    return u.toString();
+  } catch {
+    return url.replace(/\/\/([^:@/]*):[^@/]*@/, "//$1:***@");
+  }
+}
+
+/** The `node:sqlite` database as Kysely's SQLite dialect wants it (arrays of parameters, `reader`). */
+function sqliteDatabase(db: DatabaseSync) {
+  return {
+    close: () => db.close(),
+    prepare: (text: string) => {
+      const stmt = db.prepare(text);
+      // deno-lint-ignore no-explicit-any
+      const args = (p: ReadonlyArray<unknown>) => p as any[];
+      return {
+        reader: stmt.columns().length > 0,
+        all: (p: ReadonlyArray<unknown>) => stmt.all(...args(p)),
+        run: (p: ReadonlyArray<unknown>) => stmt.run(...args(p)),
+        iterate: (p: ReadonlyArray<unknown>) => stmt.iterate(...args(p)),
+      };
+    },
+  };
+}
+
+const INT8 = 20;
+
+/** Options of {@link openStore}. */
+export interface OpenOptions {
+  /** Open an SQLite file read-only (a missing file is an error); PostgreSQL ignores it. @default false */
+  readOnly?: boolean;
+  /** Most PostgreSQL connections of this process. @default 4 */
+  poolSize?: number;
+}
+
+/**
+ * Opens the store at `location`: a `postgres://` URL, else an SQLite file
+ * (created with its folder unless `readOnly`). Errors name the file or the
+ * URL (without its password) and what to do.
+ * @default location "runs/store.sqlite"
+ */
+export async function openStore(
+  location: string = DEFAULT_STORE,
+  opts: OpenOptions = {},
+): Promise<Store & SqlExecutor> {
+  if (isPostgresUrl(location)) return await openPostgres(location, opts);
+  return openSqlite(location, opts);
+}
+
+function openSqlite(path: string, opts: OpenOptions): SqlStore {
+  if (!opts.readOnly) fs.mkdirSync(dirname(path), { recursive: true });
+  else if (!fs.existsSync(path)) throw new Error(`${path}: no store yet (run a sweep first)`);
+  let raw: DatabaseSync | undefined;
+  try {
+    raw = new DatabaseSync(path, { readOnly: opts.readOnly ?? false });
+    raw.exec("PRAGMA busy_timeout = 5000;");
+    if (!opts.readOnly) {
+      raw.exec("PRAGMA journal_mode = WAL;");
+      for (const s of schemaFor("sqlite")) raw.exec(s);
+      const columns = raw.prepare("PRAGMA table_info(jobs)").all().map((c) => c.name);
+      if (columns.includes("cancel")) {
+        raw.exec("ALTER TABLE jobs RENAME COLUMN cancel TO cancel_requested");
       }
-    } catch (e) {
-      throw new Error(
-        `${path}: cannot open the store (${(e as Error).message}); ` +
-          "move the file away (or pass another --store) to start a new one",
-      );
+      for (const [name, def] of Object.entries(ADDED_JOB_COLUMNS)) {
+        if (!columns.includes(name)) raw.exec(`ALTER TABLE jobs ADD COLUMN ${name} ${def}`);
+      }
     }
+  } catch (e) {
+    raw?.close();
+    throw new Error(
+      `${path}: cannot open the store (${(e as Error).message}); ` +
+        "move the file away (or pass another --store) to start a new one",
+    );
+  }
+  const db = new Kysely<Tables>({
+    dialect: new SqliteDialect({ database: sqliteDatabase(raw) }),
+    plugins: [new CamelCasePlugin()],
+  });
+  return new SqlStore(db, "sqlite", path);
+}
+
+async function openPostgres(url: string, opts: OpenOptions): Promise<SqlStore> {
+  const where = redactUrl(url);
+  const pool = new pg.Pool({
+    connectionString: url,
+    max: opts.poolSize ?? 4,
+    types: {
+      getTypeParser: ((oid: number, format?: string) =>
+        oid === INT8 ? Number : pg.types.getTypeParser(oid, format as "text")) as never,
+    },
+  });
+  // A connection dropped while idle (the server restarted) is replaced on the next query.
+  pool.on("error", () => {});
+  const db = new Kysely<Tables>({
+    dialect: new PostgresDialect({ pool }),
+    plugins: [new CamelCasePlugin()],
+  });
+  try {
+    await db.transaction().execute(async (trx) => {
+      // Two processes starting on a fresh database must not both create the tables.
+      await sql`SELECT pg_advisory_xact_lock(7417001)`.execute(trx);
+      for (const s of schemaFor("postgres")) await sql.raw(s).execute(trx);
+      for (const [name, def] of Object.entries(ADDED_JOB_COLUMNS)) {
+        await sql.raw(`ALTER TABLE jobs ADD COLUMN IF NOT EXISTS ${name} ${def}`).execute(trx);
+      }
+    });
+  } catch (e) {
+    await db.destroy();
+    throw new Error(
+      `${where}: cannot open the store (${(e as Error).message}); ` +
+        "check that PostgreSQL runs there and the user may create tables",
+    );
+  }
+  return new SqlStore(db, "postgres", where);
+}
+
+const nan = (v: number | null | undefined): number => v ?? NaN;
+
+/** A {@link Store} on Kysely, over SQLite or PostgreSQL. */
+class SqlStore implements Store, SqlExecutor {
+  readonly #db: Db;
+
+  constructor(db: Db, readonly engine: "sqlite" | "postgres", readonly location: string) {
+    this.#db = db;
   }
 
-  upsertSweep(name: string, file: string, hash: string, spec: string): SweepRow {
-    this.#db.prepare(
-      `INSERT INTO sweeps (name, file, hash, spec, created, status) VALUES (?, ?, ?, ?, ?, 'created')
-       ON CONFLICT (name) DO UPDATE SET file = excluded.file, hash = excluded.hash, spec = excluded.spec`,
-    ).run(name, file, hash, spec, new Date().toISOString());
-    return this.sweep(name)!;
+  async executeSql(text: string, values: unknown[] = []): Promise<{ rows: any[] }> {
+    const r = await this.#db.executeQuery(CompiledQuery.raw(text, values));
+    return { rows: r.rows as any[] };
   }
 
-  setSweepStatus(id: number, status: string): void {
-    this.#db.prepare("UPDATE sweeps SET status = ? WHERE id = ?").run(status, id);
+  async transaction<T>(fn: (tx: Store & SqlExecutor) => Promise<T>): Promise<T> {
+    if (!(this.#db instanceof Kysely) || this.#db.isTransaction) {
+      return await fn(this);
+    }
+    return await this.#db.transaction().execute((trx) =>
+      fn(new SqlStore(trx, this.engine, this.location))
+    );
   }
 
-  sweep(name?: string): SweepRow | undefined {
-    const row = name === undefined
-      ? this.#db.prepare("SELECT * FROM sweeps ORDER BY id DESC LIMIT 1").get()
-      : this.#db.prepare("SELECT * FROM sweeps WHERE name = ?").get(name);
-    return row as SweepRow | undefined;
+  async upsertSweep(name: string, file: string, hash: string, spec: string): Promise<SweepRow> {
+    await this.#db.insertInto("sweeps")
+      .values({ name, file, hash, spec, created: new Date().toISOString(), status: "created" })
+      .onConflict((oc) =>
+        oc.column("name").doUpdateSet((eb) => ({
+          file: eb.ref("excluded.file"),
+          hash: eb.ref("excluded.hash"),
+          spec: eb.ref("excluded.spec"),
+        }))
+      ).execute();
+    return (await this.sweep(name))!;
   }
 
-  latestSweep(): SweepRow | undefined {
+  async setSweepStatus(id: number, status: string): Promise<void> {
+    await this.#db.updateTable("sweeps").set({ status }).where("id", "=", id).execute();
+  }
+
+  async sweep(name?: string): Promise<SweepRow | undefined> {
+    let q = this.#db.selectFrom("sweeps").selectAll();
+    q = name === undefined ? q.orderBy("id", "desc").limit(1) : q.where("name", "=", name);
+    return await q.executeTakeFirst();
+  }
+
+  latestSweep(): Promise<SweepRow | undefined> {
     return this.sweep();
   }
 
-  sweeps(): SweepRow[] {
-    return this.#db.prepare("SELECT * FROM sweeps ORDER BY id DESC").all() as unknown as SweepRow[];
+  async sweeps(): Promise<SweepRow[]> {
+    return await this.#db.selectFrom("sweeps").selectAll().orderBy("id", "desc").execute();
   }
 
-  setConfigs(sweep: number, configs: Omit<ConfigRow, "sweep" | "removed">[]): void {
-    this.#db.exec("BEGIN");
-    try {
-      this.#db.prepare("UPDATE configs SET removed = 1 WHERE sweep = ?").run(sweep);
-      const put = this.#db.prepare(
-        `INSERT INTO configs (sweep, idx, params, train_key, eval_key, removed) VALUES (?, ?, ?, ?, ?, 0)
-         ON CONFLICT (sweep, params) DO UPDATE SET idx = excluded.idx, train_key = excluded.train_key,
-         eval_key = excluded.eval_key, removed = 0`,
-      );
-      for (const c of configs) put.run(sweep, c.idx, c.params, c.trainKey, c.evalKey);
-      this.#db.exec("COMMIT");
-    } catch (e) {
-      this.#db.exec("ROLLBACK");
-      throw e;
-    }
+  async setConfigs(sweep: number, configs: Omit<ConfigRow, "sweep" | "removed">[]): Promise<void> {
+    await this.transaction(async (tx) => {
+      const db = (tx as SqlStore).#db;
+      await db.updateTable("configs").set({ removed: 1 }).where("sweep", "=", sweep).execute();
+      for (let i = 0; i < configs.length; i += 200) {
+        await db.insertInto("configs")
+          .values(
+            configs.slice(i, i + 200).map((c) => ({
+              sweep,
+              idx: c.idx,
+              params: c.params,
+              trainKey: c.trainKey,
+              evalKey: c.evalKey,
+              removed: 0,
+            })),
+          )
+          .onConflict((oc) =>
+            oc.columns(["sweep", "params"]).doUpdateSet((eb) => ({
+              idx: eb.ref("excluded.idx"),
+              trainKey: eb.ref("excluded.trainKey"),
+              evalKey: eb.ref("excluded.evalKey"),
+              removed: 0,
+            }))
+          ).execute();
+      }
+    });
   }
 
-  configs(sweep: number): ConfigRow[] {
-    return this.#db.prepare(
-      `SELECT sweep, idx, params, train_key AS trainKey, eval_key AS evalKey, removed FROM configs
-       WHERE sweep = ? ORDER BY removed, idx`,
-    ).all(sweep) as unknown as ConfigRow[];
+  async configs(sweep: number): Promise<ConfigRow[]> {
+    return await this.#db.selectFrom("configs").selectAll().where("sweep", "=", sweep)
+      .orderBy("removed").orderBy("idx").execute();
   }
 
-  ensureJob(
+  async ensureJob(
     sweep: number,
     key: string,
     kind: "train" | "eval",
     spec: string,
     runDir: string,
-  ): JobRow {
-    this.#db.prepare(
-      `INSERT INTO jobs (sweep, key, kind, spec, run_dir, state) VALUES (?, ?, ?, ?, ?, 'queued')
-       ON CONFLICT (sweep, key) DO NOTHING`,
-    ).run(sweep, key, kind, spec, runDir);
-    return this.#db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs WHERE sweep = ? AND key = ?`).get(
-      sweep,
-      key,
-    ) as unknown as JobRow;
+  ): Promise<JobRow> {
+    await this.#db.insertInto("jobs")
+      .values({
+        sweep,
+        key,
+        kind,
+        spec,
+        runDir,
+        state: "queued",
+        attempts: 0,
+        error: null,
+        started: null,
+        finished: null,
+        pid: null,
+        cancelRequested: 0,
+        progress: 0,
+        backend: null,
+        host: null,
+        round: 0,
+      })
+      .onConflict((oc) => oc.columns(["sweep", "key"]).doNothing()).execute();
+    return await this.#db.selectFrom("jobs").selectAll().where("sweep", "=", sweep)
+      .where("key", "=", key).executeTakeFirstOrThrow();
   }
 
-  jobs(sweep: number): JobRow[] {
-    return this.#db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs WHERE sweep = ? ORDER BY id`).all(
-      sweep,
-    ) as unknown as JobRow[];
+  async jobs(sweep: number): Promise<JobRow[]> {
+    return await this.#db.selectFrom("jobs").selectAll().where("sweep", "=", sweep)
+      .orderBy("id").execute();
   }
 
-  job(id: number): JobRow | undefined {
-    return this.#db.prepare(`SELECT ${JOB_COLUMNS} FROM jobs WHERE id = ?`).get(id) as
-      | JobRow
-      | undefined;
+  async job(id: number): Promise<JobRow | undefined> {
+    return await this.#db.selectFrom("jobs").selectAll().where("id", "=", id)
+      .executeTakeFirst();
   }
 
-  updateJob(id: number, fields: Partial<Omit<JobRow, "id" | "sweep" | "key">>): void {
-    const column: Record<string, string> = {
-      runDir: "run_dir",
-      cancelRequested: "cancel_requested",
-    };
-    const keys = Object.keys(fields);
-    if (keys.length === 0) return;
-    const sets = keys.map((k) => `${column[k] ?? k} = ?`).join(", ");
-    const values = keys.map((k) => (fields as Record<string, string | number | null>)[k]);
-    this.#db.prepare(`UPDATE jobs SET ${sets} WHERE id = ?`).run(...values, id);
+  async updateJob(id: number, fields: JobFields): Promise<void> {
+    if (Object.keys(fields).length === 0) return;
+    await this.#db.updateTable("jobs").set(fields).where("id", "=", id).execute();
   }
 
-  requestCancel(id: number): void {
-    this.#db.prepare(
-      "UPDATE jobs SET cancel_requested = 1 WHERE id = ? AND state IN ('queued', 'running')",
-    )
-      .run(id);
+  async updateJobIf(
+    id: number,
+    from: { state: JobState; attempts?: number },
+    fields: JobFields,
+  ): Promise<boolean> {
+    let q = this.#db.updateTable("jobs").set(fields).where("id", "=", id)
+      .where("state", "=", from.state);
+    if (from.attempts !== undefined) q = q.where("attempts", "=", from.attempts);
+    const r = await q.executeTakeFirst();
+    return Number(r.numUpdatedRows) > 0;
   }
 
-  requeue(id: number): void {
-    this.#db.prepare(
-      "UPDATE jobs SET state = 'queued', cancel_requested = 0, error = NULL, attempts = 0 WHERE id = ? AND state IN ('failed', 'cancelled', 'stopped')",
-    ).run(id);
+  async requestCancel(id: number): Promise<void> {
+    await this.#db.updateTable("jobs").set({ cancelRequested: 1 }).where("id", "=", id)
+      .where("state", "in", ["queued", "running"]).execute();
   }
 
-  putMetrics(rows: MetricRow[]): void {
+  async requeue(id: number): Promise<void> {
+    await this.#db.updateTable("jobs")
+      .set((eb) => ({
+        state: "queued",
+        cancelRequested: 0,
+        error: null,
+        attempts: 0,
+        round: eb("round", "+", 1),
+      }))
+      .where("id", "=", id).where("state", "in", ["failed", "cancelled", "stopped"]).execute();
+  }
+
+  async putMetrics(rows: MetricRow[]): Promise<void> {
     if (rows.length === 0) return;
-    const put = this.#db.prepare(
-      `INSERT INTO metrics (job, step, loss, bands, lr, steps_per_sec) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (job, step) DO UPDATE SET loss = excluded.loss, bands = excluded.bands, lr = excluded.lr,
-       steps_per_sec = excluded.steps_per_sec`,
-    );
-    this.#db.exec("BEGIN");
+    await this.transaction(async (tx) => {
+      const db = (tx as SqlStore).#db;
+      for (let i = 0; i < rows.length; i += 500) {
+        await db.insertInto("metrics").values(rows.slice(i, i + 500))
+          .onConflict((oc) =>
+            oc.columns(["job", "step"]).doUpdateSet((eb) => ({
+              loss: eb.ref("excluded.loss"),
+              bands: eb.ref("excluded.bands"),
+              lr: eb.ref("excluded.lr"),
+              stepsPerSec: eb.ref("excluded.stepsPerSec"),
+            }))
+          ).execute();
+      }
+    });
+  }
+
+  async metricsSince(job: number, afterStep: number): Promise<MetricRow[]> {
+    const rows = await this.#db.selectFrom("metrics").selectAll().where("job", "=", job)
+      .where("step", ">", afterStep).orderBy("step").execute();
+    return rows.map((r) => ({
+      ...r,
+      loss: nan(r.loss),
+      lr: nan(r.lr),
+      stepsPerSec: nan(r.stepsPerSec),
+    }));
+  }
+
+  async putEval(row: EvalRow): Promise<void> {
+    await this.#db.insertInto("evals").values(row)
+      .onConflict((oc) =>
+        oc.columns(["job", "metric"]).doUpdateSet((eb) => ({
+          value: eb.ref("excluded.value"),
+          n: eb.ref("excluded.n"),
+          spread: eb.ref("excluded.spread"),
+          extra: eb.ref("excluded.extra"),
+        }))
+      ).execute();
+  }
+
+  async evalsForSweep(sweep: number): Promise<EvalRow[]> {
+    const rows = await this.#db.selectFrom("evals").innerJoin("jobs", "jobs.id", "evals.job")
+      .selectAll("evals").where("jobs.sweep", "=", sweep).orderBy("evals.job")
+      .orderBy("evals.metric").execute();
+    return rows.map((r) => ({ ...r, value: nan(r.value), spread: nan(r.spread) }));
+  }
+
+  async putArtifact(job: number, kind: string, path: string): Promise<void> {
+    await this.#db.insertInto("artifacts").values({ job, kind, path })
+      .onConflict((oc) => oc.columns(["job", "kind", "path"]).doNothing()).execute();
+  }
+
+  async artifacts(job: number): Promise<{ kind: string; path: string }[]> {
+    return await this.#db.selectFrom("artifacts").select(["kind", "path"]).where("job", "=", job)
+      .orderBy("kind").orderBy("path").execute();
+  }
+
+  async putFile(job: number, name: string, path: string, chunkBytes = 4 << 20): Promise<void> {
+    const fd = fs.openSync(path, "r");
     try {
-      for (const r of rows) put.run(r.job, r.step, r.loss, r.bands, r.lr, r.stepsPerSec);
-      this.#db.exec("COMMIT");
-    } catch (e) {
-      this.#db.exec("ROLLBACK");
-      throw e;
+      await this.transaction(async (tx) => {
+        const db = (tx as SqlStore).#db;
+        await db.deleteFrom("files").where("job", "=", job).where("name", "=", name).execute();
+        const buf = new Uint8Array(chunkBytes);
+        for (let chunk = 0, pos = 0;; chunk++) {
+          const n = fs.readSync(fd, buf, 0, chunkBytes, pos);
+          if (n === 0 && chunk > 0) break;
+          pos += n;
+          await db.insertInto("files").values({ job, name, chunk, data: buf.slice(0, n) })
+            .execute();
+          if (n < chunkBytes) break;
+        }
+      });
+    } finally {
+      fs.closeSync(fd);
     }
   }
 
-  metricsSince(job: number, afterStep: number): MetricRow[] {
-    return this.#db.prepare(
-      `SELECT job, step, loss, bands, lr, steps_per_sec AS stepsPerSec FROM metrics
-       WHERE job = ? AND step > ? ORDER BY step`,
-    ).all(job, afterStep) as unknown as MetricRow[];
+  async getFile(job: number, name: string, path: string): Promise<boolean> {
+    const count = await this.#db.selectFrom("files").select((eb) => eb.fn.countAll().as("n"))
+      .where("job", "=", job).where("name", "=", name).executeTakeFirst();
+    const chunks = Number(count?.n ?? 0);
+    if (chunks === 0) return false;
+    fs.mkdirSync(dirname(path), { recursive: true });
+    const tmp = `${path}.part-${Deno.pid}`;
+    const fd = fs.openSync(tmp, "w", 0o644);
+    try {
+      for (let chunk = 0; chunk < chunks; chunk++) {
+        const row = await this.#db.selectFrom("files").select("data").where("job", "=", job)
+          .where("name", "=", name).where("chunk", "=", chunk).executeTakeFirst();
+        if (!row) {
+          throw new Error(
+            `${this.location}: file ${name} of job ${job}: chunk ${chunk} is missing`,
+          );
+        }
+        fs.writeSync(fd, row.data);
+      }
+      fs.fsyncSync(fd);
+    } catch (e) {
+      fs.closeSync(fd);
+      fs.rmSync(tmp, { force: true });
+      throw e;
+    }
+    fs.closeSync(fd);
+    fs.renameSync(tmp, path);
+    return true;
   }
 
-  putEval(row: EvalRow): void {
-    this.#db.prepare(
-      `INSERT INTO evals (job, metric, value, n, spread, extra) VALUES (?, ?, ?, ?, ?, ?)
-       ON CONFLICT (job, metric) DO UPDATE SET value = excluded.value, n = excluded.n, spread = excluded.spread,
-       extra = excluded.extra`,
-    ).run(row.job, row.metric, row.value, row.n, row.spread, row.extra);
+  async files(job: number, prefix = ""): Promise<string[]> {
+    const rows = await this.#db.selectFrom("files").select("name").distinct()
+      .where("job", "=", job).where("chunk", "=", 0).orderBy("name").execute();
+    return rows.map((r) => r.name).filter((n) => n.startsWith(prefix));
   }
 
-  evalsForSweep(sweep: number): EvalRow[] {
-    return this.#db.prepare(
-      "SELECT e.* FROM evals e JOIN jobs j ON j.id = e.job WHERE j.sweep = ? ORDER BY e.job, e.metric",
-    ).all(sweep) as unknown as EvalRow[];
-  }
-
-  putArtifact(job: number, kind: string, path: string): void {
-    this.#db.prepare("INSERT OR IGNORE INTO artifacts (job, kind, path) VALUES (?, ?, ?)").run(
-      job,
-      kind,
-      path,
-    );
-  }
-
-  artifacts(job: number): { kind: string; path: string }[] {
-    return this.#db.prepare("SELECT kind, path FROM artifacts WHERE job = ? ORDER BY kind, path")
-      .all(job) as unknown as {
-        kind: string;
-        path: string;
-      }[];
-  }
-
-  close(): void {
-    this.#db.close();
+  async close(): Promise<void> {
+    if (this.#db instanceof Kysely && !this.#db.isTransaction) await this.#db.destroy();
   }
 }

@@ -12,7 +12,7 @@ import type { RunConfig } from "../models/model.ts";
 import {
   DEFAULT_STORE,
   type EvalRow,
-  SqliteStore,
+  openStore,
   type Store,
   type SweepRow,
 } from "../store/store.ts";
@@ -35,7 +35,7 @@ export interface SweepOptions {
   restartFailed?: boolean;
   /** An open store to use (left open); otherwise `storePath` is opened and closed. */
   store?: Store;
-  /** Store path, when no `store` is given. @default "runs/store.sqlite" */
+  /** Store: an SQLite file or a postgres:// URL, when no `store` is given. @default "runs/store.sqlite" */
   storePath?: string;
   /** Folder of run directories: runs/<sweep-name>/<job-key>/. @default "runs" */
   runsDir?: string;
@@ -73,13 +73,15 @@ function diffKeys(a: unknown, b: unknown, path: string, out: string[]): string[]
 }
 
 /** What changed between the stored sweep and the new experiment and configurations. */
-function describeChange(
+async function describeChange(
   store: Store,
   sweep: SweepRow,
   experiment: Experiment,
   params: string[],
-): string[] {
-  const before = new Set(store.configs(sweep.id).filter((c) => !c.removed).map((c) => c.params));
+): Promise<string[]> {
+  const before = new Set(
+    (await store.configs(sweep.id)).filter((c) => !c.removed).map((c) => c.params),
+  );
   const after = new Set(params);
   const added = params.filter((p) => !before.has(p));
   const removed = [...before].filter((p) => !after.has(p));
@@ -113,7 +115,7 @@ export async function runSweep(
   const release = acquireSweepLock(join(runsDir, experiment.name, "sweep.lock"), experiment.name);
   let store: Store | undefined;
   try {
-    store = opts.store ?? new SqliteStore(opts.storePath ?? DEFAULT_STORE);
+    store = opts.store ?? await openStore(opts.storePath ?? DEFAULT_STORE);
   } catch (e) {
     release();
     throw e;
@@ -121,16 +123,16 @@ export async function runSweep(
   const plain = opts.noTui || !opts.onUpdate;
   try {
     const hash = hashText(text);
-    const existing = store.sweep(experiment.name);
+    const existing = await store.sweep(experiment.name);
     const params = plan.configs.map((c) => JSON.stringify(c.params));
     if (existing && existing.hash !== hash) {
-      for (const l of describeChange(store, existing, experiment, params)) say(l);
+      for (const l of await describeChange(store, existing, experiment, params)) say(l);
     }
-    const sweep = store.upsertSweep(experiment.name, file, hash, JSON.stringify(experiment));
-    store.setConfigs(sweep.id, configRows(plan));
+    const sweep = await store.upsertSweep(experiment.name, file, hash, JSON.stringify(experiment));
+    await store.setConfigs(sweep.id, configRows(plan));
     for (const t of plan.train) {
       const spec = JSON.stringify(t);
-      const job = store.ensureJob(
+      const job = await store.ensureJob(
         sweep.id,
         t.key,
         "train",
@@ -140,16 +142,21 @@ export async function runSweep(
       if (job.spec === spec) continue;
       // Same training keys, other steps or EMA decays: the run continues from its checkpoint.
       const changes = diffKeys((JSON.parse(job.spec) as TrainJob).config, t.config, "", []);
-      store.updateJob(job.id, { spec });
+      await store.updateJob(job.id, { spec });
       if (job.state !== "queued" && job.state !== "running") {
-        store.updateJob(job.id, { state: "queued", attempts: 0, error: null, cancelRequested: 0 });
+        await store.updateJob(job.id, {
+          state: "queued",
+          attempts: 0,
+          error: null,
+          cancelRequested: 0,
+        });
       }
       say(
         `training job ${t.key} changed (${changes.join("; ")}): it continues from its checkpoint`,
       );
     }
     for (const ev of plan.eval) {
-      store.ensureJob(
+      await store.ensureJob(
         sweep.id,
         ev.key,
         "eval",
@@ -158,14 +165,16 @@ export async function runSweep(
       );
     }
     if (opts.restartFailed) {
-      for (const j of store.jobs(sweep.id)) if (j.state === "failed") store.requeue(j.id);
+      for (const j of await store.jobs(sweep.id)) {
+        if (j.state === "failed") await store.requeue(j.id);
+      }
     }
-    const done = store.jobs(sweep.id).filter((j) => j.state === "done").length;
+    const done = (await store.jobs(sweep.id)).filter((j) => j.state === "done").length;
     say(
       `sweep ${experiment.name}: ${plan.configs.length} configurations → ${plan.train.length} training + ` +
         `${plan.eval.length} evaluation jobs (${done} already done)`,
     );
-    store.setSweepStatus(sweep.id, "running");
+    await store.setSweepStatus(sweep.id, "running");
     const t0 = performance.now();
     const result = await execute({
       store,
@@ -182,14 +191,14 @@ export async function runSweep(
         if (plain) say(`${new Date().toISOString().slice(11, 19)} ${u.message}`);
       },
     });
-    store.setSweepStatus(sweep.id, result.failed ? "failed" : "done");
+    await store.setSweepStatus(sweep.id, result.failed ? "failed" : "done");
     say(
       `sweep ${experiment.name} finished in ${((performance.now() - t0) / 1000).toFixed(0)} s: ` +
         `${result.done} jobs done, ${result.failed} failed`,
     );
     return { name: experiment.name, ...result };
   } finally {
-    if (!opts.store) store.close();
+    if (!opts.store) await store.close();
     release();
   }
 }
@@ -208,7 +217,7 @@ export interface CompareOptions {
   csv?: boolean;
   /** An open store to read (left open); otherwise `storePath` is opened read-only. */
   store?: Store;
-  /** Store path, when no `store` is given. @default "runs/store.sqlite" */
+  /** Store: an SQLite file (opened read-only) or a postgres:// URL, when no `store` is given. @default "runs/store.sqlite" */
   storePath?: string;
 }
 
@@ -223,13 +232,13 @@ export interface ConfigResult {
 }
 
 /** Every configuration of a sweep with its metrics (read-only). */
-export function sweepResults(
+export async function sweepResults(
   store: Store,
   name?: string,
-): { experiment: Experiment; results: ConfigResult[] } {
-  const sweep = store.sweep(name);
+): Promise<{ experiment: Experiment; results: ConfigResult[] }> {
+  const sweep = await store.sweep(name);
   if (!sweep) {
-    const known = store.sweeps().map((s) => s.name);
+    const known = (await store.sweeps()).map((s) => s.name);
     throw new Error(
       name
         ? `no sweep named "${name}" in the store${didYouMean(name, known)} (sweeps: ${
@@ -239,10 +248,12 @@ export function sweepResults(
     );
   }
   const experiment = JSON.parse(sweep.spec) as Experiment;
-  const jobs = new Map(store.jobs(sweep.id).map((j) => [j.key, j]));
+  const jobs = new Map((await store.jobs(sweep.id)).map((j) => [j.key, j]));
   const byJob = new Map<number, EvalRow[]>();
-  for (const e of store.evalsForSweep(sweep.id)) byJob.set(e.job, [...(byJob.get(e.job) ?? []), e]);
-  const results = store.configs(sweep.id).filter((c) => !c.removed).map((c) => {
+  for (const e of await store.evalsForSweep(sweep.id)) {
+    byJob.set(e.job, [...(byJob.get(e.job) ?? []), e]);
+  }
+  const results = (await store.configs(sweep.id)).filter((c) => !c.removed).map((c) => {
     const job = jobs.get(c.evalKey);
     const metrics: Record<string, number> = {};
     for (const e of job ? byJob.get(job.id) ?? [] : []) metrics[e.metric] = e.value;
@@ -252,10 +263,10 @@ export function sweepResults(
 }
 
 /** The compare table (or CSV) as text. */
-export function compareSweep(opts: CompareOptions = {}): string {
-  const store = opts.store ?? new SqliteStore(opts.storePath ?? DEFAULT_STORE, { readOnly: true });
+export async function compareSweep(opts: CompareOptions = {}): Promise<string> {
+  const store = opts.store ?? await openStore(opts.storePath ?? DEFAULT_STORE, { readOnly: true });
   try {
-    const { experiment, results } = sweepResults(store, opts.sweep);
+    const { experiment, results } = await sweepResults(store, opts.sweep);
     const varying = Object.keys(experiment.parameters).filter((k) =>
       new Set(results.map((r) => JSON.stringify(r.params[k]))).size > 1
     );
@@ -345,28 +356,28 @@ export function compareSweep(opts: CompareOptions = {}): string {
     }
     return lines.join("\n");
   } finally {
-    if (!opts.store) store.close();
+    if (!opts.store) await store.close();
   }
 }
 
 /** Plain `watch`: prints the sweep's job states and latest numbers once. */
-export function watchPlain(opts: { sweep?: string; storePath?: string }): string {
-  const store = new SqliteStore(opts.storePath ?? DEFAULT_STORE, { readOnly: true });
+export async function watchPlain(opts: { sweep?: string; storePath?: string }): Promise<string> {
+  const store = await openStore(opts.storePath ?? DEFAULT_STORE, { readOnly: true });
   try {
-    const sweep = store.sweep(opts.sweep);
+    const sweep = await store.sweep(opts.sweep);
     if (!sweep) {
       throw new Error(opts.sweep ? `no sweep named "${opts.sweep}"` : "no sweep in the store yet");
     }
-    const jobs = store.jobs(sweep.id);
+    const jobs = await store.jobs(sweep.id);
     const count = (s: string) => jobs.filter((j) => j.state === s).length;
     const lines = [
       `sweep ${sweep.name} (${sweep.status}): ${count("done")} done, ${count("running")} running, ${
         count("queued")
       } queued, ${count("failed")} failed`,
     ];
-    const evals = store.evalsForSweep(sweep.id);
+    const evals = await store.evalsForSweep(sweep.id);
     for (const j of jobs) {
-      const last = j.kind === "train" ? store.metricsSince(j.id, 0).at(-1) : undefined;
+      const last = j.kind === "train" ? (await store.metricsSince(j.id, 0)).at(-1) : undefined;
       const ev = evals.filter((e) => e.job === j.id).map((e) =>
         `${e.metric}=${e.value.toPrecision(4)}`
       ).join(" ");
@@ -381,25 +392,28 @@ export function watchPlain(opts: { sweep?: string; storePath?: string }): string
     }
     return lines.join("\n");
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
 /** Every sweep in the store, newest first: name, status, jobs done of total, creation time, file. */
-export function listSweeps(opts: { store?: Store; storePath?: string } = {}): string {
-  const store = opts.store ?? new SqliteStore(opts.storePath ?? DEFAULT_STORE, { readOnly: true });
+export async function listSweeps(
+  opts: { store?: Store; storePath?: string } = {},
+): Promise<string> {
+  const store = opts.store ?? await openStore(opts.storePath ?? DEFAULT_STORE, { readOnly: true });
   try {
-    const rows = store.sweeps().map((s) => {
-      const jobs = store.jobs(s.id);
+    const rows = [];
+    for (const s of await store.sweeps()) {
+      const jobs = await store.jobs(s.id);
       const done = jobs.filter((j) => j.state === "done").length;
       const failed = jobs.filter((j) => j.state === "failed").length;
-      return [s.name, s.status, `${done}/${jobs.length}`, String(failed), s.created, s.file];
-    });
+      rows.push([s.name, s.status, `${done}/${jobs.length}`, String(failed), s.created, s.file]);
+    }
     if (rows.length === 0) return "no sweep in the store yet";
     const table = [["sweep", "status", "done", "failed", "created", "file"], ...rows];
     const widths = table[0].map((_, c) => Math.max(...table.map((r) => r[c].length)));
     return table.map((r) => r.map((v, c) => v.padEnd(widths[c])).join("  ").trimEnd()).join("\n");
   } finally {
-    if (!opts.store) store.close();
+    if (!opts.store) await store.close();
   }
 }

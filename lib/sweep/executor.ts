@@ -1,43 +1,29 @@
 /**
- * The executor: runs a plan's jobs in child processes (a crash or an
- * out-of-memory kills one job, not the sweep), at most `concurrency` at a
- * time, each evaluation as soon as its checkpoint exists. It follows every
- * training run's events.jsonl into the store as it grows, parses the
- * evaluations' JSON lines, applies timeouts, retries, cancellation requests
- * and ASHA early termination, and reports every event to a callback.
+ * The local executor: runs a plan's jobs on this machine, at most
+ * `concurrency` at a time, each evaluation as soon as its checkpoint is
+ * recorded, with retries, cancellation requests and ASHA early termination.
+ * Running one job is lib/sweep/jobrun.ts, shared with the distributed worker
+ * (lib/sweep/worker.ts); this file only decides which job runs when.
  */
+import { resolve } from "node:path";
 import * as fs from "node:fs";
-import { join, resolve } from "node:path";
-import type { JobRow, JobState, MetricRow, Store } from "../store/store.ts";
+import type { JobRow, JobState, Store } from "../store/store.ts";
+import {
+  checkpointStep,
+  describeEval,
+  evalArgs,
+  EventTail,
+  type ExecutorUpdate,
+  ingestEvents,
+  type RunContext,
+  runJob,
+  samplesPath,
+  settle,
+  trainArgs,
+} from "./jobrun.ts";
 import type { EvalJob, Plan, TrainJob } from "./planner.ts";
 
-/** What happened, for a dashboard (structured) and for plain mode (`message`). */
-export interface ExecutorUpdate {
-  /** The kind of event. */
-  type:
-    | "resume"
-    | "start"
-    | "train"
-    | "checkpoint"
-    | "eval"
-    | "done"
-    | "retry"
-    | "failed"
-    | "cancelled"
-    | "stopped";
-  /** The job as stored when the event happened. */
-  job: JobRow;
-  /** Training step (train, checkpoint, failed events of training jobs). */
-  step?: number;
-  /** Training loss (train events). */
-  loss?: number;
-  /** Metric name and value (eval events). */
-  metric?: string;
-  /** The metric's value (eval events). */
-  value?: number;
-  /** One plain line describing the event (no escape codes). */
-  message: string;
-}
+export { evalArgs, type ExecutorUpdate, samplesPath, trainArgs } from "./jobrun.ts";
 
 /** Options of {@link execute}. */
 export interface ExecuteOptions {
@@ -63,114 +49,6 @@ export interface ExecuteOptions {
   onUpdate?: (update: ExecutorUpdate) => void;
   /** How often the store and the event files are polled, ms. @default 250 */
   pollMs?: number;
-}
-
-interface Running {
-  job: JobRow;
-  child: Deno.ChildProcess;
-  started: number;
-  stdout: string;
-  stderr: string;
-  exit?: Deno.CommandStatus;
-  killedFor?: "cancelled" | "timeout" | "stopped";
-}
-
-/** Incremental reader of one run's events.jsonl (complete lines only). */
-class EventTail {
-  #offset = 0;
-  readonly #path: string;
-
-  constructor(runDir: string) {
-    this.#path = join(runDir, "events.jsonl");
-  }
-
-  /** The events appended since the last call; malformed lines are skipped. */
-  read(): Record<string, unknown>[] {
-    if (!fs.existsSync(this.#path)) return [];
-    const size = fs.statSync(this.#path).size;
-    if (size < this.#offset) this.#offset = 0;
-    if (size === this.#offset) return [];
-    const fd = fs.openSync(this.#path, "r");
-    const buf = new Uint8Array(size - this.#offset);
-    try {
-      fs.readSync(fd, buf, 0, buf.length, this.#offset);
-    } finally {
-      fs.closeSync(fd);
-    }
-    const end = buf.lastIndexOf(10);
-    if (end < 0) return [];
-    this.#offset += end + 1;
-    const out: Record<string, unknown>[] = [];
-    for (const line of new TextDecoder().decode(buf.subarray(0, end)).split("\n")) {
-      if (!line.trim()) continue;
-      try {
-        const e = JSON.parse(line);
-        if (e && typeof e === "object") out.push(e);
-      } catch {
-        // A line torn by a crash mid-write carries nothing usable.
-      }
-    }
-    return out;
-  }
-}
-
-function setArgs(config: Record<string, unknown>): string[] {
-  return Object.entries(config).flatMap(([k, v]) => ["--set", `${k}=${JSON.stringify(v)}`]);
-}
-
-/** Command-line arguments of a training job (the worker contract's `train`). */
-export function trainArgs(t: TrainJob, runDir: string, backend: string): string[] {
-  const { steps, seed, ...rest } = t.config;
-  return [
-    "train",
-    "--model",
-    t.model,
-    "--data",
-    t.data,
-    "--steps",
-    String(steps),
-    "--out",
-    runDir,
-    "--seed",
-    String(seed ?? 0),
-    ...(backend === "auto" ? [] : ["--backend", backend]),
-    ...setArgs(rest),
-  ];
-}
-
-/** Command-line arguments of an evaluation job (the worker contract's `eval`). */
-export function evalArgs(
-  ev: EvalJob,
-  runDir: string,
-  samplesOut: string,
-  backend: string,
-): string[] {
-  const s = ev.settings;
-  const args = ["eval", "--run", runDir, "--checkpoint", String(ev.checkpoint)];
-  for (const m of ev.metrics) args.push("--metric", m);
-  if (s.sampler) args.push("--sampler", String(s.sampler));
-  if (s.sample_steps) args.push("--steps", String(s.sample_steps));
-  if (s.ema_eval) args.push("--ema", String(s.ema_eval));
-  if (s.eta !== undefined) args.push("--eta", String(s.eta));
-  if (s.clip) args.push("--clip", String(s.clip));
-  if (s.guidance !== undefined) args.push("--guidance", String(s.guidance));
-  if (s.n_eval) args.push("--n", String(s.n_eval));
-  args.push("--seed", String(s.eval_seed ?? 0), "--samples-out", samplesOut);
-  if (backend !== "auto") args.push("--backend", backend);
-  return args;
-}
-
-/** Where an evaluation job writes its samples (PNG; 2-D and tabular samples also get a CSV). */
-export function samplesPath(ev: EvalJob, runDir: string): string {
-  return join(runDir, "samples", `${ev.key}.png`);
-}
-
-async function drain(
-  stream: ReadableStream<Uint8Array>,
-  sink: (text: string) => void,
-): Promise<void> {
-  const decoder = new TextDecoder();
-  for await (const chunk of stream) sink(decoder.decode(chunk, { stream: true }));
 }
 
 /**
@@ -200,16 +78,73 @@ async function stopOrphan(pid: number, runDir: string): Promise<boolean> {
   return true;
 }
 
-function lastLines(text: string): string | undefined {
-  const lines = text.replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*[A-Za-z]`, "g"), "")
-    .split(/[\r\n]+/).map((l) => l.trim())
-    .filter(Boolean);
-  return lines.length ? lines.slice(-3).join(" | ") : undefined;
+/** The equal share of this machine's cores each of `concurrency` jobs gets, unless DMW_THREADS says. */
+export function threadsPerJob(concurrency: number): string {
+  return Deno.env.get("DMW_THREADS") ||
+    String(Math.max(1, Math.floor((navigator.hardwareConcurrency || 1) / concurrency)));
 }
 
-function describeEval(ev: EvalJob): string {
-  const s = Object.entries(ev.settings).map(([k, v]) => `${k}=${v}`).join(" ");
-  return `step ${ev.checkpoint}${s ? " " + s : ""}`;
+/**
+ * ASHA over training losses: rung step → job id → loss at the first logged
+ * step at or past the rung. `check` says why a job should stop, if it should.
+ */
+export class Asha {
+  readonly #rungs = new Map<number, Map<number, number>>();
+
+  /** Successive halving with rungs at minIter·eta^k. */
+  constructor(readonly minIter: number, readonly eta: number) {}
+
+  /** Records `loss` at `step` of job `id`; a reason when it is not in the best 1/eta at a rung. */
+  check(id: number, key: string, step: number, loss: number): string | undefined {
+    for (let rung = this.minIter; rung <= step; rung *= this.eta) {
+      const at = this.#rungs.get(rung) ?? new Map<number, number>();
+      this.#rungs.set(rung, at);
+      if (at.has(id)) continue;
+      at.set(id, loss);
+      const losses = [...at.values()].sort((a, b) => a - b);
+      if (losses.length < this.eta) continue;
+      const keep = Math.max(1, Math.floor(losses.length / this.eta));
+      if (loss > losses[keep - 1]) {
+        return `asha: stop ${key} at step ${step} (loss ${
+          loss.toFixed(4)
+        } not in the best 1/${this.eta} at rung ${rung})`;
+      }
+    }
+    return undefined;
+  }
+}
+
+/**
+ * What an evaluation waits for: whether its checkpoint is recorded, and
+ * when it can never be (its training job ended without it), the state and
+ * reason it ends with. A run with no checkpoint recorded at all (not written
+ * by this trainer) is trusted when done.
+ */
+export function evalReadiness(
+  ev: EvalJob,
+  train: JobRow,
+  checkpoints: Set<number>,
+): { ready: boolean; end?: { state: JobState; error: string } } {
+  const ready = checkpoints.size ? checkpoints.has(ev.checkpoint) : train.state === "done";
+  if (ready || train.state === "queued" || train.state === "running") return { ready };
+  const state: JobState = train.state === "cancelled" || train.state === "stopped"
+    ? "cancelled"
+    : "failed";
+  return {
+    ready,
+    end: {
+      state,
+      error:
+        `its training job ${train.key} is ${train.state} (no checkpoint at step ${ev.checkpoint})`,
+    },
+  };
+}
+
+/** The steps of a training job's recorded checkpoints. */
+export async function recordedCheckpoints(store: Store, jobId: number): Promise<Set<number>> {
+  const steps = (await store.artifacts(jobId)).filter((a) => a.kind === "checkpoint")
+    .map((a) => checkpointStep(a.path)).filter((s): s is number => s !== undefined);
+  return new Set(steps);
 }
 
 /**
@@ -222,297 +157,135 @@ export async function execute(opts: ExecuteOptions): Promise<{ done: number; fai
   const { store, sweepId, plan } = opts;
   const concurrency = opts.concurrency || navigator.hardwareConcurrency || 2;
   const maxFailures = opts.maxFailures ?? 1;
-  const backend = opts.backend ?? "auto";
-  // Each job's wasm threads: the user's DMW_THREADS, else an equal share of the cores.
-  const threads = Deno.env.get("DMW_THREADS") ||
-    String(Math.max(1, Math.floor((navigator.hardwareConcurrency || 1) / concurrency)));
-  const emit = (u: Omit<ExecutorUpdate, "job"> & { job: JobRow | number }) =>
+  const emit = async (u: Omit<ExecutorUpdate, "job"> & { job: JobRow | number }) =>
     opts.onUpdate?.({
       ...u,
-      job: typeof u.job === "number" ? store.job(u.job)! : u.job,
+      job: typeof u.job === "number" ? (await store.job(u.job))! : u.job,
     });
+  const asha = opts.earlyTerminate &&
+    new Asha(opts.earlyTerminate.minIter, opts.earlyTerminate.eta);
+  const ctx: RunContext = {
+    store,
+    workerCommand: opts.workerCommand,
+    threads: threadsPerJob(concurrency),
+    backend: opts.backend ?? "auto",
+    timeout: opts.timeout ?? 0,
+    pollMs: opts.pollMs ?? 250,
+    emit: (u) => opts.onUpdate?.(u),
+    onTrainPoint: asha && ((job, step, loss) => asha.check(job.id, job.key, step, loss)),
+  };
   const trainByKey = new Map(plan.train.map((t) => [t.key, t]));
   const evalByKey = new Map(plan.eval.map((e) => [e.key, e]));
   const planned = (j: JobRow) => trainByKey.has(j.key) || evalByKey.has(j.key);
-  const running = new Map<number, Running>();
-  const tails = new Map<number, EventTail>();
-  const checkpoints = new Map<number, Set<number>>();
-  /** Training failures reported by the trainer itself (NaN): never retried. */
-  const reported = new Map<number, string>();
-  /** ASHA: rung step → job id → loss at the first logged step at or past the rung. */
-  const rungs = new Map<number, Map<number, number>>();
+  const running = new Map<number, Promise<void>>();
 
-  for (const j of store.jobs(sweepId)) {
+  for (const j of await store.jobs(sweepId)) {
     if (j.state !== "running") continue;
     if (j.pid && await stopOrphan(j.pid, j.runDir)) {
-      emit({ type: "resume", job: j, message: `stopped orphaned worker ${j.pid} of ${j.key}` });
+      await emit({
+        type: "resume",
+        job: j,
+        message: `stopped orphaned worker ${j.pid} of ${j.key}`,
+      });
     }
-    store.updateJob(j.id, { state: "queued", pid: null });
-    emit({
+    await store.updateJob(j.id, { state: "queued", pid: null });
+    await emit({
       type: "resume",
       job: j.id,
       message: `resume ${j.kind} ${j.key}: was running when the sweep stopped; queued again`,
     });
   }
-
-  const follow = (job: JobRow) => {
-    const t = trainByKey.get(job.key);
-    if (!t) return;
-    const tail = tails.get(job.id) ?? new EventTail(job.runDir);
-    tails.set(job.id, tail);
-    const total = Number(t.config.steps);
-    const rows: MetricRow[] = [];
-    const live = running.get(job.id);
-    for (const e of tail.read()) {
-      const step = Number(e.step);
-      if (e.type === "train" && Number.isFinite(step)) {
-        const loss = Number(e.loss);
-        rows.push({
-          job: job.id,
-          step,
-          loss,
-          bands: JSON.stringify(e.bands ?? []),
-          lr: Number(e.lr),
-          stepsPerSec: Number(e.stepsPerSec),
-        });
-        if (live) {
-          emit({
-            type: "train",
-            job,
-            step,
-            loss,
-            message: `train ${job.key} step ${step}/${total} loss ${loss.toFixed(4)} ${
-              Number(e.stepsPerSec).toFixed(1)
-            } steps/s`,
-          });
-          if (opts.earlyTerminate) asha(live, step, loss);
-        }
-      } else if (e.type === "checkpoint" && Number.isFinite(step)) {
-        const set = checkpoints.get(job.id) ?? new Set();
-        set.add(step);
-        checkpoints.set(job.id, set);
-        store.putArtifact(job.id, "checkpoint", join(job.runDir, String(e.path)));
-        if (live) {
-          emit({ type: "checkpoint", job, step, message: `checkpoint ${job.key} step ${step}` });
-        }
-      } else if (e.type === "failed" && live) {
-        const reason = `${e.reason} (step ${step})`;
-        reported.set(job.id, reason);
-        store.updateJob(job.id, { error: reason });
-      }
+  // What a killed sweep's runs logged after its last poll.
+  for (const j of await store.jobs(sweepId)) {
+    if (j.kind === "train" && planned(j)) {
+      await ingestEvents(ctx, j, j.runDir, new EventTail(j.runDir));
     }
-    if (rows.length) {
-      store.putMetrics(rows);
-      if (live) store.updateJob(job.id, { progress: Math.min(1, rows.at(-1)!.step / total) });
-    }
-  };
+  }
 
-  const asha = (r: Running, step: number, loss: number) => {
-    const { minIter, eta } = opts.earlyTerminate!;
-    for (let rung = minIter; rung <= step && !r.killedFor; rung *= eta) {
-      const at = rungs.get(rung) ?? new Map<number, number>();
-      rungs.set(rung, at);
-      if (at.has(r.job.id)) continue;
-      at.set(r.job.id, loss);
-      const losses = [...at.values()].sort((a, b) => a - b);
-      if (losses.length < eta) continue;
-      const keep = Math.max(1, Math.floor(losses.length / eta));
-      if (loss > losses[keep - 1]) {
-        r.killedFor = "stopped";
-        r.child.kill("SIGTERM");
-        emit({
-          type: "stopped",
-          job: r.job,
-          step,
-          loss,
-          message: `asha: stop ${r.job.key} at step ${step} (loss ${
-            loss.toFixed(4)
-          } not in the best 1/${eta} at rung ${rung})`,
-        });
-      }
-    }
-  };
-
-  const start = (job: JobRow, args: string[]) => {
-    const child = new Deno.Command(opts.workerCommand[0], {
-      args: [...opts.workerCommand.slice(1), ...args],
-      env: { DMW_THREADS: threads },
-      stdout: "piped",
-      stderr: "piped",
-      stdin: "null",
-    }).spawn();
-    const r: Running = { job, child, started: Date.now(), stdout: "", stderr: "" };
-    // Only an evaluation's stdout carries results; a trainer's is kept as a tail.
-    const keep = job.kind === "eval" ? 1 << 24 : 4000;
-    drain(child.stdout, (t) => r.stdout = (r.stdout + t).slice(-keep));
-    drain(child.stderr, (t) => r.stderr = (r.stderr + t).slice(-4000));
-    child.status.then((s) => r.exit = s);
-    running.set(job.id, r);
-    reported.delete(job.id);
-    store.updateJob(job.id, {
+  const start = async (job: JobRow, spec: TrainJob | EvalJob, runDir: string, args: string[]) => {
+    const claimed = { ...job, attempts: job.attempts + 1 };
+    await store.updateJob(job.id, {
       state: "running",
-      pid: child.pid,
       started: new Date().toISOString(),
       finished: null,
-      attempts: job.attempts + 1,
+      attempts: claimed.attempts,
+      host: Deno.hostname(),
     });
     const ev = evalByKey.get(job.key);
-    emit({
+    await emit({
       type: "start",
       job: job.id,
       message: `start ${job.kind} ${job.key}${ev ? ` (${describeEval(ev)})` : ""}`,
     });
+    running.set(
+      job.id,
+      runJob(ctx, claimed, spec, runDir, args)
+        .then((outcome) => settle(store, claimed, outcome, maxFailures, ctx.emit))
+        .then(() => {}, async (e: Error) => {
+          await store.updateJob(job.id, { state: "failed", error: e.message, pid: null });
+        })
+        .finally(() => running.delete(job.id)),
+    );
   };
-
-  /** Parses an evaluation's stdout into the store; an error message when it printed no result. */
-  const recordEval = (job: JobRow, r: Running): string | undefined => {
-    const ev = evalByKey.get(job.key)!;
-    let count = 0;
-    for (const line of r.stdout.split("\n")) {
-      if (!line.startsWith("{")) continue;
-      let res: Record<string, unknown>;
-      try {
-        res = JSON.parse(line);
-      } catch {
-        continue;
-      }
-      const { metric, value, n, spread, ...extra } = res;
-      if (typeof metric !== "string") continue;
-      const v = typeof value === "number" ? value : NaN;
-      store.putEval({
-        job: job.id,
-        metric,
-        value: v,
-        n: Number(n ?? 0),
-        spread: Number(spread ?? 0),
-        extra: JSON.stringify(extra),
-      });
-      count++;
-      emit({
-        type: "eval",
-        job,
-        metric,
-        value: v,
-        message: `eval ${job.key} ${metric}=${v.toPrecision(4)} ±${
-          Number(spread ?? 0).toPrecision(2)
-        } (${describeEval(ev)})`,
-      });
-    }
-    const samples = samplesPath(ev, r.job.runDir);
-    for (const p of [samples, samples.replace(/\.png$/, ".csv")]) {
-      if (fs.existsSync(p)) store.putArtifact(job.id, "samples", p);
-    }
-    return count ? undefined : "the evaluation printed no metric line";
-  };
-
-  const finish = (r: Running) => {
-    running.delete(r.job.id);
-    if (r.job.kind === "train") follow(r.job);
-    const job = store.job(r.job.id)!;
-    const now = new Date().toISOString();
-    let error = r.exit!.success && !r.killedFor && job.kind === "eval"
-      ? recordEval(job, r)
-      : undefined;
-    if (r.exit!.success && !r.killedFor && !error) {
-      store.updateJob(job.id, {
-        state: "done",
-        finished: now,
-        progress: 1,
-        pid: null,
-        error: null,
-      });
-      emit({ type: "done", job: job.id, message: `done ${job.kind} ${job.key}` });
-      return;
-    }
-    if (r.killedFor === "cancelled" || r.killedFor === "stopped") {
-      const state: JobState = r.killedFor;
-      store.updateJob(job.id, { state, finished: now, pid: null });
-      emit({ type: state, job: job.id, message: `${state} ${job.kind} ${job.key}` });
-      return;
-    }
-    const nan = reported.get(job.id);
-    error = nan ?? error ??
-      (r.killedFor === "timeout" ? `timed out after ${opts.timeout} s` : undefined) ??
-      lastLines(r.stderr) ??
-      `exit code ${r.exit!.code}${r.exit!.signal ? ` (signal ${r.exit!.signal})` : ""}`;
-    const retry = !nan && job.attempts <= maxFailures;
-    store.updateJob(job.id, {
-      state: retry ? "queued" : "failed",
-      error,
-      pid: null,
-      finished: now,
-    });
-    emit({
-      type: retry ? "retry" : "failed",
-      job: job.id,
-      message: `${retry ? "retry" : "failed"} ${job.kind} ${job.key}: ${error}`,
-    });
-  };
-
-  for (const j of store.jobs(sweepId)) if (j.kind === "train" && planned(j)) follow(j);
 
   while (true) {
-    for (const r of [...running.values()]) {
-      if (r.job.kind === "train") follow(r.job);
-      if (store.job(r.job.id)!.cancelRequested && !r.killedFor) {
-        r.killedFor = "cancelled";
-        r.child.kill("SIGTERM");
-      }
-      if (opts.timeout && !r.killedFor && Date.now() - r.started > opts.timeout * 1000) {
-        r.killedFor = "timeout";
-        r.child.kill("SIGKILL");
-      }
-      if (r.exit) finish(r);
-    }
-    const jobs = store.jobs(sweepId).filter(planned);
+    const jobs = (await store.jobs(sweepId)).filter(planned);
     const byKey = new Map(jobs.map((j) => [j.key, j]));
+    const checkpoints = new Map<number, Set<number>>();
     let waiting = 0;
     for (const job of jobs) {
-      const trainOf = job.kind === "eval" ? byKey.get(evalByKey.get(job.key)!.train) : undefined;
+      if (running.has(job.id)) continue;
+      const ev = evalByKey.get(job.key);
+      const trainOf = ev && byKey.get(ev.train);
       if (
         trainOf && (trainOf.state === "queued" || trainOf.state === "running") &&
-        (job.state === "failed" || job.state === "cancelled") &&
-        job.error?.startsWith(`its training job ${trainOf.key} `)
+        (job.state === "failed" || job.state === "cancelled") && job.attempts === 0
       ) {
-        // Its training job was put back in the queue (restart from the dashboard): wait for it again.
-        store.requeue(job.id);
+        // It never ran: it ended with its training job, which is back in the queue (a restart).
+        await store.requeue(job.id);
         job.state = "queued";
       }
-      if (job.state !== "queued" || running.has(job.id)) continue;
+      if (job.state !== "queued") continue;
       if (job.cancelRequested) {
-        store.updateJob(job.id, { state: "cancelled" });
-        emit({ type: "cancelled", job: job.id, message: `cancelled ${job.kind} ${job.key}` });
+        await store.updateJob(job.id, { state: "cancelled" });
+        await emit({ type: "cancelled", job: job.id, message: `cancelled ${job.kind} ${job.key}` });
         continue;
       }
-      if (job.kind === "train") {
+      if (!ev) {
+        const t = trainByKey.get(job.key)!;
         if (running.size < concurrency) {
-          start(job, trainArgs(trainByKey.get(job.key)!, job.runDir, backend));
+          await start(job, t, job.runDir, trainArgs(t, job.runDir, ctx.backend));
         } else waiting++;
         continue;
       }
-      const ev = evalByKey.get(job.key)!;
-      const t = byKey.get(ev.train)!;
-      // A run with no events file at all (not written by this trainer) is trusted when done.
-      const known = checkpoints.get(t.id);
-      const ready = known ? known.has(ev.checkpoint) : t.state === "done";
-      if (!ready && t.state !== "queued" && t.state !== "running") {
-        const state: JobState = t.state === "cancelled" || t.state === "stopped"
-          ? "cancelled"
-          : "failed";
-        const error =
-          `its training job ${t.key} is ${t.state} (no checkpoint at step ${ev.checkpoint})`;
-        store.updateJob(job.id, { state, error });
-        emit({ type: state, job: job.id, message: `${state} eval ${job.key}: ${error}` });
+      const t = trainOf!;
+      if (!checkpoints.has(t.id)) checkpoints.set(t.id, await recordedCheckpoints(store, t.id));
+      const { ready, end } = evalReadiness(ev, t, checkpoints.get(t.id)!);
+      if (end) {
+        await store.updateJob(job.id, end);
+        await emit({
+          type: end.state as ExecutorUpdate["type"],
+          job: job.id,
+          message: `${end.state} eval ${job.key}: ${end.error}`,
+        });
         continue;
       }
       if (ready && running.size < concurrency) {
-        start(job, evalArgs(ev, t.runDir, samplesPath(ev, t.runDir), backend));
+        await start(
+          job,
+          ev,
+          t.runDir,
+          evalArgs(ev, t.runDir, samplesPath(ev, t.runDir), ctx.backend),
+        );
       } else waiting++;
     }
     if (running.size === 0 && waiting === 0) break;
-    await new Promise((r) => setTimeout(r, opts.pollMs ?? 250));
+    await Promise.race([
+      new Promise((r) => setTimeout(r, ctx.pollMs)),
+      ...running.values(),
+    ]);
   }
-  const final = store.jobs(sweepId).filter(planned);
+  const final = (await store.jobs(sweepId)).filter(planned);
   return {
     done: final.filter((j) => j.state === "done").length,
     failed: final.filter((j) => j.state === "failed").length,

@@ -15,7 +15,7 @@ import { join } from "node:path";
 import { stringify } from "csv-stringify/sync";
 import { sampleToy } from "../../lib/data/toy2d.ts";
 import { Rng } from "../../lib/runtime/rng.ts";
-import { type JobRow, SqliteStore } from "../../lib/store/store.ts";
+import { type JobRow, openStore } from "../../lib/store/store.ts";
 import { loadExperiment } from "../../lib/sweep/experiment.ts";
 import { configRows, type EvalJob, planSweep } from "../../lib/sweep/planner.ts";
 
@@ -60,47 +60,55 @@ export function fixtureMmd(s: EvalJob["settings"]): number {
 }
 
 /** Builds the recorded store in `dir` (a fresh temporary folder by default). */
-export function buildFixture(
+export async function buildFixture(
   dir = Deno.makeTempDirSync({ prefix: "dmw-dash-" }),
   opts: { status?: string } = {},
-): Fixture {
+): Promise<Fixture> {
   const file = join(dir, "fixture.yaml");
   fs.writeFileSync(file, FIXTURE_YAML);
   const { experiment } = loadExperiment(file);
   const plan = planSweep(experiment);
   const storePath = join(dir, "store.sqlite");
-  const store = new SqliteStore(storePath);
+  const store = await openStore(storePath);
   try {
-    const sweep = store.upsertSweep(
+    const sweep = await store.upsertSweep(
       experiment.name,
       file,
       "fixturehash",
       JSON.stringify(experiment),
     );
-    store.setConfigs(sweep.id, configRows(plan));
+    await store.setConfigs(sweep.id, configRows(plan));
     const runsDir = join(dir, "runs", experiment.name);
-    const trainJobs = plan.train.map((t) =>
-      store.ensureJob(sweep.id, t.key, "train", JSON.stringify(t), join(runsDir, t.key))
-    );
-    const evalJobs = plan.eval.map((e) =>
-      store.ensureJob(sweep.id, e.key, "eval", JSON.stringify(e), join(runsDir, e.train))
-    );
+    const trainJobs: JobRow[] = [];
+    for (const t of plan.train) {
+      trainJobs.push(
+        await store.ensureJob(sweep.id, t.key, "train", JSON.stringify(t), join(runsDir, t.key)),
+      );
+    }
+    const evalJobs: JobRow[] = [];
+    for (const e of plan.eval) {
+      evalJobs.push(
+        await store.ensureJob(sweep.id, e.key, "eval", JSON.stringify(e), join(runsDir, e.train)),
+      );
+    }
     const t0 = Date.parse("2025-01-01T10:00:00Z");
     const iso = (s: number) => new Date(t0 + s * 1000).toISOString();
     const now = Date.now();
     const linear = plan.train.findIndex((t) => t.config.schedule === "linear");
     const [done, running] = linear === 0 ? trainJobs : [trainJobs[1], trainJobs[0]];
-    store.updateJob(done.id, {
+    await store.updateJob(done.id, {
       state: "done",
       progress: 1,
       attempts: 1,
+      backend: "wasm",
       started: iso(0),
       finished: iso(40),
     });
-    store.updateJob(running.id, {
+    await store.updateJob(running.id, {
       state: "running",
       progress: 0.5,
       attempts: 1,
+      backend: "wasm",
       pid: 999999,
       started: new Date(now - 20_000).toISOString(),
     });
@@ -122,17 +130,17 @@ export function buildFixture(
           stepsPerSec: 10,
         });
       }
-      store.putMetrics(rows);
+      await store.putMetrics(rows);
     }
     const configIdx = new Map(plan.configs.map((c) => [c.evalKey, c.idx]));
     let failed: JobRow | undefined;
     let runningEval: JobRow | undefined;
-    plan.eval.forEach((e, k) => {
+    for (const [k, e] of plan.eval.entries()) {
       const job = evalJobs[k];
-      if (e.train !== done.key) return;
+      if (e.train !== done.key) continue;
       const idx = configIdx.get(e.key);
       if (idx === 1) {
-        store.updateJob(job.id, {
+        await store.updateJob(job.id, {
           state: "failed",
           attempts: 2,
           error: "the evaluation printed no metric line",
@@ -140,20 +148,20 @@ export function buildFixture(
           finished: iso(42),
         });
         failed = job;
-        return;
+        continue;
       }
       if (idx === 2) {
-        store.updateJob(job.id, {
+        await store.updateJob(job.id, {
           state: "running",
           attempts: 1,
           pid: 999998,
           started: new Date(now - 5000).toISOString(),
         });
         runningEval = job;
-        return;
+        continue;
       }
       const value = fixtureMmd(e.settings);
-      store.putEval({
+      await store.putEval({
         job: job.id,
         metric: "mmd",
         value,
@@ -166,27 +174,30 @@ export function buildFixture(
       const pts = sampleToy("8gaussians", 400, new Rng(k));
       const rows = Array.from({ length: 400 }, (_, i) => [pts[2 * i], pts[2 * i + 1]]);
       fs.writeFileSync(csv, stringify([["x", "y"], ...rows]));
-      store.putArtifact(job.id, "samples", csv);
-      store.updateJob(job.id, {
+      await store.putArtifact(job.id, "samples", csv);
+      await store.updateJob(job.id, {
         state: "done",
         progress: 1,
         attempts: 1,
         started: iso(42 + k),
         finished: iso(44 + k),
       });
-    });
-    store.setSweepStatus(sweep.id, opts.status ?? "running");
+    }
+    await store.setSweepStatus(sweep.id, opts.status ?? "running");
     return {
       dir,
       storePath,
       file,
       sweepId: sweep.id,
-      train: { done: store.job(done.id)!, running: store.job(running.id)! },
-      evals: { failed: store.job(failed!.id)!, running: store.job(runningEval!.id)! },
+      train: { done: (await store.job(done.id))!, running: (await store.job(running.id))! },
+      evals: {
+        failed: (await store.job(failed!.id))!,
+        running: (await store.job(runningEval!.id))!,
+      },
     };
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
-if (import.meta.main) console.log(buildFixture(Deno.args[0]).storePath);
+if (import.meta.main) console.log((await buildFixture(Deno.args[0])).storePath);

@@ -10,7 +10,7 @@ import {
   SweepReader,
   varyingParams,
 } from "../../lib/dashboard/model.ts";
-import { SqliteStore, type Store } from "../../lib/store/store.ts";
+import { openStore, type Store } from "../../lib/store/store.ts";
 import { buildFixture } from "./fixture.ts";
 
 /** A store that records every metricsSince and evalsForSweep call. */
@@ -29,11 +29,11 @@ function spy(store: Store, calls: string[]): Store {
   });
 }
 
-Deno.test("reader: snapshot of the recorded store", () => {
-  const f = buildFixture();
-  const store = new SqliteStore(f.storePath, { readOnly: true });
+Deno.test("reader: snapshot of the recorded store", async () => {
+  const f = await buildFixture();
+  const store = await openStore(f.storePath, { readOnly: true });
   try {
-    const snap = new SweepReader(store).refresh(Date.now())!;
+    const snap = (await new SweepReader(store).refresh(Date.now()))!;
     assert.equal(snap.sweep.name, "fixture");
     assert.equal(snap.metric, "mmd");
     assert.ok(snap.minimize);
@@ -65,18 +65,18 @@ Deno.test("reader: snapshot of the recorded store", () => {
     assert.equal(snap.etaMs, 23_000);
     assert.equal(snap.etaPartial, false);
   } finally {
-    store.close();
+    await store.close();
   }
 });
 
-Deno.test("reader: reads only new metric points and re-reads evaluations only when one finished", () => {
-  const f = buildFixture();
-  const ro = new SqliteStore(f.storePath, { readOnly: true });
-  const rw = new SqliteStore(f.storePath);
+Deno.test("reader: reads only new metric points and re-reads evaluations only when one finished", async () => {
+  const f = await buildFixture();
+  const ro = await openStore(f.storePath, { readOnly: true });
+  const rw = await openStore(f.storePath);
   try {
     const calls: string[] = [];
     const reader = new SweepReader(spy(ro, calls));
-    const first = reader.refresh()!;
+    const first = (await reader.refresh())!;
     const { done, running } = f.train;
     assert.deepEqual(calls.sort(), [
       `evalsForSweep(${f.sweepId})`,
@@ -85,10 +85,10 @@ Deno.test("reader: reads only new metric points and re-reads evaluations only wh
     ]);
     assert.equal(reader.series(running.id).length, 20);
     calls.length = 0;
-    const same = reader.refresh()!;
+    const same = (await reader.refresh())!;
     assert.deepEqual(calls, [`metricsSince(${running.id},200)`]);
     assert.equal(same.version, first.version);
-    rw.putMetrics([210, 220].map((step) => ({
+    await rw.putMetrics([210, 220].map((step) => ({
       job: running.id,
       step,
       loss: 0.5,
@@ -96,9 +96,9 @@ Deno.test("reader: reads only new metric points and re-reads evaluations only wh
       lr: 0.001,
       stepsPerSec: 12,
     })));
-    rw.updateJob(running.id, { progress: 0.55 });
-    rw.updateJob(f.evals.running.id, { state: "done", finished: new Date().toISOString() });
-    rw.putEval({
+    await rw.updateJob(running.id, { progress: 0.55 });
+    await rw.updateJob(f.evals.running.id, { state: "done", finished: new Date().toISOString() });
+    await rw.putEval({
       job: f.evals.running.id,
       metric: "mmd",
       value: 0.011,
@@ -107,7 +107,7 @@ Deno.test("reader: reads only new metric points and re-reads evaluations only wh
       extra: "{}",
     });
     calls.length = 0;
-    const next = reader.refresh()!;
+    const next = (await reader.refresh())!;
     assert.deepEqual(calls.sort(), [
       `evalsForSweep(${f.sweepId})`,
       `metricsSince(${running.id},200)`,
@@ -124,30 +124,30 @@ Deno.test("reader: reads only new metric points and re-reads evaluations only wh
     assert.equal(next.best?.idx, 2);
     assert.equal(next.rows[12].stepsPerSec, 12);
   } finally {
-    ro.close();
-    rw.close();
+    await ro.close();
+    await rw.close();
   }
 });
 
-Deno.test("reader: an unknown sweep name lists the sweeps; wait mode returns undefined", () => {
-  const f = buildFixture();
-  const store = new SqliteStore(f.storePath, { readOnly: true });
+Deno.test("reader: an unknown sweep name lists the sweeps; wait mode returns undefined", async () => {
+  const f = await buildFixture();
+  const store = await openStore(f.storePath, { readOnly: true });
   try {
-    assert.throws(
-      () => new SweepReader(store, { sweep: "nope" }).refresh(),
+    await assert.rejects(
+      new SweepReader(store, { sweep: "nope" }).refresh(),
       /no sweep named "nope" in the store \(sweeps: fixture\)/,
     );
-    assert.equal(new SweepReader(store, { sweep: "nope", wait: true }).refresh(), undefined);
+    assert.equal(await new SweepReader(store, { sweep: "nope", wait: true }).refresh(), undefined);
   } finally {
-    store.close();
+    await store.close();
   }
 });
 
-Deno.test("sorting, compare grid, evaluation series", () => {
-  const f = buildFixture();
-  const store = new SqliteStore(f.storePath, { readOnly: true });
+Deno.test("sorting, compare grid, evaluation series", async () => {
+  const f = await buildFixture();
+  const store = await openStore(f.storePath, { readOnly: true });
   try {
-    const snap = new SweepReader(store).refresh()!;
+    const snap = (await new SweepReader(store).refresh())!;
     const byMetric = sortRows(snap.rows, "metric", true);
     assert.deepEqual(byMetric.slice(0, 3).map((r) => r.idx), [11, 7, 10]);
     // Rows without a metric come last, in plan order.
@@ -171,16 +171,16 @@ Deno.test("sorting, compare grid, evaluation series", () => {
     assert.equal(series.length, 4);
     assert.deepEqual(evalSeries(snap, f.train.running.key), []);
   } finally {
-    store.close();
+    await store.close();
   }
 });
 
-Deno.test("cancel and restart targets, and why a key does nothing", () => {
+Deno.test("cancel and restart targets, and why a key does nothing", async () => {
   for (const status of ["running", "done"]) {
-    const f = buildFixture(undefined, { status });
-    const store = new SqliteStore(f.storePath, { readOnly: true });
+    const f = await buildFixture(undefined, { status });
+    const store = await openStore(f.storePath, { readOnly: true });
     try {
-      const snap = new SweepReader(store).refresh()!;
+      const snap = (await new SweepReader(store).refresh())!;
       const training = cancelTarget(snap, snap.rows[12]);
       const failed = restartTarget(snap, snap.rows[1]);
       if (status === "running") {
@@ -195,7 +195,7 @@ Deno.test("cancel and restart targets, and why a key does nothing", () => {
       assert.match(cancelTarget(snap, snap.rows[0]).reason!, /is done: nothing to cancel/);
       assert.match(restartTarget(snap, snap.rows[0]).reason!, /this one is done/);
     } finally {
-      store.close();
+      await store.close();
     }
   }
 });

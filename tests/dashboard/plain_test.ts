@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { watchLines } from "../../lib/dashboard/plain.ts";
-import { SqliteStore } from "../../lib/store/store.ts";
+import { openStore } from "../../lib/store/store.ts";
 import { runSweep, watchPlain } from "../../lib/sweep/commands.ts";
 import { buildFixture } from "./fixture.ts";
 
@@ -12,24 +12,24 @@ const main = fileURLToPath(new URL("../../main.ts", import.meta.url));
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 Deno.test("plain watch of a finished sweep: its jobs once, no escape codes", async () => {
-  const f = buildFixture(undefined, { status: "done" });
+  const f = await buildFixture(undefined, { status: "done" });
   const lines: string[] = [];
   await watchLines({ storePath: f.storePath, say: (l) => lines.push(l) });
-  assert.deepEqual(lines, watchPlain({ storePath: f.storePath }).split("\n"));
+  assert.deepEqual(lines, (await watchPlain({ storePath: f.storePath })).split("\n"));
   assert.equal(lines.length, 27);
   assert.match(lines[0], /^sweep fixture \(done\): 11 done, 2 running, 12 queued, 1 failed$/);
   assert.ok(!lines.join("").includes(ESC));
 });
 
 Deno.test("plain watch of a running sweep: one line per event until it stops", async () => {
-  const f = buildFixture();
+  const f = await buildFixture();
   const lines: string[] = [];
   const watching = watchLines({ storePath: f.storePath, say: (l) => lines.push(l), pollMs: 20 });
-  const store = new SqliteStore(f.storePath);
+  const store = await openStore(f.storePath);
   try {
     const { running } = f.train;
     await sleep(150);
-    store.putMetrics([210, 220].map((step) => ({
+    await store.putMetrics([210, 220].map((step) => ({
       job: running.id,
       step,
       loss: 0.25,
@@ -38,7 +38,7 @@ Deno.test("plain watch of a running sweep: one line per event until it stops", a
       stepsPerSec: 12,
     })));
     await sleep(150);
-    store.putEval({
+    await store.putEval({
       job: f.evals.running.id,
       metric: "mmd",
       value: 0.0111,
@@ -46,14 +46,17 @@ Deno.test("plain watch of a running sweep: one line per event until it stops", a
       spread: 0,
       extra: "{}",
     });
-    store.updateJob(f.evals.running.id, { state: "done", finished: new Date().toISOString() });
-    store.updateJob(f.evals.failed.id, { state: "queued" });
+    await store.updateJob(f.evals.running.id, {
+      state: "done",
+      finished: new Date().toISOString(),
+    });
+    await store.updateJob(f.evals.failed.id, { state: "queued" });
     await sleep(150);
-    store.updateJob(running.id, { state: "cancelled" });
-    store.setSweepStatus(f.sweepId, "done");
+    await store.updateJob(running.id, { state: "cancelled" });
+    await store.setSweepStatus(f.sweepId, "done");
     await watching;
   } finally {
-    store.close();
+    await store.close();
   }
   const body = lines.map((l) => l.replace(/^\d\d:\d\d:\d\d /, ""));
   const t = f.train.running.key;
@@ -73,7 +76,7 @@ Deno.test("plain watch of a running sweep: one line per event until it stops", a
 });
 
 Deno.test("main.ts watch without a terminal, and with --no-tui, prints plain lines", async () => {
-  const f = buildFixture(undefined, { status: "done" });
+  const f = await buildFixture(undefined, { status: "done" });
   for (const extra of [[], ["--no-tui"]]) {
     const out = await new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", main, "watch", "fixture", "--store", f.storePath, ...extra],
@@ -86,7 +89,7 @@ Deno.test("main.ts watch without a terminal, and with --no-tui, prints plain lin
     assert.ok(!text.includes(ESC));
     assert.deepEqual(
       text.trimEnd().split("\n"),
-      watchPlain({ storePath: f.storePath }).split("\n"),
+      (await watchPlain({ storePath: f.storePath })).split("\n"),
     );
   }
 });

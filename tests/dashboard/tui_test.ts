@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { SqliteStore } from "../../lib/store/store.ts";
+import { openStore } from "../../lib/store/store.ts";
 import { buildFixture } from "./fixture.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
@@ -113,12 +113,12 @@ function watchCommand(storePath: string, env = ""): string {
   return `${env} exec '${Deno.execPath()}' run -A main.ts watch fixture --store '${storePath}'`;
 }
 
-function job(storePath: string, id: number) {
-  const store = new SqliteStore(storePath, { readOnly: true });
+async function job(storePath: string, id: number) {
+  const store = await openStore(storePath, { readOnly: true });
   try {
-    return store.job(id)!;
+    return (await store.job(id))!;
   } finally {
-    store.close();
+    await store.close();
   }
 }
 
@@ -126,7 +126,7 @@ Deno.test({
   name: "tmux 100×30: every view and key against a running sweep",
   fn: async () => {
     needTmux();
-    const f = buildFixture();
+    const f = await buildFixture();
     const p = new Pane("wide", watchCommand(f.storePath), 100, 30);
     try {
       let s = await p.waitFor(
@@ -192,7 +192,7 @@ Deno.test({
       await p.waitFor([/▸ +1 linear/], "back on the failed run");
       p.send("r");
       await p.waitFor([/evaluation job .* is queued again/, /▸ +1 linear .* queued/], "r");
-      assert.equal(job(f.storePath, f.evals.failed.id).state, "queued");
+      assert.equal((await job(f.storePath, f.evals.failed.id)).state, "queued");
 
       p.send("j", "j", "j", "j", "j", "j", "j", "j", "j", "j", "j");
       await p.waitFor([/▸ +12 cosine/], "down to a training run");
@@ -203,7 +203,7 @@ Deno.test({
       );
       p.send("n");
       await p.waitFor([/not cancelled/], "n keeps it");
-      assert.equal(job(f.storePath, f.train.running.id).cancelRequested, 0);
+      assert.equal((await job(f.storePath, f.train.running.id)).cancelRequested, 0);
       p.send("c");
       await p.waitFor([/\? y\/n/], "c asks again");
       p.send("y");
@@ -211,7 +211,7 @@ Deno.test({
         [/cancel requested for training job/, /▸ +12 cosine .* cancelling/],
         "y cancels",
       );
-      assert.equal(job(f.storePath, f.train.running.id).cancelRequested, 1);
+      assert.equal((await job(f.storePath, f.train.running.id)).cancelRequested, 1);
 
       p.send("q");
       assert.ok(await gone(p.pid), "q ends the dashboard");
@@ -225,7 +225,7 @@ Deno.test({
   name: "tmux 80×24, CI set: a finished sweep fits, and c and r say why they do nothing",
   fn: async () => {
     needTmux();
-    const f = buildFixture(undefined, { status: "done" });
+    const f = await buildFixture(undefined, { status: "done" });
     // CI set, as in a CI job: Ink alone would then draw only its last frame.
     const p = new Pane("narrow", watchCommand(f.storePath, "CI=true CI_JOB_ID=1"), 80, 24);
     try {
@@ -243,7 +243,7 @@ Deno.test({
         [/r: sweep fixture is done and nothing runs it: `deno task sweep /],
         "r on a finished sweep",
       );
-      assert.equal(job(f.storePath, f.evals.failed.id).state, "failed");
+      assert.equal((await job(f.storePath, f.evals.failed.id)).state, "failed");
       p.send("G", "c");
       s = await p.waitFor([/▸ +23 cosine/, /c: sweep fixture is done, not running/], "c");
       p.send("g", "Enter");
@@ -295,9 +295,9 @@ Deno.test({
       let status = "running";
       while (Date.now() < end && status === "running") {
         await new Promise((r) => setTimeout(r, 200));
-        const store = new SqliteStore(storePath, { readOnly: true });
-        status = store.sweep("live")!.status;
-        store.close();
+        const store = await openStore(storePath, { readOnly: true });
+        status = (await store.sweep("live"))!.status;
+        await store.close();
       }
       assert.equal(status, "done", "the sweep finished after the dashboard quit");
       assert.ok(await gone(pid));

@@ -9,14 +9,16 @@ import {
   type UiState,
   VIEWS,
 } from "../../lib/dashboard/views.ts";
-import { SqliteStore } from "../../lib/store/store.ts";
+import { openStore } from "../../lib/store/store.ts";
 import { buildFixture } from "./fixture.ts";
 
-function snapshot(status = "running"): { snap: Snapshot; reader: SweepReader; close: () => void } {
-  const f = buildFixture(undefined, { status });
-  const store = new SqliteStore(f.storePath, { readOnly: true });
+async function snapshot(
+  status = "running",
+): Promise<{ snap: Snapshot; reader: SweepReader; close: () => Promise<void> }> {
+  const f = await buildFixture(undefined, { status });
+  const store = await openStore(f.storePath, { readOnly: true });
   const reader = new SweepReader(store);
-  return { snap: reader.refresh()!, reader, close: () => store.close() };
+  return { snap: (await reader.refresh())!, reader, close: () => store.close() };
 }
 
 function press(ui: UiState, keys: string[], snap: Snapshot) {
@@ -25,8 +27,8 @@ function press(ui: UiState, keys: string[], snap: Snapshot) {
   return { ui, action };
 }
 
-Deno.test("keys: select, open, back, tab, sort, log, help, quit", () => {
-  const { snap, close } = snapshot();
+Deno.test("keys: select, open, back, tab, sort, log, help, quit", async () => {
+  const { snap, close } = await snapshot();
   try {
     let { ui } = press(initialUi(), ["j", "j", "down", "k"], snap);
     assert.equal(ui.selected, 2);
@@ -57,12 +59,12 @@ Deno.test("keys: select, open, back, tab, sort, log, help, quit", () => {
     assert.equal(ui.selected, 9);
     assert.deepEqual(press(ui, ["q"], snap).action, { type: "quit" });
   } finally {
-    close();
+    await close();
   }
 });
 
-Deno.test("keys: c asks first; y cancels, any other key does not; r restarts a failed job", () => {
-  const { snap, close } = snapshot();
+Deno.test("keys: c asks first; y cancels, any other key does not; r restarts a failed job", async () => {
+  const { snap, close } = await snapshot();
   try {
     const down = (n: number) => Array(n).fill("j");
     let { ui, action } = press(initialUi(), [...down(12), "c"], snap);
@@ -82,24 +84,24 @@ Deno.test("keys: c asks first; y cancels, any other key does not; r restarts a f
     assert.equal(action, undefined);
     assert.match(ui.message!, /^c: evaluation job .* is done: nothing to cancel$/);
   } finally {
-    close();
+    await close();
   }
 });
 
-Deno.test("compare keys cycle the row and column parameters", () => {
-  const { snap, close } = snapshot();
+Deno.test("compare keys cycle the row and column parameters", async () => {
+  const { snap, close } = await snapshot();
   try {
     let { ui } = press(initialUi(), ["tab", "tab", "x"], snap);
     assert.equal(ui.rowParam, "sampler");
     ({ ui } = press(ui, ["y"], snap));
     assert.equal(ui.colParam, "ema_eval");
   } finally {
-    close();
+    await close();
   }
 });
 
-Deno.test("every view fills the terminal exactly, at 80×24 and 120×40", () => {
-  const { snap, reader, close } = snapshot();
+Deno.test("every view fills the terminal exactly, at 80×24 and 120×40", async () => {
+  const { snap, reader, close } = await snapshot();
   try {
     for (const [cols, rows] of [[80, 24], [120, 40], [100, 30]]) {
       for (
@@ -119,12 +121,12 @@ Deno.test("every view fills the terminal exactly, at 80×24 and 120×40", () => 
       }
     }
   } finally {
-    close();
+    await close();
   }
 });
 
-Deno.test("overview at 80 columns keeps the parameters, status, loss and metric", () => {
-  const { snap, reader, close } = snapshot();
+Deno.test("overview at 80 columns keeps the parameters, status, loss and metric", async () => {
+  const { snap, reader, close } = await snapshot();
   try {
     const { lines } = renderFrame(snap, initialUi(), {
       cols: 80,
@@ -137,42 +139,46 @@ Deno.test("overview at 80 columns keeps the parameters, status, loss and metric"
     assert.match(text.join("\n"), /11 linear +100 +ddim +0\.999 +done .* ★0\.012/);
     assert.match(text[20], /^1–16\/24 {2}best mmd 0\.012: #11 schedule=linear/);
   } finally {
-    close();
+    await close();
   }
 });
 
-Deno.test("controller: keys write cancel and restart requests to the store", () => {
-  const f = buildFixture();
-  const c = new Controller({ storePath: f.storePath, size: { cols: 100, rows: 30 } });
+Deno.test("controller: keys write cancel and restart requests to the store", async () => {
+  const f = await buildFixture();
+  const c = await Controller.open({ storePath: f.storePath, size: { cols: 100, rows: 30 } });
   try {
-    for (const k of ["j", "r"]) c.key(k);
+    for (const k of ["j", "r"]) await c.key(k);
     assert.match(c.ui.message!, /evaluation job .* is queued again/);
-    for (const k of [...Array(11).fill("j"), "c", "y"]) c.key(k);
+    for (const k of [...Array(11).fill("j"), "c", "y"]) await c.key(k);
     assert.match(c.ui.message!, /cancel requested for training job/);
-    const store = new SqliteStore(f.storePath, { readOnly: true });
-    assert.equal(store.job(f.evals.failed.id)!.state, "queued");
-    assert.equal(store.job(f.train.running.id)!.cancelRequested, 1);
-    store.close();
+    const store = await openStore(f.storePath, { readOnly: true });
+    assert.equal((await store.job(f.evals.failed.id))!.state, "queued");
+    assert.equal((await store.job(f.train.running.id))!.cancelRequested, 1);
+    await store.close();
     assert.match(plain(c.frame()[3]), /# schedule sample_steps/);
   } finally {
-    c.stop();
+    await c.stop();
   }
 });
 
 Deno.test("controller: at most 10 redraws a second however fast keys come", async () => {
-  const f = buildFixture();
-  const c = new Controller({ storePath: f.storePath, size: { cols: 100, rows: 30 }, maxFps: 10 });
+  const f = await buildFixture();
+  const c = await Controller.open({
+    storePath: f.storePath,
+    size: { cols: 100, rows: 30 },
+    maxFps: 10,
+  });
   let draws = 0;
   c.subscribe(() => draws++);
   try {
     const t0 = Date.now();
     while (Date.now() - t0 < 450) {
-      c.key(draws % 2 ? "j" : "k");
+      await c.key(draws % 2 ? "j" : "k");
       await new Promise((r) => setTimeout(r, 5));
     }
     // 450 ms: a draw at once, then one per 100 ms.
     assert.ok(draws >= 3 && draws <= 6, `${draws} redraws`);
   } finally {
-    c.stop();
+    await c.stop();
   }
 });

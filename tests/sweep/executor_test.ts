@@ -3,7 +3,7 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { compareSweep, listSweeps, runSweep } from "../../lib/sweep/commands.ts";
-import { type JobRow, SqliteStore } from "../../lib/store/store.ts";
+import { type JobRow, openStore, type Store } from "../../lib/store/store.ts";
 
 const fake = [
   Deno.execPath(),
@@ -70,8 +70,8 @@ Deno.exit((await p.status).code);`,
     workerCommand: [Deno.execPath(), "run", "-A", wrap],
     onEvent: (l) => lines.push(l),
   });
-  const store = new SqliteStore(storePath, { readOnly: true });
-  const jobs = store.jobs(store.sweep("iso")!.id);
+  const store = await openStore(storePath, { readOnly: true });
+  const jobs = await store.jobs((await store.sweep("iso"))!.id);
   const train = jobs.filter((j) => j.kind === "train");
   const byLr = (lr: number) => train.find((j) => JSON.parse(j.spec).config.lr === lr)!;
   assert.equal(byLr(0.001).state, "done");
@@ -86,7 +86,7 @@ Deno.exit((await p.status).code);`,
     "the healthy run's two evaluations finish",
   );
   assert.equal(evals.filter((j) => j.state === "failed").length, 4);
-  assert.equal(store.evalsForSweep(store.sweep("iso")!.id).length, 2);
+  assert.equal((await store.evalsForSweep((await store.sweep("iso"))!.id)).length, 2);
   assert.equal(r.failed, 6);
   assert.ok(lines.some((l) => /retry train .*simulated crash/.test(l)), "a crash is retried once");
   assert.ok(lines.some((l) => /failed train .*simulated crash/.test(l)));
@@ -95,7 +95,7 @@ Deno.exit((await p.status).code);`,
   assert.equal(trainCalls(0.002), 2, "max_failures: 1 → one retry of the crash");
   assert.equal(trainCalls(0.003), 1, "a NaN is not retried");
   assert.equal(trainCalls(0.001), 1);
-  store.close();
+  await store.close();
 
   // --restart-failed puts the failed jobs back; the healthy run is not touched.
   await runSweep({
@@ -139,13 +139,13 @@ parameters:
     await new Promise((r) => setTimeout(r, 100));
     if (!fs.existsSync(storePath)) continue;
     try {
-      const s = new SqliteStore(storePath, { readOnly: true });
-      const sw = s.sweep("resume");
-      for (const j of sw ? s.jobs(sw.id) : []) {
-        if (s.artifacts(j.id).length) checkpointed.add(j.key);
+      const s = await openStore(storePath, { readOnly: true });
+      const sw = await s.sweep("resume");
+      for (const j of sw ? await s.jobs(sw.id) : []) {
+        if ((await s.artifacts(j.id)).length) checkpointed.add(j.key);
       }
       checkpoints = checkpointed.size;
-      s.close();
+      await s.close();
     } catch { /* the writer is creating the schema */ }
   }
   assert.ok(checkpoints > 0, "a checkpoint was recorded before the kill");
@@ -169,15 +169,15 @@ parameters:
   }
   assert.ok(lines.some((l) => /resume train .*queued again/.test(l)), lines.join("\n"));
   assert.ok(lines.some((l) => /stopped orphaned worker \d+/.test(l)), lines.join("\n"));
-  const store = new SqliteStore(storePath, { readOnly: true });
-  const sweep = store.sweep("resume")!;
-  const jobs = store.jobs(sweep.id);
+  const store = await openStore(storePath, { readOnly: true });
+  const sweep = (await store.sweep("resume"))!;
+  const jobs = await store.jobs(sweep.id);
   assert.ok(
     jobs.every((j) => j.state === "done"),
     jobs.map((j) => `${j.key}:${j.state}`).join(" "),
   );
   for (const j of jobs.filter((j) => j.kind === "train")) {
-    const steps = store.metricsSince(j.id, 0).map((m) => m.step);
+    const steps = (await store.metricsSince(j.id, 0)).map((m) => m.step);
     assert.deepEqual(
       steps,
       Array.from({ length: 30 }, (_, i) => 10 * (i + 1)),
@@ -198,7 +198,7 @@ parameters:
       assert.match(starts[1], /^train from [1-9]/, "the rerun resumed from its checkpoint");
     }
   }
-  store.close();
+  await store.close();
 });
 
 Deno.test("rerunning a finished sweep runs nothing; a changed file says what differs", async () => {
@@ -228,9 +228,12 @@ parameters:
     lines.some((l) => l.includes("~ parameters.sample_steps.values: [10,20] → [10,30]")),
     "the changed key is named",
   );
-  const store = new SqliteStore(storePath, { readOnly: true });
-  assert.equal(store.configs(store.sweep("change")!.id).filter((c) => c.removed).length, 1);
-  store.close();
+  const store = await openStore(storePath, { readOnly: true });
+  assert.equal(
+    (await store.configs((await store.sweep("change"))!.id)).filter((c) => c.removed).length,
+    1,
+  );
+  await store.close();
 
   // More steps for the same training keys: the done run continues from its last checkpoint.
   fs.writeFileSync(file, fs.readFileSync(file, "utf8").replace("steps: 50", "steps: 100"));
@@ -243,9 +246,9 @@ parameters:
   );
   const trains = invocations(runsDir).filter((c) => c.startsWith("train"));
   assert.deepEqual(trains, ["train from 0", "train from 50"]);
-  const s2 = new SqliteStore(storePath, { readOnly: true });
-  const job = s2.jobs(s2.sweep("change")!.id).find((j) => j.kind === "train")!;
-  assert.deepEqual(s2.metricsSince(job.id, 0).map((m) => m.step), [
+  const s2 = await openStore(storePath, { readOnly: true });
+  const job = (await s2.jobs((await s2.sweep("change"))!.id)).find((j) => j.kind === "train")!;
+  assert.deepEqual((await s2.metricsSince(job.id, 0)).map((m) => m.step), [
     10,
     20,
     30,
@@ -257,7 +260,7 @@ parameters:
     90,
     100,
   ]);
-  s2.close();
+  await s2.close();
 });
 
 Deno.test("ASHA stops the worst training run at a rung, only when the experiment asks", async () => {
@@ -287,9 +290,9 @@ parameters:
     } finally {
       Deno.env.delete("FAKE_SLEEP_MS");
     }
-    const store = new SqliteStore(storePath, { readOnly: true });
-    const jobs = store.jobs(store.sweep("asha")!.id);
-    store.close();
+    const store = await openStore(storePath, { readOnly: true });
+    const jobs = await store.jobs((await store.sweep("asha"))!.id);
+    await store.close();
     const state = (lr: number) =>
       jobs.find((j) => j.kind === "train" && JSON.parse(j.spec).config.lr === lr)!.state;
     return { jobs, lines, state };
@@ -325,15 +328,15 @@ parameters:
   assert.ok(!fs.existsSync(storePath), "a dry run touches no store");
   const r = await runSweep({ file, storePath, runsDir, workerCommand: fake, onEvent: () => {} });
   assert.equal(r.failed, 0);
-  const store = new SqliteStore(storePath, { readOnly: true });
-  const grid = compareSweep({ store });
+  const store = await openStore(storePath, { readOnly: true });
+  const grid = await compareSweep({ store });
   assert.match(grid, /cmp: mmd \(minimize\), best over ema_eval per cell; \* = best/);
   assert.equal(grid.split("\n").filter((l) => l.includes("*")).length, 2, grid);
   assert.match(grid, /linear .*0\.02000\*/, "1/100 + 10/1000 is the best cell");
-  const csv = compareSweep({ store, csv: true }).trim().split("\n");
+  const csv = (await compareSweep({ store, csv: true })).trim().split("\n");
   assert.equal(csv.length, 13);
   assert.match(csv[0], /^schedule,ema_eval,sample_steps,.*state,mmd$/);
-  assert.match(listSweeps({ store }), /cmp\s+done\s+14\/14/);
+  assert.match(await listSweeps({ store }), /cmp\s+done\s+14\/14/);
   const listed = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", fileURLToPath(new URL("../../main.ts", import.meta.url)), "compare"]
       .concat(["--list", "--store", storePath]),
@@ -343,16 +346,16 @@ parameters:
     new TextDecoder().decode(listed.stdout),
     /^sweep +status +done +failed[^\n]*\ncmp +done +14\/14 +0 /,
   );
-  assert.throws(
-    () => compareSweep({ store, rows: "sheduler" }),
+  await assert.rejects(
+    compareSweep({ store, rows: "sheduler" }),
     /--rows sheduler: not a parameter of sweep cmp \(did you mean "schedule"\?\) \(varying: schedule, ema_eval, sample_steps; all: /,
   );
-  assert.throws(() => compareSweep({ store, cols: "nosuch" }), /--cols nosuch: not a parameter/);
-  assert.throws(
-    () => compareSweep({ store, rows: "schedule", cols: "schedule" }),
+  await assert.rejects(compareSweep({ store, cols: "nosuch" }), /--cols nosuch: not a parameter/);
+  await assert.rejects(
+    compareSweep({ store, rows: "schedule", cols: "schedule" }),
     /--rows and --cols are both schedule/,
   );
-  store.close();
+  await store.close();
 
   const broken = setup(`
 name: broken
@@ -375,10 +378,10 @@ Deno.exit((await p.status).code);`,
     onEvent: () => {},
   });
   assert.equal(b.failed, 1);
-  const s2 = new SqliteStore(broken.storePath, { readOnly: true });
-  const ev = s2.jobs(s2.latestSweep()!.id).find((j) => j.kind === "eval")!;
+  const s2 = await openStore(broken.storePath, { readOnly: true });
+  const ev = (await s2.jobs((await s2.latestSweep())!.id)).find((j) => j.kind === "eval")!;
   assert.match(ev.error!, /printed no metric line/);
-  s2.close();
+  await s2.close();
 });
 
 Deno.test("a cancel request from another connection stops a running job; a timeout fails one", async () => {
@@ -393,7 +396,7 @@ max_failures: 0
 parameters:
   lr: {values: [0.001, 0.002]}
 `);
-  const dashboard = { store: undefined as SqliteStore | undefined };
+  const dashboard = { store: undefined as Promise<Store> | undefined };
   const updates: string[] = [];
   Deno.env.set("FAKE_SLEEP_MS", "10");
   try {
@@ -404,21 +407,22 @@ parameters:
       concurrency: 2,
       workerCommand: fake,
       onEvent: () => {},
-      onUpdate: (u, sweepId) => {
+      onUpdate: async (u, sweepId) => {
         updates.push(u.type);
         if (u.type !== "train" || u.job.kind !== "train") return;
         if (JSON.parse(u.job.spec).config.lr !== 0.001 || u.job.cancelRequested) return;
-        dashboard.store ??= new SqliteStore(storePath, { readOnly: false });
-        assert.ok(dashboard.store.jobs(sweepId).some((j) => j.id === u.job.id));
-        dashboard.store.requestCancel(u.job.id);
+        dashboard.store ??= openStore(storePath, { readOnly: false });
+        const other = await dashboard.store;
+        assert.ok((await other.jobs(sweepId)).some((j) => j.id === u.job.id));
+        await other.requestCancel(u.job.id);
       },
     });
   } finally {
     Deno.env.delete("FAKE_SLEEP_MS");
-    dashboard.store?.close();
+    await (await dashboard.store)?.close();
   }
-  const store = new SqliteStore(storePath, { readOnly: true });
-  const jobs = store.jobs(store.sweep("cancel")!.id);
+  const store = await openStore(storePath, { readOnly: true });
+  const jobs = await store.jobs((await store.sweep("cancel"))!.id);
   const train = (lr: number) =>
     jobs.find((j) => j.kind === "train" && JSON.parse(j.spec).config.lr === lr)!;
   assert.equal(train(0.001).state, "cancelled");
@@ -430,27 +434,27 @@ parameters:
     ["cancelled", "failed"],
   );
   assert.ok(updates.includes("start") && updates.includes("cancelled"));
-  store.close();
+  await store.close();
 
   // The dashboard's restart: the cancelled run and the evaluation waiting on it run again.
-  const restart = new SqliteStore(storePath);
-  restart.requeue(train(0.001).id);
-  restart.close();
+  const restart = await openStore(storePath);
+  await restart.requeue(train(0.001).id);
+  await restart.close();
   Deno.env.set("FAKE_SLEEP_MS", "1");
   try {
     await runSweep({ file, storePath, runsDir, workerCommand: fake, onEvent: () => {} });
   } finally {
     Deno.env.delete("FAKE_SLEEP_MS");
   }
-  const after = new SqliteStore(storePath, { readOnly: true });
-  const again = after.jobs(after.sweep("cancel")!.id);
+  const after = await openStore(storePath, { readOnly: true });
+  const again = await after.jobs((await after.sweep("cancel"))!.id);
   const evalOf = (t: JobRow) =>
     again.find((j) => j.kind === "eval" && JSON.parse(j.spec).train === t.key)!;
   const t1 = again.find((j) => j.id === train(0.001).id)!;
   assert.equal(t1.state, "done");
   assert.equal(evalOf(t1).state, "done");
-  assert.equal(after.metricsSince(t1.id, 0).at(-1)!.step, 2000);
-  after.close();
+  assert.equal((await after.metricsSince(t1.id, 0)).at(-1)!.step, 2000);
+  await after.close();
 });
 
 Deno.test("a second sweep of the same experiment stops before touching the first's jobs", async () => {

@@ -11,7 +11,7 @@ import process from "node:process";
 import { resolveConfig } from "../../lib/models/config.ts";
 import { DDPM_ENTRY } from "../../lib/models/ddpm.ts";
 import { writeTensors } from "../../lib/runtime/tensorfile.ts";
-import { SqliteStore } from "../../lib/store/store.ts";
+import { openStore } from "../../lib/store/store.ts";
 import {
   listCheckpoints,
   loadCheckpoint,
@@ -108,11 +108,11 @@ Deno.test("a truncated state.json or a damaged config.json is named in the error
   );
 });
 
-Deno.test("a store file that is not a database is named, with what to do", () => {
+Deno.test("a store file that is not a database is named, with what to do", async () => {
   const path = join(tmp(), "store.sqlite");
   fs.writeFileSync(path, "this is not SQLite, just text long enough to be read as a header....");
-  assert.throws(
-    () => new SqliteStore(path),
+  await assert.rejects(
+    openStore(path),
     /store\.sqlite: cannot open the store \(.*\); move the file away/,
   );
 });
