@@ -1,0 +1,90 @@
+/**
+ * A sweep on a PostgreSQL store (a throwaway cluster, tests/store/postgres.ts):
+ * the same plan, jobs, metrics and evaluations as on SQLite, read back by
+ * `compare`, `compare --list` and plain `watch` through the URL. Without
+ * PostgreSQL this fails, naming the fix (`.ci/run` installs it).
+ */
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { openStore } from "../../lib/store/store.ts";
+import { compareSweep, listSweeps, runSweep, watchPlain } from "../../lib/sweep/commands.ts";
+import { startPostgres } from "../store/postgres.ts";
+
+const fake = [
+  Deno.execPath(),
+  "run",
+  "-A",
+  fileURLToPath(new URL("./fixtures/fake_worker.ts", import.meta.url)),
+];
+
+Deno.test("a sweep runs on a PostgreSQL store; compare, list and watch read it by URL", async () => {
+  const pg = await startPostgres();
+  try {
+    const url = await pg.newDatabase();
+    const dir = Deno.makeTempDirSync({ prefix: "dmw-pgsweep-" });
+    const file = join(dir, "exp.yaml");
+    fs.writeFileSync(
+      file,
+      `name: pgs
+model: ddpm
+data: 8gaussians
+metric: {name: mmd, goal: minimize}
+steps: 100
+parameters:
+  schedule: {values: [linear, cosine]}
+  sample_steps: {values: [10, 20]}
+`,
+    );
+    const runsDir = join(dir, "runs");
+    const r = await runSweep({
+      file,
+      storePath: url,
+      runsDir,
+      concurrency: 2,
+      workerCommand: fake,
+      onEvent: () => {},
+    });
+    assert.deepEqual(r, { name: "pgs", done: 6, failed: 0 });
+    const store = await openStore(url);
+    try {
+      const sweep = (await store.sweep("pgs"))!;
+      assert.equal(sweep.status, "done");
+      const jobs = await store.jobs(sweep.id);
+      const train = jobs.filter((j) => j.kind === "train");
+      assert.equal(train.length, 2);
+      for (const t of train) {
+        assert.equal(t.backend, "fake", "the start event's backend is in the store");
+        const steps = (await store.metricsSince(t.id, 0)).map((m) => m.step);
+        assert.deepEqual(steps, [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
+      }
+      assert.equal((await store.evalsForSweep(sweep.id)).length, 4);
+    } finally {
+      await store.close();
+    }
+    // Run again: nothing is run twice.
+    const again = await runSweep({
+      file,
+      storePath: url,
+      runsDir,
+      workerCommand: fake,
+      onEvent: () => {},
+    });
+    assert.deepEqual(again, { name: "pgs", done: 6, failed: 0 });
+    const calls = fs.readdirSync(join(runsDir, "pgs")).flatMap((d) => {
+      const log = join(runsDir, "pgs", d, "invocations.log");
+      return fs.existsSync(log) ? fs.readFileSync(log, "utf8").trim().split("\n") : [];
+    });
+    assert.equal(calls.filter((c) => c.startsWith("train")).length, 2);
+    assert.equal(calls.filter((c) => c.startsWith("eval")).length, 4);
+
+    const grid = await compareSweep({ storePath: url });
+    assert.match(grid, /^pgs: mmd \(minimize\)/);
+    assert.match(grid, /linear\s+0\.02000\*/);
+    assert.match(await listSweeps({ storePath: url }), /pgs\s+done\s+6\/6/);
+    assert.match(await watchPlain({ storePath: url, sweep: "pgs" }), /sweep pgs \(done\): 6 done/);
+  } finally {
+    await pg.stop();
+  }
+});
