@@ -109,9 +109,9 @@ for (
       data: "8gaussians",
       ...resolveConfig(DDPM_ENTRY.keys, { steps, lr, ema: [0.999], checkpoint_every: 500, ...set }),
     });
-    const mmd = async (steps: number, lr: number, ema: string) => {
+    const mmd = async (trainSteps: number, lr: number, ema: string) => {
       const dir = Deno.makeTempDirSync({ prefix: "dmw-objective-" });
-      await train({ runDir: dir, entry: DDPM_ENTRY, config: config(steps, lr) });
+      await train({ runDir: dir, entry: DDPM_ENTRY, config: config(trainSteps, lr) });
       const run = await openRun(dir, { ema });
       try {
         const s = await run.model.sample(run.weights, { n: 1000, sampler, steps }, new Rng(1));
