@@ -10,6 +10,7 @@ import type { RunConfig } from "../models/model.ts";
 import type { ConfigRow, EvalRow, JobRow, JobState, Store, SweepRow } from "../store/store.ts";
 import type { Experiment } from "../sweep/experiment.ts";
 import type { EvalJob, TrainJob } from "../sweep/planner.ts";
+import { recordedNfe } from "../sweep/results.ts";
 
 /** One logged training step. */
 export interface MetricPoint {
@@ -61,6 +62,8 @@ export interface RunRow {
   metric?: number;
   /** Every metric of its evaluation. */
   metrics: Record<string, number>;
+  /** Network evaluations per sample its evaluation used, when recorded. */
+  nfe?: number;
 }
 
 /** Jobs by state. */
@@ -318,10 +321,13 @@ export function buildSnapshot(inp: SnapshotInputs): Snapshot {
   const { sweep, experiment, configs, jobs, evals, now } = inp;
   const byKey = new Map([...jobs.values()].map((j) => [j.row.key, j.row]));
   const evalsByJob = new Map<number, Record<string, number>>();
+  const nfeByJob = new Map<number, number>();
   for (const e of evals) {
     const m = evalsByJob.get(e.job) ?? {};
     m[e.metric] = e.value ?? NaN;
     evalsByJob.set(e.job, m);
+    const nfe = recordedNfe(e.extra);
+    if (nfe !== undefined) nfeByJob.set(e.job, nfe);
   }
   const metric = experiment.metric?.name ||
     Object.keys(evalsByJob.values().next().value ?? {})[0] || "";
@@ -363,6 +369,7 @@ export function buildSnapshot(inp: SnapshotInputs): Snapshot {
       etaMs: trainEta(train),
       metric: metrics[metric],
       metrics,
+      nfe: ev ? nfeByJob.get(ev.id) : undefined,
     };
   });
   const all = [...jobs.values()].map((j) => j.row);
@@ -550,20 +557,24 @@ export function defaultAxes(varying: string[]): [string | undefined, string | un
 }
 
 /**
- * A training run's evaluations as series of the metric against sampling
- * steps, one per sampler and EMA setting (labels like "ddim ema 0.999").
+ * A training run's evaluations as series of the metric against the network
+ * evaluations they cost (NFE, when every one recorded it; Heun costs about
+ * two per step) or else against sampling steps, one per sampler and EMA
+ * setting (labels like "ddim ema 0.999").
  */
 export function evalSeries(
   snap: Snapshot,
   trainKey: string,
-): { label: string; points: [number, number][] }[] {
+): { x: "nfe" | "steps"; series: { label: string; points: [number, number][] }[] } {
   const groups = new Map<string, [number, number][]>();
-  for (const r of snap.rows) {
-    if (r.train?.key !== trainKey || r.metric === undefined || !Number.isFinite(r.metric)) {
-      continue;
-    }
+  const mine = snap.rows.filter((r) =>
+    r.train?.key === trainKey && r.metric !== undefined && Number.isFinite(r.metric)
+  );
+  const byNfe = mine.length > 0 && mine.every((r) => r.nfe !== undefined);
+  for (const r of mine) {
+    if (r.metric === undefined) continue;
     const settings = r.eval ? (snap.jobs.get(r.eval.id)?.spec as EvalJob).settings ?? {} : {};
-    const steps = Number(settings.sample_steps ?? r.params.sample_steps ?? 0);
+    const steps = byNfe ? r.nfe! : Number(settings.sample_steps ?? r.params.sample_steps ?? 0);
     const sampler = showValue(settings.sampler ?? r.params.sampler) || "default";
     const ema = showValue(settings.ema_eval ?? r.params.ema_eval);
     const label = `${sampler}${ema ? ` ema ${ema}` : ""}`;
@@ -571,10 +582,11 @@ export function evalSeries(
     if (!pts.some(([x]) => x === steps)) pts.push([steps, r.metric]);
     groups.set(label, pts);
   }
-  return [...groups].map(([label, points]) => ({
+  const series = [...groups].map(([label, points]) => ({
     label,
     points: points.sort((a, b) => a[0] - b[0]),
   }));
+  return { x: byNfe ? "nfe" : "steps", series };
 }
 
 /**

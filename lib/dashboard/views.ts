@@ -530,15 +530,18 @@ function lossPanel(
 }
 
 function evalPanel(s: Snapshot, r: RunRow, ctx: FrameContext, w: number, h: number): Line[] {
-  const series = r.train ? evalSeries(s, r.train.key) : [];
+  const { x, series } = r.train ? evalSeries(s, r.train.key) : { x: "steps", series: [] };
   const chartH = Math.max(3, Math.floor(h / 2) - 3);
   const lines: Line[] = [[
-    { text: ` ${s.metric || "metric"} vs sampling steps`, bold: true },
+    {
+      text: ` ${s.metric || "metric"} vs ${x === "nfe" ? "NFE" : "sampling steps"}`,
+      bold: true,
+    },
     { text: series.length ? "" : "  no evaluation yet", dim: true },
   ]];
   const chart = withAxes(
     brailleChart(series, { width: w - 8, height: chartH, log: false }),
-    { xLabel: "steps" },
+    { xLabel: x === "nfe" ? "NFE" : "steps" },
   );
   lines.push(...chart.map((l) => [{ text: " " }, ...l]));
   let legend: Line = [{ text: " " }];

@@ -28,7 +28,14 @@ import {
   type Weighting,
 } from "../diffusion/gaussian.ts";
 import { type NetFn, runReverse } from "../diffusion/reverse.ts";
-import { type GaussianParam, makeSampler, SAMPLERS, samplersFor } from "../diffusion/samplers.ts";
+import {
+  CHURN_SAMPLERS,
+  ETA_SAMPLERS,
+  type GaussianParam,
+  makeSampler,
+  SAMPLERS,
+  samplersFor,
+} from "../diffusion/samplers.ts";
 import { makeSchedule, type ScheduleKind } from "../diffusion/schedules.ts";
 import {
   EDM,
@@ -437,7 +444,7 @@ export class Ddpm implements ZooModel {
  * undefined; unset keys count at their defaults.
  */
 function objectiveMismatch(config: RunConfig): string | undefined {
-  const get = (k: string) => config[k] ?? DDPM_KEYS[k].default;
+  const get = (k: keyof typeof DDPM_KEYS) => config[k] ?? DDPM_KEYS[k].default;
   const objective = get("objective") as string;
   const discrete = DISCRETE_OBJECTIVES.includes(objective);
   if (get("zero_snr") && !discrete) {
@@ -459,6 +466,16 @@ function objectiveMismatch(config: RunConfig): string | undefined {
   }
   const usable = samplersFor({ kind: discrete ? "discrete" : objective as "edm" | "flow" });
   const sampler = get("sampler") as string;
+  const taker = sampler === "auto"
+    ? (discrete ? "ddpm" : objective === "edm" ? "heun" : "euler")
+    : sampler;
+  // Sampling options set in a sweep (evaluation keys): each applies to some samplers only.
+  if (config.churn && !(CHURN_SAMPLERS as readonly string[]).includes(taker)) {
+    return `churn applies to the ${CHURN_SAMPLERS.join(", ")} samplers, not ${taker}`;
+  }
+  if (config.eta && !(ETA_SAMPLERS as readonly string[]).includes(taker)) {
+    return `eta applies to the ${ETA_SAMPLERS.join(", ")} samplers, not ${taker}`;
+  }
   if (sampler && sampler !== "auto" && !(usable as readonly string[]).includes(sampler)) {
     return `sampler=${sampler} does not apply to objective=${objective} (samplers: ${
       usable.join(", ")

@@ -17,6 +17,7 @@ import {
   type SweepRow,
 } from "../store/store.ts";
 import { didYouMean } from "../runtime/text.ts";
+import { recordedNfe } from "./results.ts";
 import { type Experiment, loadExperiment } from "./experiment.ts";
 import { execute, type ExecutorUpdate } from "./executor.ts";
 import { configRows, describePlan, planSweep, type TrainJob } from "./planner.ts";
@@ -209,7 +210,7 @@ export interface CompareOptions {
   sweep?: string;
   /** Row parameter. @default "schedule" (or the first varying parameter) */
   rows?: string;
-  /** Column parameter. @default "sample_steps" (or the next varying parameter) */
+  /** Column parameter (or `nfe`, the network evaluations each evaluation recorded). @default "sample_steps" (or the next varying parameter) */
   cols?: string;
   /** Metric. @default the experiment's */
   metric?: string;
@@ -256,8 +257,14 @@ export async function sweepResults(
   const results = (await store.configs(sweep.id)).filter((c) => !c.removed).map((c) => {
     const job = jobs.get(c.evalKey);
     const metrics: Record<string, number> = {};
-    for (const e of job ? byJob.get(job.id) ?? [] : []) metrics[e.metric] = e.value;
-    return { params: JSON.parse(c.params), metrics, state: job?.state ?? "missing" };
+    let nfe: number | undefined;
+    for (const e of job ? byJob.get(job.id) ?? [] : []) {
+      metrics[e.metric] = e.value;
+      nfe ??= recordedNfe(e.extra);
+    }
+    // `nfe`, recorded by the evaluation, joins the parameters so that it can be an axis.
+    const params = { ...JSON.parse(c.params), ...(nfe === undefined ? {} : { nfe }) };
+    return { params, metrics, state: job?.state ?? "missing" };
   });
   return { experiment, results };
 }

@@ -34,12 +34,18 @@ export const EVAL_KEYS: Record<string, KeySpec> = {
     default: "",
     help: "weights to sample with: raw or an EMA decay (the largest tracked when empty)",
   },
-  eta: { default: 0, help: "DDIM η", range: NONNEG },
+  eta: { default: 0, help: "η of ddim and dpmpp2m_sde", range: NONNEG },
+  churn: { default: 0, help: "EDM's S_churn for the euler and heun samplers", range: NONNEG },
   clip: {
     default: "",
     help: "x0 clipping: none, static, dynamic (the model's default when empty)",
   },
   guidance: { default: 0, help: "classifier-free guidance scale", range: NONNEG },
+  guidance_rescale: {
+    default: 0,
+    help: "guidance rescale φ (Lin et al. 2023)",
+    range: { min: 0, max: 1 },
+  },
   n_eval: {
     default: 0,
     help: "samples per evaluation (the dataset's default when 0)",

@@ -56,6 +56,12 @@ export type JobOutcome =
   | { state: "lost" }
   | { state: "error"; error: string; retryable: boolean };
 
+/**
+ * `cancelRequested` of a training job a distributed sweep's coordinator
+ * stops early (ASHA); 1 is a cancel asked from the dashboard.
+ */
+export const STOP_REQUESTED = 2;
+
 /** The step of a checkpoint path (`…/ckpt/step-00000100` → 100), or undefined. */
 export function checkpointStep(path: string): number | undefined {
   const m = path.match(/step-(\d+)\/?$/);
@@ -168,6 +174,10 @@ export function evalArgs(
   if (s.eta !== undefined) args.push("--eta", String(s.eta));
   if (s.clip) args.push("--clip", String(s.clip));
   if (s.guidance !== undefined) args.push("--guidance", String(s.guidance));
+  if (s.guidance_rescale !== undefined) {
+    args.push("--guidance-rescale", String(s.guidance_rescale));
+  }
+  if (s.churn !== undefined) args.push("--churn", String(s.churn));
   if (s.n_eval) args.push("--n", String(s.n_eval));
   args.push("--seed", String(s.eval_seed ?? 0), "--samples-out", samplesOut);
   if (backend !== "auto") args.push("--backend", backend);
@@ -335,7 +345,8 @@ export async function runJob(
       await follow();
       if (killedFor === "lost") continue;
       const row = await store.job(job.id);
-      if (row?.cancelRequested) kill("cancelled", "SIGTERM");
+      if (row?.cancelRequested === STOP_REQUESTED) kill("stopped", "SIGTERM");
+      else if (row?.cancelRequested) kill("cancelled", "SIGTERM");
       if (ctx.timeout && Date.now() - started > ctx.timeout * 1000) kill("timeout", "SIGKILL");
     }
     await pipes;
@@ -411,8 +422,10 @@ async function recordEval(
 /**
  * Records how a job's run ended as its state: done, cancelled, stopped,
  * queued again (a retryable error with attempts left: `attempts` ≤
- * `maxFailures`) or failed. A `lost` job is left to whoever has it now.
- * Returns the state written (undefined for `lost`).
+ * `maxFailures`) or failed. Only the claim that ran it writes: the job must
+ * still be `running` at `job.attempts`. A `lost` job, or one whose claim
+ * another worker has taken meanwhile, is left to whoever has it now.
+ * Returns the state written (undefined when nothing was).
  */
 export async function settle(
   store: Store,
@@ -424,29 +437,30 @@ export async function settle(
   const now = new Date().toISOString();
   const say = async (type: ExecutorUpdate["type"], message: string) =>
     emit({ type, job: (await store.job(job.id))!, message });
+  const claim = { state: "running" as const, attempts: job.attempts };
+  const lost = () =>
+    say("lost", `lost ${job.kind} ${job.key}: it was taken from this worker`).then(() => undefined);
   switch (outcome.state) {
     case "lost":
-      await say("lost", `lost ${job.kind} ${job.key}: it was taken from this worker`);
-      return undefined;
-    case "done":
-      await store.updateJob(job.id, {
-        state: "done",
-        finished: now,
-        progress: 1,
-        pid: null,
-        error: null,
-      });
+      return await lost();
+    case "done": {
+      const fields = { state: "done" as const, finished: now, progress: 1, pid: null, error: null };
+      if (!await store.updateJobIf(job.id, claim, fields)) return await lost();
       await say("done", `done ${job.kind} ${job.key}`);
       return "done";
+    }
     case "cancelled":
-    case "stopped":
-      await store.updateJob(job.id, { state: outcome.state, finished: now, pid: null });
+    case "stopped": {
+      const fields = { state: outcome.state, finished: now, pid: null };
+      if (!await store.updateJobIf(job.id, claim, fields)) return await lost();
       await say(outcome.state, `${outcome.state} ${job.kind} ${job.key}`);
       return outcome.state;
+    }
     case "error": {
       const retry = outcome.retryable && job.attempts <= maxFailures;
       const state = retry ? "queued" : "failed";
-      await store.updateJob(job.id, { state, error: outcome.error, pid: null, finished: now });
+      const fields = { state, error: outcome.error, pid: null, finished: now };
+      if (!await store.updateJobIf(job.id, claim, fields)) return await lost();
       await say(
         retry ? "retry" : "failed",
         `${retry ? "retry" : "failed"} ${job.kind} ${job.key}: ${outcome.error}`,

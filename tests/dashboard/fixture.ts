@@ -167,7 +167,7 @@ export async function buildFixture(
         value,
         n: 1000,
         spread: 0.002,
-        extra: JSON.stringify({ step: 400 }),
+        extra: JSON.stringify({ step: 400, nfe: Number(e.settings.sample_steps ?? 0) }),
       });
       const csv = join(done.runDir, "samples", `${e.key}.csv`);
       fs.mkdirSync(join(done.runDir, "samples"), { recursive: true });

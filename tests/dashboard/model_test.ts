@@ -164,12 +164,15 @@ Deno.test("sorting, compare grid, evaluation series", async () => {
     assert.deepEqual(g.best, [0, 2]);
     assert.deepEqual([g.min, g.max], [0.012, 0.03]);
 
-    const series = evalSeries(snap, f.train.done.key);
+    const { x, series } = evalSeries(snap, f.train.done.key);
     const byLabel = Object.fromEntries(series.map((s) => [s.label, s.points]));
     assert.deepEqual(byLabel["ddim ema 0.999"], [[10, 0.03], [50, 0.014], [100, 0.012]]);
     assert.deepEqual(byLabel["ddpm ema 0.999"], [[50, 0.018], [100, 0.016]]);
     assert.equal(series.length, 4);
-    assert.deepEqual(evalSeries(snap, f.train.running.key), []);
+    assert.equal(x, "nfe", "every evaluation recorded its NFE (one per step here)");
+    const unrecorded = { ...snap, rows: snap.rows.map((r) => ({ ...r, nfe: undefined })) };
+    assert.equal(evalSeries(unrecorded, f.train.done.key).x, "steps");
+    assert.deepEqual(evalSeries(snap, f.train.running.key).series, []);
   } finally {
     await store.close();
   }

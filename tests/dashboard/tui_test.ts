@@ -149,7 +149,7 @@ Deno.test({
       s = await p.waitFor([/loss per timestep band \(log\)/], "Enter opens the run");
       assert.match(s, /#1 schedule=linear sample_steps=10 sampler=ddpm ema_eval=0\.999/);
       assert.match(s, /train done · eval failed: the evaluation printed no metric line/);
-      assert.match(s, /mmd vs sampling steps/);
+      assert.match(s, /mmd vs NFE/);
       assert.match(s, /[\u2801-\u28ff]/, "braille lines");
       assert.match(s, /t \.00–\.25 +█+/);
       assert.match(s, /step 400\/400 · lr 0\.001 · 10 steps\/s/);
@@ -172,7 +172,7 @@ Deno.test({
       await p.waitFor([/sort: plan order/], "s again: plan order");
 
       p.send("Tab");
-      await p.waitFor([/#0 schedule=linear/, /mmd vs sampling steps/], "Tab: run detail");
+      await p.waitFor([/#0 schedule=linear/, /mmd vs NFE/], "Tab: run detail");
       p.send("Tab");
       s = await p.waitFor([/schedule \\ sample_steps +10 +50 +100/], "Tab: compare");
       assert.match(s, /linear +0\.03 +0\.014 +★0\.012/);
@@ -247,7 +247,7 @@ Deno.test({
       p.send("G", "c");
       s = await p.waitFor([/▸ +23 cosine/, /c: sweep fixture is done, not running/], "c");
       p.send("g", "Enter");
-      s = await p.waitFor([/loss per timestep band/, /mmd vs sampling steps/], "detail at 80");
+      s = await p.waitFor([/loss per timestep band/, /mmd vs NFE/], "detail at 80");
       assert.match(s, /t \.75–1\.00 +█+/);
       p.send("Tab");
       await p.waitFor([/schedule \\ sample_steps/, /★0\.012/], "compare at 80");

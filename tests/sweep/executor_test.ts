@@ -335,7 +335,11 @@ parameters:
   assert.match(grid, /linear .*0\.02000\*/, "1/100 + 10/1000 is the best cell");
   const csv = (await compareSweep({ store, csv: true })).trim().split("\n");
   assert.equal(csv.length, 13);
-  assert.match(csv[0], /^schedule,ema_eval,sample_steps,.*state,mmd$/);
+  assert.match(csv[0], /^schedule,ema_eval,sample_steps,.*,nfe,state,mmd$/);
+  // NFE, recorded by each evaluation, is an axis too (the fake worker records one per step).
+  const byNfe = await compareSweep({ store, cols: "nfe" });
+  assert.match(byNfe, /schedule \\ nfe +10 +20 +40/, byNfe);
+  assert.match(byNfe, /linear .*0\.02000\*/, byNfe);
   assert.match(await listSweeps({ store }), /cmp\s+done\s+14\/14/);
   const listed = await new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", fileURLToPath(new URL("../../main.ts", import.meta.url)), "compare"]
