@@ -1,5 +1,5 @@
 /**
- * `deno task bench`: the cases of shared/BENCH.md, one JSON line each, in
+ * `deno task bench`: the benchmark cases (README, Benchmarks), one JSON line each, in
  * the form of the PyTorch reference (`case`, `ms_per_iter`, `iters`,
  * `params`) plus the backend, the tensor count drift and peak bytes. A train
  * iteration is the trainer's own step (t and noise drawn, forward diffusion,
@@ -75,7 +75,7 @@ export const DRY_RUN = {
   "sample-mnist-ddim50": { n: 2, steps: 2 },
 } as const;
 
-/** The four cases of shared/BENCH.md, the ones PyTorch's reference also runs. */
+/** The four cases PyTorch's reference script also runs (README, Benchmarks). */
 export const REFERENCE_CASES = Object.keys(DRY_RUN);
 
 function ddpm(data: string, batch: number): Ddpm {

@@ -1,5 +1,5 @@
 /**
- * `deno task visualize`: the figures of seed 004 — the sinusoidal time
+ * `deno task visualize`: the reference figures of the DDPM paper's building blocks — the sinusoidal time
  * embedding for t ∈ {0, 1, 10, 100} over 320 dimensions (heatmap) and its
  * first 64 dimensions (lines), the forward process on a few MNIST digits
  * for each schedule, and ᾱ_t and log-SNR for each schedule. With a run
@@ -24,7 +24,7 @@ export interface VisualizeCommandOptions {
   /** Output folder. */
   out: string;
   backend: BackendName;
-  /** A run directory: draw its model's figures instead of seed 004's. */
+  /** A run directory: draw its model's figures instead of the reference figures. */
   run?: string;
   /** The run's weights: raw or a tracked EMA decay. @default the largest tracked */
   ema?: string;
