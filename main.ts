@@ -205,6 +205,10 @@ program.command("sweep")
     "store: an SQLite file, or a postgres://user@host:port/db URL",
     "runs/store.sqlite",
   )
+  .option(
+    "--no-local-worker",
+    "on a postgres:// store, only coordinate: `deno task worker` processes run the jobs",
+  )
   .addOption(backendOption())
   .addOption(threadsOption())
   .addHelpText(
@@ -222,6 +226,7 @@ program.command("sweep")
         restartFailed: o.restartFailed,
         storePath: o.store,
         backend: o.backend,
+        localWorker: o.localWorker,
       });
       return;
     }
@@ -233,8 +238,32 @@ program.command("sweep")
       restartFailed: o.restartFailed,
       storePath: o.store,
       backend: o.backend === "auto" ? undefined : o.backend,
+      localWorker: o.localWorker,
     });
     if (r.failed > 0) Deno.exitCode = 1;
+  });
+
+program.command("worker")
+  .description(
+    "Run jobs of every running sweep in a PostgreSQL store, on this machine, until Ctrl-C.",
+  )
+  .requiredOption("--store <url>", "the sweeps' store: postgres://user@host:port/db")
+  .option(
+    "--concurrency <n>",
+    "jobs at a time (default: the number of cores)",
+    int("--concurrency"),
+  )
+  .option("--runs <dir>", "this machine's folder for the jobs' attempt folders", "runs")
+  .addOption(backendOption())
+  .addOption(threadsOption())
+  .action(async (o) => {
+    const { workerCommand } = await import("./lib/sweep/worker.ts");
+    await workerCommand({
+      storePath: o.store,
+      concurrency: o.concurrency,
+      runsDir: o.runs,
+      backend: o.backend,
+    });
   });
 
 program.command("watch")
@@ -294,7 +323,7 @@ program.command("compare")
 
 program.command("visualize")
   .description(
-    "Write the figures of seed 004: time embeddings, the forward process on MNIST, ᾱ and log-SNR per schedule; " +
+    "Write the reference figures (Ho et al. 2020 DDPM): time embeddings, the forward process on MNIST, ᾱ and log-SNR per schedule; " +
       "with --run, the run's own figures (score: forward and reverse process, attention maps).",
   )
   .option("--out <dir>", "output folder", "runs/figures")
@@ -318,7 +347,7 @@ program.command("visualize")
 
 program.command("bench")
   .description(
-    "Benchmarks of ../shared/BENCH.md: one JSON line per case, comparable with the PyTorch reference.",
+    "Benchmarks (README, Benchmarks): one JSON line per case, comparable with the PyTorch reference script's.",
   )
   .option(
     "--case <names>",

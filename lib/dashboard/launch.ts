@@ -24,6 +24,8 @@ export interface LaunchOptions {
   restartFailed?: boolean;
   /** Backend of the jobs. @default "auto" */
   backend?: string;
+  /** On a PostgreSQL store, run jobs in the sweep process too (false: `--no-local-worker`). @default true */
+  localWorker?: boolean;
   /** Folder of the sweep's log: `<runsDir>/<sweep>/sweep.log`. @default "runs" */
   runsDir?: string;
   /** The sweep process's command line. @default this project's `main.ts sweep FILE --no-tui` with the options above */
@@ -44,6 +46,7 @@ export function launchSweep(opts: LaunchOptions, log: string): Deno.ChildProcess
     opts.backend ?? "auto",
     ...(opts.concurrency ? ["--concurrency", String(opts.concurrency)] : []),
     ...(opts.restartFailed ? ["--restart-failed"] : []),
+    ...(opts.localWorker === false ? ["--no-local-worker"] : []),
   ];
   fs.mkdirSync(dirname(log), { recursive: true });
   const child = new Deno.Command("sh", {

@@ -100,7 +100,7 @@ export interface JobRow {
   finished: string | null;
   /** Process id of its worker while running. */
   pid: number | null;
-  /** 1 when the dashboard asked to cancel the job; the executor polls it. */
+  /** 1 when the dashboard asked to cancel the job, 2 when a distributed sweep's ASHA stops it; its runner polls it. */
   cancelRequested: number;
   /** Fraction done in [0, 1]. */
   progress: number;

@@ -13,6 +13,7 @@ import {
   DEFAULT_STORE,
   type EvalRow,
   openStore,
+  type SqlExecutor,
   type Store,
   type SweepRow,
 } from "../store/store.ts";
@@ -20,7 +21,10 @@ import { didYouMean } from "../runtime/text.ts";
 import { recordedNfe } from "./results.ts";
 import { type Experiment, loadExperiment } from "./experiment.ts";
 import { execute, type ExecutorUpdate } from "./executor.ts";
-import { configRows, describePlan, planSweep, type TrainJob } from "./planner.ts";
+import { configRows, describePlan, type Plan, planSweep, type TrainJob } from "./planner.ts";
+import { coordinate } from "./coordinator.ts";
+import { openQueue } from "./queue.ts";
+import { runWorker } from "./worker.ts";
 
 /** Options of {@link runSweep}. */
 export interface SweepOptions {
@@ -48,6 +52,14 @@ export interface SweepOptions {
   onUpdate?: (update: ExecutorUpdate, sweepId: number) => void;
   /** Backend for the jobs (overrides the experiment). @default the experiment's */
   backend?: string;
+  /**
+   * On a PostgreSQL store, also run jobs in this process (a worker limited to
+   * this sweep); false = coordinate only, `deno task worker` runs them.
+   * @default true
+   */
+  localWorker?: boolean;
+  /** Aborting stops the sweep as Ctrl-C does. @default SIGINT or SIGTERM */
+  signal?: AbortSignal;
 }
 
 /** The default worker: this Deno running this project's main.ts. */
@@ -177,21 +189,55 @@ export async function runSweep(
     );
     await store.setSweepStatus(sweep.id, "running");
     const t0 = performance.now();
-    const result = await execute({
-      store,
-      sweepId: sweep.id,
-      plan,
+    const onUpdate = (u: ExecutorUpdate) => {
+      opts.onUpdate?.(u, sweep.id);
+      if (plain) say(`${new Date().toISOString().slice(11, 19)} ${u.message}`);
+    };
+    const stop = new AbortController();
+    opts.signal?.addEventListener("abort", () => stop.abort());
+    const signals = opts.signal ? [] : (["SIGINT", "SIGTERM"] as const);
+    const onSignal = () => stop.abort();
+    for (const s of signals) Deno.addSignalListener(s, onSignal);
+    const common = {
       workerCommand: opts.workerCommand ?? defaultWorker(),
       concurrency: opts.concurrency || experiment.concurrency || undefined,
       maxFailures: experiment.maxFailures,
       timeout: experiment.timeout,
       backend: opts.backend ?? experiment.backend,
-      earlyTerminate: experiment.earlyTerminate,
-      onUpdate: (u) => {
-        opts.onUpdate?.(u, sweep.id);
-        if (plain) say(`${new Date().toISOString().slice(11, 19)} ${u.message}`);
-      },
-    });
+    };
+    let result: { done: number; failed: number };
+    try {
+      result = store.engine === "postgres"
+        ? await runDistributed(store as Store & SqlExecutor, sweep.id, plan, {
+          ...common,
+          earlyTerminate: experiment.earlyTerminate,
+          localWorker: opts.localWorker ?? true,
+          runsDir,
+          onUpdate,
+          onProblem: say,
+          signal: stop.signal,
+        })
+        : await execute({
+          ...common,
+          store,
+          sweepId: sweep.id,
+          plan,
+          earlyTerminate: experiment.earlyTerminate,
+          onUpdate,
+          signal: stop.signal,
+        });
+    } finally {
+      for (const s of signals) Deno.removeSignalListener(s, onSignal);
+    }
+    if (stop.signal.aborted) {
+      await store.setSweepStatus(sweep.id, "stopped");
+      say(
+        `sweep ${experiment.name} stopped after ${
+          ((performance.now() - t0) / 1000).toFixed(0)
+        } s: ${result.done} jobs done; \`deno task sweep ${file}\` continues it`,
+      );
+      return { name: experiment.name, ...result };
+    }
     await store.setSweepStatus(sweep.id, result.failed ? "failed" : "done");
     say(
       `sweep ${experiment.name} finished in ${((performance.now() - t0) / 1000).toFixed(0)} s: ` +
@@ -201,6 +247,69 @@ export async function runSweep(
   } finally {
     if (!opts.store) await store.close();
     release();
+  }
+}
+
+/**
+ * A sweep on a PostgreSQL store: the coordinator, and unless
+ * `localWorker` is false a worker in this process that takes only this
+ * sweep's jobs; both stop when the sweep ends or `signal` aborts.
+ */
+async function runDistributed(
+  store: Store & SqlExecutor,
+  sweepId: number,
+  plan: Plan,
+  o: {
+    workerCommand: string[];
+    concurrency?: number;
+    maxFailures?: number;
+    timeout?: number;
+    backend?: string;
+    earlyTerminate?: { minIter: number; eta: number };
+    localWorker: boolean;
+    runsDir: string;
+    onUpdate: (u: ExecutorUpdate) => void;
+    onProblem: (line: string) => void;
+    signal: AbortSignal;
+  },
+): Promise<{ done: number; failed: number }> {
+  const boss = await openQueue(store, o.onProblem);
+  const workerStop = new AbortController();
+  o.signal.addEventListener("abort", () => workerStop.abort());
+  try {
+    const result = coordinate({
+      store,
+      boss,
+      sweepId,
+      plan,
+      maxFailures: o.maxFailures,
+      earlyTerminate: o.earlyTerminate,
+      onUpdate: o.onUpdate,
+      signal: o.signal,
+    });
+    const worker = o.localWorker
+      ? runWorker({
+        store,
+        boss,
+        sweepId,
+        runsDir: join(o.runsDir, ".worker"),
+        workerCommand: o.workerCommand,
+        concurrency: o.concurrency,
+        backend: o.backend,
+        maxFailures: o.maxFailures,
+        timeout: o.timeout,
+        onProblem: o.onProblem,
+        signal: workerStop.signal,
+      })
+      : Promise.resolve();
+    try {
+      return await result;
+    } finally {
+      workerStop.abort();
+      await worker;
+    }
+  } finally {
+    await boss.stop({ timeout: 2000 }).catch(() => {});
   }
 }
 

@@ -49,6 +49,8 @@ export interface ExecuteOptions {
   onUpdate?: (update: ExecutorUpdate) => void;
   /** How often the store and the event files are polled, ms. @default 250 */
   pollMs?: number;
+  /** Aborting (Ctrl-C) kills the running jobs and puts them back in the queue; nothing new starts. */
+  signal?: AbortSignal;
 }
 
 /**
@@ -219,8 +221,19 @@ export async function execute(opts: ExecuteOptions): Promise<{ done: number; fai
     });
     running.set(
       job.id,
-      runJob(ctx, claimed, spec, runDir, args)
-        .then((outcome) => settle(store, claimed, outcome, maxFailures, ctx.emit))
+      runJob(ctx, claimed, spec, runDir, args, opts.signal)
+        .then(async (outcome) => {
+          if (outcome.state !== "lost") {
+            return await settle(store, claimed, outcome, maxFailures, ctx.emit);
+          }
+          const back = { state: "queued" as const, pid: null };
+          await store.updateJobIf(job.id, { state: "running", attempts: claimed.attempts }, back);
+          await emit({
+            type: "retry",
+            job: job.id,
+            message: `stopped ${job.kind} ${job.key} with the sweep; queued again`,
+          });
+        })
         .then(() => {}, async (e: Error) => {
           await store.updateJob(job.id, { state: "failed", error: e.message, pid: null });
         })
@@ -228,7 +241,8 @@ export async function execute(opts: ExecuteOptions): Promise<{ done: number; fai
     );
   };
 
-  while (true) {
+  const stopped = new Promise((r) => opts.signal?.addEventListener("abort", r, { once: true }));
+  while (!opts.signal?.aborted) {
     const jobs = (await store.jobs(sweepId)).filter(planned);
     const byKey = new Map(jobs.map((j) => [j.key, j]));
     const checkpoints = new Map<number, Set<number>>();
@@ -282,9 +296,11 @@ export async function execute(opts: ExecuteOptions): Promise<{ done: number; fai
     if (running.size === 0 && waiting === 0) break;
     await Promise.race([
       new Promise((r) => setTimeout(r, ctx.pollMs)),
+      stopped,
       ...running.values(),
     ]);
   }
+  await Promise.allSettled(running.values());
   const final = (await store.jobs(sweepId)).filter(planned);
   return {
     done: final.filter((j) => j.state === "done").length,

@@ -458,7 +458,7 @@ export async function settle(
     }
     case "error": {
       const retry = outcome.retryable && job.attempts <= maxFailures;
-      const state = retry ? "queued" : "failed";
+      const state: JobState = retry ? "queued" : "failed";
       const fields = { state, error: outcome.error, pid: null, finished: now };
       if (!await store.updateJobIf(job.id, claim, fields)) return await lost();
       await say(

@@ -58,6 +58,11 @@ parameters:
         assert.equal(t.backend, "fake", "the start event's backend is in the store");
         const steps = (await store.metricsSince(t.id, 0)).map((m) => m.step);
         assert.deepEqual(steps, [10, 20, 30, 40, 50, 60, 70, 80, 90, 100]);
+        // Its checkpoints are in the store, so any machine can evaluate or resume it.
+        assert.deepEqual(await store.files(t.id, "ckpt/"), [
+          "ckpt/step-00000050/state.json",
+          "ckpt/step-00000100/state.json",
+        ]);
       }
       assert.equal((await store.evalsForSweep(sweep.id)).length, 4);
     } finally {
@@ -72,12 +77,20 @@ parameters:
       onEvent: () => {},
     });
     assert.deepEqual(again, { name: "pgs", done: 6, failed: 0 });
-    const calls = fs.readdirSync(join(runsDir, "pgs")).flatMap((d) => {
-      const log = join(runsDir, "pgs", d, "invocations.log");
-      return fs.existsSync(log) ? fs.readFileSync(log, "utf8").trim().split("\n") : [];
-    });
+    // The sweep's own worker runs each attempt in its own folder under runs/.worker/.
+    const calls = [...fs.readdirSync(runsDir, { recursive: true })].map(String)
+      .filter((p) => p.endsWith("invocations.log"))
+      .flatMap((p) => fs.readFileSync(join(runsDir, p), "utf8").trim().split("\n"));
     assert.equal(calls.filter((c) => c.startsWith("train")).length, 2);
-    assert.equal(calls.filter((c) => c.startsWith("eval")).length, 4);
+    // An evaluation's folder is scratch, removed after it: the store counts its runs.
+    const again2 = await openStore(url);
+    try {
+      const evals = (await again2.jobs((await again2.sweep("pgs"))!.id))
+        .filter((j) => j.kind === "eval");
+      assert.deepEqual(evals.map((j) => [j.state, j.attempts]), Array(4).fill(["done", 1]));
+    } finally {
+      await again2.close();
+    }
 
     const grid = await compareSweep({ storePath: url });
     assert.match(grid, /^pgs: mmd \(minimize\)/);
