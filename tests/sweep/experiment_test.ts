@@ -77,7 +77,9 @@ Deno.test("sampling-only keys never add training jobs; training keys do", () => 
     "e.yaml",
   );
   assert.equal(planSweep(e).train.length, 1);
-  assert.equal(planSweep(e).eval.length, 8);
+  // η = 1 with ddpm is left out (η applies to ddim and dpmpp2m_sde): 8 − 2.
+  assert.equal(planSweep(e).eval.length, 6);
+  assert.equal(planSweep(e).skipped.length, 2);
   const f = parseExperiment(
     base + "parameters:\n  lr: {values: [0.001, 0.002]}\n  sampler: {values: [ddpm, ddim]}\n",
     "e.yaml",
@@ -180,6 +182,14 @@ Deno.test("one training job per schedule tracks the union of the EMA decays eval
   assert.equal(mnist.train.length, 2);
   assert.equal(mnist.eval.length, mnist.configs.length);
   assert.deepEqual(mnist.eval[0].metrics, ["fid"]);
+  // The samplers experiments: each objective trained once, sampled by what it takes.
+  const toy = planSweep(loadExperiment("experiments/samplers.yaml").experiment);
+  assert.deepEqual([toy.train.length, toy.eval.length, toy.skipped.length], [5, 105, 95]);
+  const digits = planSweep(loadExperiment("experiments/samplers_mnist.yaml").experiment);
+  assert.deepEqual([digits.train.length, digits.eval.length], [4, 42]);
+  assert.ok(
+    digits.configs.every((c) => c.params.objective !== "flow" || c.params.sampler !== "ddim"),
+  );
 });
 
 Deno.test("random draws repeat for a seed_sweep and change with it", () => {
@@ -241,7 +251,7 @@ Deno.test("an integer key cannot be drawn from a continuous distribution", () =>
 Deno.test("evaluation keys are range-checked too", () => {
   assert.throws(
     () => parseExperiment(base + "eta: -1\n", "exp.yaml"),
-    /exp\.yaml: eta: must be a number ≥ 0 \(DDIM η\), got -1/,
+    /exp\.yaml: eta: must be a number ≥ 0 \(η of ddim and dpmpp2m_sde\), got -1/,
   );
   assert.throws(
     () => parseExperiment(base + "parameters:\n  sample_steps: {values: [10, 2.5]}\n", "exp.yaml"),
