@@ -303,6 +303,43 @@ export function redactUrl(url: string): string {
   }
 }
 
+/** PostgreSQL error codes of a server going away or not yet back (admin shutdown, crash, starting up). */
+const CONNECTION_CODES = new Set(["57P01", "57P02", "57P03", "08000", "08003", "08006", "08001"]);
+
+/**
+ * Whether an error is the database being unreachable for now (a restart, a
+ * dropped connection) rather than a query's own fault.
+ */
+export function isConnectionError(e: unknown): boolean {
+  const err = e as { code?: string; message?: string };
+  return CONNECTION_CODES.has(err?.code ?? "") ||
+    /ECONNREFUSED|ECONNRESET|EPIPE|Connection terminated|shutting down|starting up|not yet accepting|connection (refused|reset|closed)|Client has encountered a connection error|timeout exceeded when trying to connect/i
+      .test(err?.message ?? "");
+}
+
+/**
+ * Runs `fn`, again every second while it fails because the database is
+ * unreachable (for at most `maxMs`); other errors are thrown at once.
+ * `onWait` hears about the first failure.
+ * @default maxMs 300000
+ */
+export async function retryConnection<T>(
+  fn: () => Promise<T>,
+  onWait?: (message: string) => void,
+  maxMs = 300_000,
+): Promise<T> {
+  const t0 = Date.now();
+  for (let i = 0;; i++) {
+    try {
+      return await fn();
+    } catch (e) {
+      if (!isConnectionError(e) || Date.now() - t0 > maxMs) throw e;
+      if (i === 0) onWait?.(`the store is unreachable (${(e as Error).message}); retrying`);
+      await new Promise((r) => setTimeout(r, 1000));
+    }
+  }
+}
+
 /** The `node:sqlite` database as Kysely's SQLite dialect wants it (arrays of parameters, `reader`). */
 function sqliteDatabase(db: DatabaseSync) {
   return {

@@ -8,17 +8,24 @@ import { stringify } from "csv-stringify/sync";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import type { RunConfig } from "../models/model.ts";
 import {
   DEFAULT_STORE,
-  type EvalRow,
   openStore,
   type SqlExecutor,
   type Store,
   type SweepRow,
 } from "../store/store.ts";
-import { didYouMean } from "../runtime/text.ts";
-import { recordedNfe } from "./results.ts";
+import {
+  checkParam,
+  chooseSharedMetric,
+  compareGrid,
+  defaultAxes,
+  distinctValues,
+  showValue,
+  sweepResults,
+  type SweepResults,
+} from "./results.ts";
+import { plotSweeps } from "./plot.ts";
 import { type Experiment, loadExperiment } from "./experiment.ts";
 import { execute, type ExecutorUpdate } from "./executor.ts";
 import { configRows, describePlan, type Plan, planSweep, type TrainJob } from "./planner.ts";
@@ -285,6 +292,7 @@ async function runDistributed(
       maxFailures: o.maxFailures,
       earlyTerminate: o.earlyTerminate,
       onUpdate: o.onUpdate,
+      onProblem: o.onProblem,
       signal: o.signal,
     });
     const worker = o.localWorker
@@ -315,160 +323,153 @@ async function runDistributed(
 
 /** Options of {@link compareSweep}. */
 export interface CompareOptions {
-  /** Sweep name. @default the most recent sweep */
-  sweep?: string;
+  /** Sweep names, compared side by side. @default the most recent sweep */
+  sweeps?: string[];
   /** Row parameter. @default "schedule" (or the first varying parameter) */
   rows?: string;
   /** Column parameter (or `nfe`, the network evaluations each evaluation recorded). @default "sample_steps" (or the next varying parameter) */
   cols?: string;
-  /** Metric. @default the experiment's */
+  /** Metric. @default the experiment's, else the first one its evaluations recorded */
   metric?: string;
-  /** Every configuration as one CSV row: parameters, state, then metrics. @default false */
+  /** Every configuration as one CSV row: (sweep,) parameters, state, then metrics. @default false */
   csv?: boolean;
+  /** Also write the metric against sampling steps or NFE as a figure: a .svg or .png file. */
+  plot?: string;
+  /** The figure's series: one line per value of this parameter. @default see {@link plotAxes} */
+  by?: string;
+  /** The figure's x axis: `nfe` or `sample_steps`. @default nfe when every evaluation recorded it */
+  x?: string;
   /** An open store to read (left open); otherwise `storePath` is opened read-only. */
   store?: Store;
   /** Store: an SQLite file (opened read-only) or a postgres:// URL, when no `store` is given. @default "runs/store.sqlite" */
   storePath?: string;
 }
 
-/** One configuration with its evaluation results. */
-export interface ConfigResult {
-  /** The configuration's full parameters. */
-  params: RunConfig;
-  /** Metric name → value of its evaluation job. */
-  metrics: Record<string, number>;
-  /** State of its evaluation job ("missing" when it has none). */
-  state: string;
+/** The sweeps named (each once), or the most recent one. */
+export async function loadSweeps(store: Store, names: string[] = []): Promise<SweepResults[]> {
+  const list = names.length ? [...new Set(names)] : [undefined];
+  const out: SweepResults[] = [];
+  for (const n of list) out.push(await sweepResults(store, n));
+  return out;
 }
 
-/** Every configuration of a sweep with its metrics (read-only). */
-export async function sweepResults(
-  store: Store,
-  name?: string,
-): Promise<{ experiment: Experiment; results: ConfigResult[] }> {
-  const sweep = await store.sweep(name);
-  if (!sweep) {
-    const known = (await store.sweeps()).map((s) => s.name);
-    throw new Error(
-      name
-        ? `no sweep named "${name}" in the store${didYouMean(name, known)} (sweeps: ${
-          known.join(", ") || "none"
-        })`
-        : "no sweep in the store yet (run `deno task sweep` first)",
-    );
-  }
-  const experiment = JSON.parse(sweep.spec) as Experiment;
-  const jobs = new Map((await store.jobs(sweep.id)).map((j) => [j.key, j]));
-  const byJob = new Map<number, EvalRow[]>();
-  for (const e of await store.evalsForSweep(sweep.id)) {
-    byJob.set(e.job, [...(byJob.get(e.job) ?? []), e]);
-  }
-  const results = (await store.configs(sweep.id)).filter((c) => !c.removed).map((c) => {
-    const job = jobs.get(c.evalKey);
-    const metrics: Record<string, number> = {};
-    let nfe: number | undefined;
-    for (const e of job ? byJob.get(job.id) ?? [] : []) {
-      metrics[e.metric] = e.value;
-      nfe ??= recordedNfe(e.extra);
-    }
-    // `nfe`, recorded by the evaluation, joins the parameters so that it can be an axis.
-    const params = { ...JSON.parse(c.params), ...(nfe === undefined ? {} : { nfe }) };
-    return { params, metrics, state: job?.state ?? "missing" };
-  });
-  return { experiment, results };
+/** The parameters that vary in any of the sweeps, the first sweep's order first. */
+function varyingOfAll(sweeps: SweepResults[]): string[] {
+  return [...new Set(sweeps.flatMap((s) => s.varying))];
 }
 
-/** The compare table (or CSV) as text. */
+/** Every configuration as CSV: a sweep column when there are several, parameters, state, metrics. */
+function resultsCsv(sweeps: SweepResults[]): string {
+  const all = sweeps.flatMap((s) => s.results);
+  const varying = varyingOfAll(sweeps);
+  const metricNames = [...new Set(all.flatMap((r) => Object.keys(r.metrics)))].sort();
+  const keys = [...new Set(all.flatMap((r) => Object.keys(r.params)))];
+  const ordered = [...varying, ...keys.filter((k) => !varying.includes(k))];
+  const several = sweeps.length > 1;
+  return stringify([
+    [...(several ? ["sweep"] : []), ...ordered, "state", ...metricNames],
+    ...all.map((r) => [
+      ...(several ? [r.sweep] : []),
+      ...ordered.map((k) =>
+        r.params[k] === undefined
+          ? ""
+          : typeof r.params[k] === "object"
+          ? JSON.stringify(r.params[k])
+          : r.params[k]
+      ),
+      r.state,
+      ...metricNames.map((m) => r.metrics[m] ?? ""),
+    ]),
+  ]);
+}
+
+/**
+ * The compare table (or CSV) as text: one grid, or with several sweeps their
+ * grids side by side on the same rows and columns, each with its best cell
+ * marked. With `plot`, also writes the figure and says where.
+ */
 export async function compareSweep(opts: CompareOptions = {}): Promise<string> {
   const store = opts.store ?? await openStore(opts.storePath ?? DEFAULT_STORE, { readOnly: true });
   try {
-    const { experiment, results } = await sweepResults(store, opts.sweep);
-    const varying = Object.keys(experiment.parameters).filter((k) =>
-      new Set(results.map((r) => JSON.stringify(r.params[k]))).size > 1
-    );
-    if (opts.csv) {
-      const metricNames = [...new Set(results.flatMap((r) => Object.keys(r.metrics)))].sort();
-      const keys = [...new Set(results.flatMap((r) => Object.keys(r.params)))];
-      const ordered = [...varying, ...keys.filter((k) => !varying.includes(k))];
-      return stringify([
-        [...ordered, "state", ...metricNames],
-        ...results.map((r) => [
-          ...ordered.map((
-            k,
-          ) => (r.params[k] === undefined
-            ? ""
-            : typeof r.params[k] === "object"
-            ? JSON.stringify(r.params[k])
-            : r.params[k])
-          ),
-          r.state,
-          ...metricNames.map((m) => r.metrics[m] ?? ""),
-        ]),
-      ]);
-    }
-    const metric = opts.metric ?? experiment.metric.name ??
-      Object.keys(results[0]?.metrics ?? {})[0];
-    const rows = opts.rows ?? (varying.includes("schedule") ? "schedule" : varying[0]);
-    const cols = opts.cols ??
-      (varying.includes("sample_steps") ? "sample_steps" : varying.find((k) => k !== rows));
+    const sweeps = await loadSweeps(store, opts.sweeps);
+    if (opts.csv) return resultsCsv(sweeps);
+    const { name: metric, minimize } = chooseSharedMetric(sweeps, opts.metric);
+    const varying = varyingOfAll(sweeps);
+    const [defRows, defCols] = defaultAxes(varying);
+    const rows = opts.rows ?? defRows;
+    const cols = opts.cols ?? (defCols === rows ? varying.find((k) => k !== rows) : defCols);
     if (!rows || !cols) {
-      throw new Error("compare needs two parameters that vary (use --rows and --cols)");
+      throw new Error(
+        `compare needs two parameters that vary; sweep ${
+          sweeps.map((s) => s.name).join(", ")
+        } varies ${varying.join(", ") || "none"} (use --rows and --cols)`,
+      );
     }
-    const params = [...new Set(results.flatMap((r) => Object.keys(r.params)))];
-    for (const [option, name] of [["--rows", rows], ["--cols", cols]]) {
-      if (!params.includes(name)) {
-        throw new Error(
-          `${option} ${name}: not a parameter of sweep ${experiment.name}${
-            didYouMean(name, params)
-          } (varying: ${varying.join(", ") || "none"}; all: ${params.join(", ")})`,
-        );
-      }
+    for (const s of sweeps) {
+      checkParam(s, "--rows", rows);
+      checkParam(s, "--cols", cols);
     }
     if (rows === cols) throw new Error(`--rows and --cols are both ${rows}: name two parameters`);
-    const better = (
-      a: number,
-      b: number,
-    ) => (experiment.metric.goal === "maximize" ? a > b : a < b);
-    const cell = new Map<string, { value: number; other: RunConfig }>();
-    for (const r of results) {
-      const v = r.metrics[metric];
-      if (v === undefined || !Number.isFinite(v)) continue;
-      const key = `${JSON.stringify(r.params[rows])}|${JSON.stringify(r.params[cols])}`;
-      const cur = cell.get(key);
-      if (!cur || better(v, cur.value)) cell.set(key, { value: v, other: r.params });
-    }
-    const rowVals = [...new Set(results.map((r) => JSON.stringify(r.params[rows])))];
-    const colVals = [...new Set(results.map((r) => JSON.stringify(r.params[cols])))].sort((a, b) =>
-      Number(a) - Number(b) || a.localeCompare(b)
+    const all = sweeps.flatMap((s) => s.results);
+    const values = {
+      rows: distinctValues(all.map((r) => r.params[rows])),
+      cols: distinctValues(all.map((r) => r.params[cols])),
+    };
+    const grids = sweeps.map((s) =>
+      compareGrid(s.results, rows, cols, metric, minimize, values)
     );
-    let best: string | undefined;
-    for (const [k, v] of cell) if (!best || better(v.value, cell.get(best)!.value)) best = k;
     const others = varying.filter((k) => k !== rows && k !== cols);
     const width = 11;
+    const corner = `${rows} \\ ${cols}`;
+    const labelW = Math.max(18, corner.length + 1, ...values.rows.map((v) => v.length + 1));
+    const sep = sweeps.length > 1 ? "  |" : "";
     const lines = [
-      `${experiment.name}: ${metric} (${experiment.metric.goal}), best over ${
-        others.join(", ") || "nothing else"
-      } per cell; * = best`,
-      `${`${rows} \\ ${cols}`.padEnd(18)}${
-        colVals.map((c) => c.replace(/"/g, "").padStart(width)).join("")
+      `${sweeps.map((s) => s.name).join(", ")}: ${metric || "(no metric recorded yet)"} (${
+        minimize ? "minimize" : "maximize"
+      }), best over ${others.join(", ") || "nothing else"} per cell; * = best${
+        sweeps.length > 1 ? " of each sweep" : ""
       }`,
     ];
-    for (const r of rowVals) {
-      const cells = colVals.map((c) => {
-        const k = `${r}|${c}`;
-        const v = cell.get(k);
-        return (v ? `${v.value.toPrecision(4)}${k === best ? "*" : " "}` : "—  ").padStart(width);
-      });
-      lines.push(`${r.replace(/"/g, "").padEnd(18)}${cells.join("")}`);
-    }
-    if (best && others.length) {
-      const b = cell.get(best)!;
+    if (sweeps.length > 1) {
       lines.push(
-        "",
-        `best: ${rows}=${best.split("|")[0]} ${cols}=${best.split("|")[1]} ${
-          others.map((k) => `${k}=${JSON.stringify(b.other[k])}`).join(" ")
-        }`,
+        " ".repeat(labelW) +
+          sweeps.map((s) => `${sep}${s.name.padStart(values.cols.length * width)}`).join(""),
       );
+    }
+    lines.push(
+      corner.padEnd(labelW) +
+        grids.map(() => sep + values.cols.map((c) => c.padStart(width)).join("")).join(""),
+    );
+    values.rows.forEach((r, i) => {
+      const blocks = grids.map((g) =>
+        sep + values.cols.map((_, j) => {
+          const v = g.cells[i][j];
+          const isBest = g.best?.[0] === i && g.best?.[1] === j;
+          return (v === undefined ? "—  " : `${v.toPrecision(4)}${isBest ? "*" : " "}`)
+            .padStart(width);
+        }).join("")
+      );
+      lines.push(r.padEnd(labelW) + blocks.join(""));
+    });
+    const bests = grids.flatMap((g, k) => {
+      if (!g.best || others.length === 0) return [];
+      const [i, j] = g.best;
+      const member = sweeps[k].results[g.members[i][j]!];
+      return [
+        `best${sweeps.length > 1 ? ` of ${sweeps[k].name}` : ""}: ${rows}=${g.rowValues[i]} ${cols}=${
+          g.colValues[j]
+        } ${others.map((p) => `${p}=${showValue(member.params[p])}`).join(" ")}`,
+      ];
+    });
+    if (bests.length) lines.push("", ...bests);
+    if (opts.plot) {
+      const figure = await plotSweeps(sweeps, {
+        file: opts.plot,
+        metric: opts.metric,
+        by: opts.by,
+        x: opts.x,
+      });
+      lines.push("", `figure: ${figure.file} (${figure.describe})`);
     }
     return lines.join("\n");
   } finally {

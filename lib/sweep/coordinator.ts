@@ -12,7 +12,14 @@
  * told not to.
  */
 import type { PgBoss } from "pg-boss";
-import type { JobRow, JobState, SqlExecutor, Store } from "../store/store.ts";
+import {
+  isConnectionError,
+  type JobRow,
+  type JobState,
+  retryConnection,
+  type SqlExecutor,
+  type Store,
+} from "../store/store.ts";
 import { Asha, evalReadiness, recordedCheckpoints } from "./executor.ts";
 import { type ExecutorUpdate, STOP_REQUESTED } from "./jobrun.ts";
 import type { Plan } from "./planner.ts";
@@ -36,6 +43,8 @@ export interface CoordinateOptions {
   onUpdate?: (update: ExecutorUpdate) => void;
   /** How often the store is read, ms. @default 500 */
   pollMs?: number;
+  /** Called with a line when the store or the queue cannot be reached (it goes on trying). */
+  onProblem?: (line: string) => void;
   /** Aborting ends coordinating (the jobs stay where they are). */
   signal?: AbortSignal;
 }
@@ -81,6 +90,23 @@ export async function coordinate(
   };
 
   while (!opts.signal?.aborted) {
+    try {
+      if (await pass()) break;
+    } catch (e) {
+      if (!isConnectionError(e)) throw e;
+      opts.onProblem?.(`coordinator: ${(e as Error).message} (trying again)`);
+    }
+    await Promise.race([new Promise((r) => setTimeout(r, opts.pollMs ?? 500)), stopped]);
+  }
+  const final = (await retryConnection(() => store.jobs(sweepId), opts.onProblem))
+    .filter((j) => planned.has(j.key));
+  return {
+    done: final.filter((j) => j.state === "done").length,
+    failed: final.filter((j) => j.state === "failed").length,
+  };
+
+  /** One look at the store; true when every planned job has ended. */
+  async function pass(): Promise<boolean> {
     const jobs = (await store.jobs(sweepId)).filter((j) => planned.has(j.key));
     const byKey = new Map(jobs.map((j) => [j.key, j]));
     const checkQueue = Date.now() - lastQueueCheck > QUEUE_CHECK_MS;
@@ -137,14 +163,8 @@ export async function coordinate(
         }
       }
     }
-    if (jobs.every((j) => FINAL.includes(j.state))) break;
-    await Promise.race([new Promise((r) => setTimeout(r, opts.pollMs ?? 500)), stopped]);
+    return jobs.every((j) => FINAL.includes(j.state));
   }
-  const final = (await store.jobs(sweepId)).filter((j) => planned.has(j.key));
-  return {
-    done: final.filter((j) => j.state === "done").length,
-    failed: final.filter((j) => j.state === "failed").length,
-  };
 }
 
 /** One line for a job whose state changed in the store. */

@@ -11,7 +11,14 @@
  */
 import * as fs from "node:fs";
 import { join } from "node:path";
-import type { JobRow, JobState, MetricRow, Store } from "../store/store.ts";
+import {
+  isConnectionError,
+  type JobRow,
+  type JobState,
+  type MetricRow,
+  retryConnection,
+  type Store,
+} from "../store/store.ts";
 import type { EvalJob, TrainJob } from "./planner.ts";
 
 /** What happened, for a dashboard (structured) and for plain mode (`message`). */
@@ -290,7 +297,7 @@ export async function runJob(
   let exit: Deno.CommandStatus | undefined;
   const status = child.status.then((s) => exit = s);
   const started = Date.now();
-  const tail = new EventTail(runDir);
+  let tail = new EventTail(runDir);
   const total = "config" in spec ? Number(spec.config.steps) : 0;
   let killedFor: "cancelled" | "stopped" | "timeout" | "lost" | undefined;
   let stoppedAt: { step: number; loss: number } | undefined;
@@ -338,20 +345,40 @@ export async function runJob(
     }
   };
 
+  // The store unreachable for a while (a database restart) does not end the job: the events are
+  // read again from the start once it is back (metric points and checkpoints are upserts).
+  const followOrRewind = async () => {
+    try {
+      await follow();
+    } catch (e) {
+      if (!isConnectionError(e)) throw e;
+      tail = new EventTail(runDir);
+    }
+  };
   try {
     while (!exit) {
       await Promise.race([status, new Promise((r) => setTimeout(r, ctx.pollMs))]);
       if (exit) break;
-      await follow();
+      await followOrRewind();
       if (killedFor === "lost") continue;
-      const row = await store.job(job.id);
+      const row = await store.job(job.id).catch((e) => {
+        if (isConnectionError(e)) return undefined;
+        throw e;
+      });
       if (row?.cancelRequested === STOP_REQUESTED) kill("stopped", "SIGTERM");
       else if (row?.cancelRequested) kill("cancelled", "SIGTERM");
       if (ctx.timeout && Date.now() - started > ctx.timeout * 1000) kill("timeout", "SIGKILL");
     }
     await pipes;
     if (killedFor === "lost") return { state: "lost" };
-    await follow();
+    await retryConnection(async () => {
+      try {
+        await follow();
+      } catch (e) {
+        tail = new EventTail(runDir);
+        throw e;
+      }
+    });
   } finally {
     signal?.removeEventListener("abort", onAbort);
   }
@@ -367,7 +394,9 @@ export async function runJob(
     return { state: "error", error, retryable: true };
   }
   if (job.kind === "eval") {
-    const error = await recordEval(ctx, job, spec as EvalJob, runDir, stdout);
+    const error = await retryConnection(() =>
+      recordEval(ctx, job, spec as EvalJob, runDir, stdout)
+    );
     if (error) return { state: "error", error, retryable: true };
   }
   return { state: "done" };

@@ -26,6 +26,7 @@ import {
   isPostgresUrl,
   type JobRow,
   openStore,
+  retryConnection,
   type SqlExecutor,
   type Store,
   type SweepRow,
@@ -155,6 +156,10 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
       finished: null,
       pid: null,
       host,
+    }).catch((e) => {
+      // Unclaimed, it is handed out again once its heartbeat lapses.
+      opts.onProblem?.(`${row.kind} ${row.key}: not claimed (${(e as Error).message})`);
+      return false;
     });
     if (!won) return;
     const ctx = ctxFor(sweep);
@@ -173,13 +178,15 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
     let scratch: string | undefined;
     try {
       let spec: TrainJob | EvalJob;
+      const restore = (train: number, step: number, dir: string) =>
+        retryConnection(() => restoreCheckpoint(store, train, step, dir), opts.onProblem);
       let dir: string;
       let args: string[];
       if (row.kind === "train") {
         const t = JSON.parse(row.spec) as TrainJob;
         dir = join(runsDir, sweep.name, row.key, `a${claimed.attempts}`);
         const steps = [...await recordedCheckpoints(store, row.id)].sort((a, b) => a - b);
-        if (steps.length) await restoreCheckpoint(store, row.id, steps.at(-1)!, dir);
+        if (steps.length) await restore(row.id, steps.at(-1)!, dir);
         spec = t;
         args = trainArgs(t, dir, ctx.backend);
       } else {
@@ -187,7 +194,7 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
         const train = (await store.jobs(sweep.id)).find((j) => j.key === ev.train);
         if (!train) throw new Error(`${store.location}: training job ${ev.train} is missing`);
         dir = scratch = join(runsDir, sweep.name, ev.train, `eval-${row.key}-a${claimed.attempts}`);
-        await restoreCheckpoint(store, train.id, ev.checkpoint, dir);
+        await restore(train.id, ev.checkpoint, dir);
         spec = ev;
         args = evalArgs(ev, dir, samplesPath(ev, dir), ctx.backend);
       }
@@ -202,26 +209,39 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
       if (outcome.state === "done" && row.kind === "eval") {
         const png = samplesPath(spec as EvalJob, dir);
         for (const p of [png, png.replace(/\.png$/, ".csv")]) {
-          if (fs.existsSync(p)) await store.putFile(row.id, relative(dir, p), p);
+          if (!fs.existsSync(p)) continue;
+          await retryConnection(() => store.putFile(row.id, relative(dir, p), p), opts.onProblem);
         }
       }
-      const state = await settle(store, claimed, outcome, maxFailures, emit);
-      if (state === "queued") {
-        await boss.fail(name, q, { error: (outcome as { error: string }).error });
-      } else if (state) await boss.complete(name, q, { state });
+      const state = await retryConnection(
+        () => settle(store, claimed, outcome, maxFailures, emit),
+        opts.onProblem,
+      );
+      await retryConnection(async () => {
+        if (state === "queued") {
+          await boss.fail(name, q, { error: (outcome as { error: string }).error });
+        } else if (state) await boss.complete(name, q, { state });
+      }, opts.onProblem);
     } catch (e) {
       const error = (e as Error).message;
-      if (
-        await store.updateJobIf(row.id, { state: "running", attempts: claimed.attempts }, {
-          state: "failed",
-          error,
-          pid: null,
-          finished: new Date().toISOString(),
-        })
-      ) {
-        await boss.complete(name, q, { state: "failed" }).catch(() => {});
+      const failed = {
+        state: "failed" as const,
+        error,
+        pid: null,
+        finished: new Date().toISOString(),
+      };
+      try {
+        const claim = { state: "running" as const, attempts: claimed.attempts };
+        if (await retryConnection(() => store.updateJobIf(row.id, claim, failed), opts.onProblem)) {
+          await boss.complete(name, q, { state: "failed" });
+        }
+        emit({ type: "failed", job: claimed, message: `failed ${row.kind} ${row.key}: ${error}` });
+      } catch (e2) {
+        // The store stayed away: the queue hands the job out again once its heartbeat lapses.
+        opts.onProblem?.(
+          `${row.kind} ${row.key}: ${error}; not recorded (${(e2 as Error).message})`,
+        );
       }
-      emit({ type: "failed", job: claimed, message: `failed ${row.kind} ${row.key}: ${error}` });
     } finally {
       clearInterval(beat);
       aborts.delete(abort);
@@ -240,7 +260,9 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
         await boss.complete(name, q, { state: row?.state ?? "missing" });
         continue;
       }
-      const p = run(sweep, q, row).finally(() => running.delete(q.id));
+      const p = run(sweep, q, row)
+        .catch((e) => opts.onProblem?.(`${row.kind} ${row.key}: ${(e as Error).message}`))
+        .finally(() => running.delete(q.id));
       running.set(q.id, p);
     }
     return got.length;
