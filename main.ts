@@ -290,32 +290,63 @@ program.command("watch")
 
 program.command("compare")
   .description(
-    "A sweep's metric in a grid of two parameters (best cell marked), or every configuration as CSV.",
+    "A sweep's metric in a grid of two parameters (best cell marked), or every configuration as CSV; " +
+      "several sweeps side by side; --plot draws the metric against sampling steps or NFE.",
   )
-  .argument("[sweep]", "sweep name (default: the most recent)")
+  .argument("[sweeps...]", "sweep names, compared side by side (default: the most recent sweep)")
   .option("--rows <param>", "row parameter (default schedule)")
-  .option("--cols <param>", "column parameter (default sample_steps)")
-  .option("--metric <name>", "metric (default: the experiment's)")
-  .option("--csv", "every configuration as one CSV row: parameters, then metrics")
+  .option("--cols <param>", "column parameter, or nfe (default sample_steps)")
+  .option(
+    "--metric <name>",
+    "metric (default: the experiment's metric:, else the first one its evaluations recorded)",
+  )
+  .option("--csv", "every configuration as one CSV row: (sweep,) parameters, state, then metrics")
+  .option(
+    "--plot <file>",
+    "also write a figure, FILE.svg or FILE.png: the metric against --x, one line per --by value, " +
+      "±1 spread as error bars, log axes where values span a decade, each sweep's best point marked; " +
+      "several sweeps overlaid (dashed by sweep)",
+  )
+  .option(
+    "--by <param>",
+    "the figure's series: one line per value (default sampler, else schedule, else the first other varying parameter)",
+  )
+  .option(
+    "--x <param>",
+    "the figure's x axis: nfe or sample_steps (default nfe when every evaluation recorded it)",
+  )
   .option("--list", "list the sweeps in the store (name, status, jobs done, failed, created, file)")
   .option(
     "--store <path>",
     "store: an SQLite file, or a postgres://user@host:port/db URL",
     "runs/store.sqlite",
   )
-  .action(async (sweep: string | undefined, o) => {
+  .addHelpText(
+    "after",
+    "\nExamples:\n  deno task compare default --plot runs/default-mmd.png\n" +
+      "  deno task compare samplers --rows sampler --cols nfe --plot samplers.svg --by sampler\n" +
+      "  deno task compare default default-seed1   # two sweeps side by side",
+  )
+  .action(async (sweeps: string[], o) => {
     const { compareSweep, listSweeps } = await import("./lib/sweep/commands.ts");
     if (o.list) {
       console.log(await listSweeps({ storePath: o.store }));
       return;
     }
+    if (o.plot) {
+      const { checkFigureFile } = await import("./lib/sweep/plot.ts");
+      checkFigureFile(o.plot);
+    }
     console.log(
       await compareSweep({
-        sweep,
+        sweeps,
         rows: o.rows,
         cols: o.cols,
         metric: o.metric,
         csv: o.csv,
+        plot: o.plot,
+        by: o.by,
+        x: o.x,
         storePath: o.store,
       }),
     );

@@ -10,7 +10,13 @@ import type { RunConfig } from "../models/model.ts";
 import type { ConfigRow, EvalRow, JobRow, JobState, Store, SweepRow } from "../store/store.ts";
 import type { Experiment } from "../sweep/experiment.ts";
 import type { EvalJob, TrainJob } from "../sweep/planner.ts";
-import { recordedNfe } from "../sweep/results.ts";
+import {
+  chooseMetric,
+  noSweepError,
+  recordedNfe,
+  showValue,
+  varyingParams,
+} from "../sweep/results.ts";
 
 /** One logged training step. */
 export interface MetricPoint {
@@ -126,16 +132,6 @@ export interface ReaderOptions {
   maxPoints?: number;
 }
 
-/** The error for a sweep name the store does not have, listing those it has. */
-async function noSweep(store: Store, name?: string): Promise<Error> {
-  const known = (await store.sweeps()).map((s) => s.name);
-  return new Error(
-    name
-      ? `no sweep named "${name}" in the store (sweeps: ${known.join(", ") || "none"})`
-      : "no sweep in the store yet (run `deno task sweep` first)",
-  );
-}
-
 /** Follows one sweep in a store, reading only what changed since the last refresh. */
 export class SweepReader {
   readonly #store: Store;
@@ -180,7 +176,7 @@ export class SweepReader {
       : (await store.sweeps()).find((s) => s.id === this.#sweepId);
     if (!sweep) {
       if (this.#opts.wait) return undefined;
-      throw await noSweep(store, this.#opts.sweep);
+      throw await noSweepError(store, this.#opts.sweep);
     }
     this.#sweepId = sweep.id;
     if (sweep.hash !== this.#hash || !this.#experiment) {
@@ -293,11 +289,6 @@ export interface SnapshotInputs {
   backend: string;
 }
 
-/** The parameters whose values differ between configurations, in the experiment's order. */
-export function varyingParams(parameters: string[], configs: RunConfig[]): string[] {
-  return parameters.filter((k) => new Set(configs.map((c) => JSON.stringify(c[k]))).size > 1);
-}
-
 /** Total time covered by at least one of the intervals [start, end] (ms). */
 export function coveredTime(intervals: [number, number][]): number {
   const sorted = intervals.filter(([a, b]) => b > a).sort((x, y) => x[0] - y[0]);
@@ -329,10 +320,16 @@ export function buildSnapshot(inp: SnapshotInputs): Snapshot {
     const nfe = recordedNfe(e.extra);
     if (nfe !== undefined) nfeByJob.set(e.job, nfe);
   }
-  const metric = experiment.metric?.name ||
-    Object.keys(evalsByJob.values().next().value ?? {})[0] || "";
-  const minimize = experiment.metric?.goal !== "maximize";
   const params = configs.map((c) => JSON.parse(c.params) as RunConfig);
+  const scored = configs.map((c, i) => {
+    const ev = byKey.get(c.evalKey);
+    return { params: params[i], metrics: ev ? evalsByJob.get(ev.id) ?? {} : {} };
+  });
+  const { name: metric, minimize } = chooseMetric({
+    name: sweep.name,
+    experiment,
+    results: scored,
+  });
   const varying = varyingParams(Object.keys(experiment.parameters ?? {}), params);
   const trainEta = (row: JobRow | undefined): number | undefined => {
     if (!row || row.state !== "running") return undefined;
@@ -348,7 +345,7 @@ export function buildSnapshot(inp: SnapshotInputs): Snapshot {
     const job = stage === "train" ? train : ev;
     const state = job?.state ?? "missing";
     const last = train ? inp.series(train.id).at(-1) : undefined;
-    const metrics = ev ? evalsByJob.get(ev.id) ?? {} : {};
+    const metrics = scored[i].metrics;
     const status = state === "running"
       ? (stage === "train" ? "training" : "evaluating")
       : state === "queued" && job?.cancelRequested
@@ -476,84 +473,6 @@ export function sortRows(rows: RunRow[], order: SortOrder, minimize: boolean): R
       ? r.metric
       : -r.metric;
   return [...rows].sort((a, b) => key(a) - key(b) || a.idx - b.idx);
-}
-
-/** A parameter value as the tables show it. */
-export function showValue(v: unknown): string {
-  if (v === undefined) return "";
-  return typeof v === "string" ? v : JSON.stringify(v);
-}
-
-/** Distinct values, numbers ascending, otherwise in order of appearance. */
-function distinct(values: unknown[]): string[] {
-  const seen = [...new Set(values.map(showValue))];
-  const numeric = seen.every((v) => v !== "" && Number.isFinite(Number(v)));
-  return numeric ? seen.sort((a, b) => Number(a) - Number(b)) : seen;
-}
-
-/** The metric in a grid of two parameters. */
-export interface CompareGrid {
-  /** Row parameter. */
-  rowParam: string;
-  /** Column parameter. */
-  colParam: string;
-  /** Row values as shown. */
-  rowValues: string[];
-  /** Column values as shown. */
-  colValues: string[];
-  /** cells[r][c]: the best metric over the other parameters, undefined when none. */
-  cells: (number | undefined)[][];
-  /** The best cell, [row, column]. */
-  best?: [number, number];
-  /** Smallest metric in the grid. */
-  min: number;
-  /** Largest metric in the grid. */
-  max: number;
-}
-
-/**
- * The metric of each (row value, column value) pair, the best over the
- * other parameters when several configurations share a cell (as `deno task
- * compare` tabulates it).
- */
-export function compareGrid(
-  rows: RunRow[],
-  rowParam: string,
-  colParam: string,
-  minimize: boolean,
-): CompareGrid {
-  const rowValues = distinct(rows.map((r) => r.params[rowParam]));
-  const colValues = distinct(rows.map((r) => r.params[colParam]));
-  const cells: (number | undefined)[][] = rowValues.map(() => colValues.map(() => undefined));
-  const better = (a: number, b: number) => (minimize ? a < b : a > b);
-  let best: [number, number] | undefined;
-  let min = Infinity;
-  let max = -Infinity;
-  for (const r of rows) {
-    if (r.metric === undefined || !Number.isFinite(r.metric)) continue;
-    const i = rowValues.indexOf(showValue(r.params[rowParam]));
-    const j = colValues.indexOf(showValue(r.params[colParam]));
-    const cur = cells[i][j];
-    if (cur === undefined || better(r.metric, cur)) cells[i][j] = r.metric;
-  }
-  cells.forEach((row, i) =>
-    row.forEach((v, j) => {
-      if (v === undefined) return;
-      min = Math.min(min, v);
-      max = Math.max(max, v);
-      if (!best || better(v, cells[best[0]][best[1]]!)) best = [i, j];
-    })
-  );
-  return { rowParam, colParam, rowValues, colValues, cells, best, min, max };
-}
-
-/** The default compare axes: schedule × sample_steps when they vary, else the first two varying. */
-export function defaultAxes(varying: string[]): [string | undefined, string | undefined] {
-  const rows = varying.includes("schedule") ? "schedule" : varying[0];
-  const cols = varying.includes("sample_steps") && rows !== "sample_steps"
-    ? "sample_steps"
-    : varying.find((k) => k !== rows);
-  return [rows, cols];
 }
 
 /**

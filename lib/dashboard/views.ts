@@ -24,17 +24,15 @@ import {
 } from "./charts.ts";
 import {
   cancelTarget,
-  compareGrid,
-  defaultAxes,
   evalSeries,
   type MetricPoint,
   restartTarget,
   type RunRow,
-  showValue,
   type Snapshot,
   type SortOrder,
   sortRows,
 } from "./model.ts";
+import { compareGrid, defaultAxes, showValue } from "../sweep/results.ts";
 import { drawPreview, type Preview } from "./samples.ts";
 
 /** The screens. */
@@ -574,7 +572,7 @@ function compareLines(s: Snapshot, ui: UiState, cols: number, bodyH: number): Li
       }`,
     }]];
   }
-  const g = compareGrid(s.rows, rp, cp, s.minimize);
+  const g = compareGrid(s.rows, rp, cp, s.metric, s.minimize);
   const others = s.varying.filter((k) => k !== rp && k !== cp);
   const lines: Line[] = [[
     { text: `${s.metric} (${s.minimize ? "lower" : "higher"} is better)`, bold: true },
@@ -627,10 +625,7 @@ function compareLines(s: Snapshot, ui: UiState, cols: number, bodyH: number): Li
   if (g.best) {
     const [bi, bj] = g.best;
     const v = g.cells[bi][bj]!;
-    const row = s.rows.find((r) =>
-      r.metric === v && showValue(r.params[rp]) === g.rowValues[bi] &&
-      showValue(r.params[cp]) === g.colValues[bj]
-    );
+    const row = s.rows[g.members[bi][bj]!];
     lines.push([{
       text: `best: ${rp}=${g.rowValues[bi]} ${cp}=${g.colValues[bj]}${
         row && others.length

@@ -22,8 +22,8 @@ import {
   defaultAxes,
   distinctValues,
   showValue,
-  sweepResults,
   type SweepResults,
+  sweepResults,
 } from "./results.ts";
 import { plotSweeps } from "./plot.ts";
 import { type Experiment, loadExperiment } from "./experiment.ts";
@@ -415,9 +415,7 @@ export async function compareSweep(opts: CompareOptions = {}): Promise<string> {
       rows: distinctValues(all.map((r) => r.params[rows])),
       cols: distinctValues(all.map((r) => r.params[cols])),
     };
-    const grids = sweeps.map((s) =>
-      compareGrid(s.results, rows, cols, metric, minimize, values)
-    );
+    const grids = sweeps.map((s) => compareGrid(s.results, rows, cols, metric, minimize, values));
     const others = varying.filter((k) => k !== rows && k !== cols);
     const width = 11;
     const corner = `${rows} \\ ${cols}`;
@@ -456,9 +454,11 @@ export async function compareSweep(opts: CompareOptions = {}): Promise<string> {
       const [i, j] = g.best;
       const member = sweeps[k].results[g.members[i][j]!];
       return [
-        `best${sweeps.length > 1 ? ` of ${sweeps[k].name}` : ""}: ${rows}=${g.rowValues[i]} ${cols}=${
-          g.colValues[j]
-        } ${others.map((p) => `${p}=${showValue(member.params[p])}`).join(" ")}`,
+        `best${sweeps.length > 1 ? ` of ${sweeps[k].name}` : ""}: ${rows}=${
+          g.rowValues[i]
+        } ${cols}=${g.colValues[j]} ${
+          others.map((p) => `${p}=${showValue(member.params[p])}`).join(" ")
+        }`,
       ];
     });
     if (bests.length) lines.push("", ...bests);

@@ -1,15 +1,13 @@
 import assert from "node:assert/strict";
 import {
   cancelTarget,
-  compareGrid,
   coveredTime,
-  defaultAxes,
   evalSeries,
   restartTarget,
   sortRows,
   SweepReader,
-  varyingParams,
 } from "../../lib/dashboard/model.ts";
+import { compareGrid, defaultAxes } from "../../lib/sweep/results.ts";
 import { openStore, type Store } from "../../lib/store/store.ts";
 import { buildFixture } from "./fixture.ts";
 
@@ -135,7 +133,7 @@ Deno.test("reader: an unknown sweep name lists the sweeps; wait mode returns und
   try {
     await assert.rejects(
       new SweepReader(store, { sweep: "nope" }).refresh(),
-      /no sweep named "nope" in the store \(sweeps: fixture\)/,
+      /no sweep named "nope" in the store \S+\.sqlite \(sweeps: fixture\)/,
     );
     assert.equal(await new SweepReader(store, { sweep: "nope", wait: true }).refresh(), undefined);
   } finally {
@@ -156,7 +154,7 @@ Deno.test("sorting, compare grid, evaluation series", async () => {
     assert.deepEqual(sortRows(snap.rows, "metric", false)[0].idx, 0);
 
     assert.deepEqual(defaultAxes(snap.varying), ["schedule", "sample_steps"]);
-    const g = compareGrid(snap.rows, "schedule", "sample_steps", true);
+    const g = compareGrid(snap.rows, "schedule", "sample_steps", snap.metric, true);
     assert.deepEqual(g.rowValues, ["linear", "cosine"]);
     assert.deepEqual(g.colValues, ["10", "50", "100"]);
     // Best over sampler and EMA: 10 steps has only ddpm/raw (0.037) and ddim/0.999 (0.030) done.
@@ -203,11 +201,7 @@ Deno.test("cancel and restart targets, and why a key does nothing", async () => 
   }
 });
 
-Deno.test("varying parameters and covered time", () => {
-  assert.deepEqual(
-    varyingParams(["a", "b", "c"], [{ a: 1, b: [1], c: "x" }, { a: 1, b: [2], c: "x" }]),
-    ["b"],
-  );
+Deno.test("covered time", () => {
   assert.equal(coveredTime([[0, 10], [5, 15], [20, 30], [22, 25]]), 25);
   assert.equal(coveredTime([]), 0);
 });
