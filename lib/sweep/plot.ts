@@ -208,6 +208,11 @@ function xTitle(x: string): string {
     : x;
 }
 
+/** The x parameter in a title or label: "NFE", "sampling steps" or its name. */
+function shortX(x: string): string {
+  return x === "nfe" ? "NFE" : xTitle(x);
+}
+
 /** The label of a sweep's best point, e.g. "best of default: 0.000104 (cosine, NFE 25)". */
 export function bestLabel(data: FigureData, p: PlotPoint): string {
   const where = `${data.by ? `${p.series}, ` : ""}${
@@ -235,8 +240,11 @@ export function figureSpec(data: FigureData): TopLevelSpec {
     field: "x",
     type: "quantitative" as const,
     title: xTitle(data.x),
-    scale: data.logX ? { type: "log" as const } : { zero: false },
-    axis: { grid: true },
+    scale: data.logX
+      ? { type: "log" as const, nice: false, padding: 14 }
+      : { zero: false, padding: 14 },
+    // Ticks at the values the sweeps ran (a log axis's own ticks can leave out 100).
+    axis: { grid: true, values: [...new Set(data.points.map((p) => p.x))].sort((a, b) => a - b) },
   };
   const yScale = data.logY ? { type: "log" as const } : { zero: false };
   const color = {
@@ -247,20 +255,34 @@ export function figureSpec(data: FigureData): TopLevelSpec {
   };
   const dash = several
     ? {
-      strokeDash: { field: "sweep", type: "nominal" as const, title: "sweep", sort: data.sweeps },
+      strokeDash: {
+        field: "sweep",
+        type: "nominal" as const,
+        title: "sweep",
+        sort: data.sweeps,
+        legend: {
+          symbolType: "stroke",
+          symbolStrokeWidth: 2,
+          symbolSize: 400,
+          // The line layer's points would otherwise leave the dash symbols without a stroke.
+          encode: { symbols: { update: { stroke: { value: "#444" } } } },
+        },
+      },
     }
     : {};
   const subtitle = [
     `sweep${several ? "s" : ""} ${data.sweeps.join(", ")}; each point the best over ${
       data.others.join(", ") || "nothing else"
-    }; bars ±1 spread (bootstrap s.d.)${
+    }`,
+    `bars ±1 spread (bootstrap s.d.); diamonds mark the best${
       data.clipped ? `, cut at a tenth of the value where lower (${data.clipped})` : ""
     }`,
+    ...(several ? data.points.filter((p) => p.best).map((p) => bestLabel(data, p)) : []),
   ];
   return {
     $schema: "https://vega.github.io/schema/vega-lite/v6.json",
     title: {
-      text: `${data.metric} against ${xTitle(data.x)}`,
+      text: `${data.metric} against ${shortX(data.x)}`,
       subtitle,
       anchor: "start",
     },
@@ -298,7 +320,8 @@ export function figureSpec(data: FigureData): TopLevelSpec {
         mark: { type: "point", shape: "diamond", size: 260, filled: false, strokeWidth: 2.5 },
         encoding: { y: { field: "value", type: "quantitative" }, color: { value: "black" } },
       },
-      {
+      // One sweep: the label beside its best point; several: their labels are the subtitle's lines.
+      ...(several ? [] : [{
         transform: [{ filter: "datum.best" }],
         mark: { type: "text", dy: -16, fontWeight: "bold", align: "left", dx: 6 },
         encoding: {
@@ -306,7 +329,7 @@ export function figureSpec(data: FigureData): TopLevelSpec {
           text: { field: "label" },
           color: { value: "black" },
         },
-      },
+      }]),
     ],
   } as TopLevelSpec;
 }
