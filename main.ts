@@ -352,6 +352,42 @@ program.command("compare")
     );
   });
 
+program.command("report")
+  .description(
+    "Write a sweep's result as a folder to share: README.md with the compare grid, the figures " +
+      "(the metric against sampling steps or NFE, the training loss per timestep band; SVG and PNG) " +
+      "and the sweep's configuration.",
+  )
+  .argument("[sweep]", "sweep name (default: the most recent)")
+  .requiredOption("--out <dir>", "folder to write (made when missing)")
+  .option(
+    "--metric <name>",
+    "metric (default: the experiment's metric:, else the first one its evaluations recorded)",
+  )
+  .option(
+    "--by <param>",
+    "the figure's series (default sampler, else schedule, …; as compare --plot)",
+  )
+  .option("--x <param>", "the figure's x axis: nfe or sample_steps (default nfe when recorded)")
+  .option(
+    "--store <path>",
+    "store: an SQLite file, or a postgres://user@host:port/db URL",
+    "runs/store.sqlite",
+  )
+  .addHelpText("after", "\nExample:\n  deno task report default --out reports/default")
+  .action(async (sweep: string | undefined, o) => {
+    const { writeReport } = await import("./lib/sweep/report.ts");
+    const files = await writeReport({
+      sweep,
+      out: o.out,
+      metric: o.metric,
+      by: o.by,
+      x: o.x,
+      storePath: o.store,
+    });
+    console.log(`wrote ${files.join(", ")}`);
+  });
+
 program.command("visualize")
   .description(
     "Write the reference figures (Ho et al. 2020 DDPM): time embeddings, the forward process on MNIST, ᾱ and log-SNR per schedule; " +

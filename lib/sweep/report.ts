@@ -1,0 +1,232 @@
+/**
+ * `deno task report [SWEEP] --out DIR`: a sweep's result as a folder to
+ * share. DIR/README.md ties together the compare grid (as a Markdown table,
+ * the best cell in bold), the metric-against-steps figure, the training loss
+ * per timestep band of each training run, and the sweep's configuration;
+ * every figure is written as SVG and PNG beside it.
+ */
+import * as fs from "node:fs";
+import { join } from "node:path";
+import { stringify as yaml } from "yaml";
+import type { TopLevelSpec } from "vega-lite";
+import { DEFAULT_STORE, openStore, type Store } from "../store/store.ts";
+import type { TrainJob } from "./planner.ts";
+import { FIGURE_FONT, figureData, figureSpec, renderSvg, svgToPng } from "./plot.ts";
+import { chooseMetric, compareGrid, defaultAxes, showValue, sweepResults } from "./results.ts";
+import type { SweepResults } from "./results.ts";
+
+/** Options of {@link writeReport}. */
+export interface ReportOptions {
+  /** Sweep name. @default the most recent sweep */
+  sweep?: string;
+  /** Folder to write (made when missing; files of the same names are replaced). */
+  out: string;
+  /** Metric. @default the experiment's, else the first one recorded */
+  metric?: string;
+  /** The figure's series parameter. @default as `compare --plot` */
+  by?: string;
+  /** The figure's x axis. @default as `compare --plot` */
+  x?: string;
+  /** An open store to read (left open); otherwise `storePath` is opened read-only. */
+  store?: Store;
+  /** Store file or postgres:// URL, when no `store` is given. @default "runs/store.sqlite" */
+  storePath?: string;
+}
+
+/** One training run's logged losses per timestep band. */
+export interface RunLosses {
+  /** Its label: the training parameters that differ between the sweep's runs (else its key). */
+  label: string;
+  /** Its points: step, band name, loss. */
+  points: { step: number; band: string; loss: number }[];
+}
+
+/** The name of band `i` of `n`, as the dashboard shows it: "t .00–.25". */
+export function bandName(i: number, n: number): string {
+  const edge = (v: number) => v.toFixed(2).replace(/^0/, "");
+  return `t ${edge(i / n)}–${edge((i + 1) / n)}`;
+}
+
+/** The loss per timestep band over training of each training job of a sweep. */
+export async function runLosses(store: Store, sweep: SweepResults): Promise<RunLosses[]> {
+  const row = await store.sweep(sweep.name);
+  const jobs = (await store.jobs(row!.id)).filter((j) => j.kind === "train");
+  const configs = jobs.map((j) => (JSON.parse(j.spec) as TrainJob).config);
+  const differ = sweep.varying.filter((k) =>
+    new Set(configs.map((c) => JSON.stringify(c[k]))).size > 1
+  );
+  const out: RunLosses[] = [];
+  for (const [n, job] of jobs.entries()) {
+    const label = differ.length
+      ? differ.map((k) => `${k}=${showValue(configs[n][k])}`).join(" ")
+      : job.key;
+    const points: RunLosses["points"] = [];
+    for (const m of await store.metricsSince(job.id, 0)) {
+      let bands: (number | null)[] = [];
+      try {
+        bands = JSON.parse(m.bands ?? "[]");
+      } catch {
+        // a malformed bands cell is left out, as the dashboard does
+      }
+      bands.forEach((b, i) => {
+        if (b !== null && Number.isFinite(b)) {
+          points.push({ step: m.step, band: bandName(i, bands.length), loss: b });
+        }
+      });
+    }
+    out.push({ label, points });
+  }
+  return out;
+}
+
+/** The Vega-Lite spec of the loss-per-band figure: one panel per run (two a row), one line per band. */
+export function lossSpec(runs: RunLosses[]): TopLevelSpec {
+  const values = runs.flatMap((r) => r.points.map((p) => ({ run: r.label, ...p })));
+  const losses = values.map((v) => v.loss);
+  const log = losses.length > 0 && Math.min(...losses) > 0 &&
+    Math.max(...losses) / Math.min(...losses) >= 10;
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: {
+      text: "training loss per timestep band",
+      subtitle: "the loss of the timesteps in each quarter of [0, 1], as logged during training",
+      anchor: "start",
+    },
+    background: "white",
+    config: { font: FIGURE_FONT },
+    data: { values },
+    // Two panels a row, so that a sweep of many runs stays readable.
+    facet: { field: "run", type: "nominal", title: null, sort: runs.map((r) => r.label) },
+    columns: 2,
+    spec: {
+      width: 300,
+      height: 220,
+      mark: { type: "line", strokeWidth: 1.5 },
+      encoding: {
+        x: { field: "step", type: "quantitative", title: "training step" },
+        y: {
+          field: "loss",
+          type: "quantitative",
+          title: "loss",
+          scale: log ? { type: "log" } : { zero: false },
+        },
+        color: { field: "band", type: "nominal", title: "timestep band" },
+      },
+    },
+  } as TopLevelSpec;
+}
+
+/** The compare grid as a Markdown table, the best cell in bold. */
+export function gridMarkdown(
+  sweep: SweepResults,
+  metric: string,
+  minimize: boolean,
+  rows: string,
+  cols: string,
+): string {
+  const g = compareGrid(sweep.results, rows, cols, metric, minimize);
+  const lines = [
+    `| ${rows} \\ ${cols} | ${g.colValues.join(" | ")} |`,
+    `| --- | ${g.colValues.map(() => "---:").join(" | ")} |`,
+    ...g.rowValues.map((r, i) =>
+      `| ${r} | ${
+        g.cells[i].map((v, j) => {
+          if (v === undefined) return "—";
+          const text = v.toPrecision(4);
+          return g.best?.[0] === i && g.best?.[1] === j ? `**${text}**` : text;
+        }).join(" | ")
+      } |`
+    ),
+  ];
+  return lines.join("\n");
+}
+
+/** Writes a figure's SVG and PNG as DIR/NAME.svg and DIR/NAME.png. */
+async function writeBoth(dir: string, name: string, spec: TopLevelSpec): Promise<void> {
+  const svg = await renderSvg(spec);
+  fs.writeFileSync(join(dir, `${name}.svg`), svg);
+  fs.writeFileSync(join(dir, `${name}.png`), svgToPng(svg));
+}
+
+/** Writes the report folder; returns the files written (README.md first). */
+export async function writeReport(opts: ReportOptions): Promise<string[]> {
+  const store = opts.store ?? await openStore(opts.storePath ?? DEFAULT_STORE, { readOnly: true });
+  try {
+    const sweep = await sweepResults(store, opts.sweep);
+    const { name: metric, minimize } = chooseMetric(sweep, opts.metric);
+    try {
+      fs.mkdirSync(opts.out, { recursive: true });
+    } catch (e) {
+      throw new Error(`--out ${opts.out}: cannot make the folder: ${(e as Error).message}`);
+    }
+    const files: string[] = [];
+    const e = sweep.experiment;
+    const states = new Map<string, number>();
+    for (const r of sweep.results) states.set(r.state, (states.get(r.state) ?? 0) + 1);
+    const md = [
+      `# Sweep ${sweep.name}`,
+      "",
+      e.description ? `${e.description}\n` : "",
+      `${e.model} on ${e.data}, ${sweep.results.length} configurations (${
+        [...states].map(([s, n]) => `${n} ${s}`).join(", ")
+      }), compared by ${metric || "no metric yet"} (${minimize ? "lower" : "higher"} is better).`,
+      "",
+    ];
+    const [rows, cols] = defaultAxes(sweep.varying);
+    if (metric && rows && cols) {
+      const others = sweep.varying.filter((k) => k !== rows && k !== cols);
+      md.push(
+        "## Grid",
+        "",
+        `${metric} by ${rows} and ${cols}, the best over ${
+          others.join(", ") || "nothing else"
+        } in each cell; the best cell in bold.`,
+        "",
+        gridMarkdown(sweep, metric, minimize, rows, cols),
+        "",
+      );
+    }
+    if (metric && sweep.results.some((r) => Number.isFinite(r.metrics[metric] ?? NaN))) {
+      const data = figureData([sweep], { metric, by: opts.by, x: opts.x });
+      await writeBoth(opts.out, metric, figureSpec(data));
+      files.push(join(opts.out, `${metric}.svg`), join(opts.out, `${metric}.png`));
+      const best = data.points.find((p) => p.best)!;
+      md.push(
+        `## ${metric} against ${data.x === "nfe" ? "NFE" : data.x}`,
+        "",
+        `![${metric} against ${data.x}](${metric}.png)`,
+        "",
+        `Best: ${metric} ${best.value.toPrecision(4)} ± ${best.spread.toPrecision(2)} with ${
+          sweep.varying.map((k) => `${k}=${showValue(best.params[k])}`).join(" ")
+        }${best.params.nfe !== undefined ? ` (NFE ${best.params.nfe})` : ""}.`,
+        "",
+      );
+    }
+    const losses = await runLosses(store, sweep);
+    if (losses.some((r) => r.points.length > 0)) {
+      await writeBoth(opts.out, "loss", lossSpec(losses));
+      files.push(join(opts.out, "loss.svg"), join(opts.out, "loss.png"));
+      md.push("## Training", "", "![training loss per timestep band](loss.png)", "");
+    }
+    const { file, base, parameters, metric: m, method } = e;
+    md.push(
+      "## Configuration",
+      "",
+      `From \`${file}\`: the base configuration, the swept parameters and the metric.`,
+      "",
+      "```yaml",
+      yaml({ model: e.model, data: e.data, method, metric: m, ...base, parameters }).trimEnd(),
+      "```",
+      "",
+      `Made by \`deno task report ${sweep.name} --out ${opts.out}${
+        store.location === DEFAULT_STORE ? "" : ` --store ${store.location}`
+      }\`.`,
+      "",
+    );
+    const readme = join(opts.out, "README.md");
+    fs.writeFileSync(readme, md.join("\n").replace(/\n{3,}/g, "\n\n"));
+    return [readme, ...files];
+  } finally {
+    if (!opts.store) await store.close();
+  }
+}

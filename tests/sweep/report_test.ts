@@ -1,0 +1,121 @@
+import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { runSweep } from "../../lib/sweep/commands.ts";
+import { bandName } from "../../lib/sweep/report.ts";
+
+const main = fileURLToPath(new URL("../../main.ts", import.meta.url));
+const fake = [
+  Deno.execPath(),
+  "run",
+  "-A",
+  fileURLToPath(new URL("./fixtures/fake_worker.ts", import.meta.url)),
+];
+
+Deno.test("band names as the dashboard shows them", () => {
+  assert.deepEqual([0, 1, 2, 3].map((i) => bandName(i, 4)), [
+    "t .00–.25",
+    "t .25–.50",
+    "t .50–.75",
+    "t .75–1.00",
+  ]);
+});
+
+Deno.test("report: README with grid, figures and configuration of a known sweep", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "dmw-report-" });
+  const file = join(dir, "rep.yaml");
+  // The fake worker: mmd = 1/checkpoint step + sample_steps/1000, spread 0.01; bands 1, 2, 3, 4;
+  // its loss is lr/0.001 / step.
+  fs.writeFileSync(
+    file,
+    `name: rep
+description: two schedules by mmd
+model: ddpm
+data: 8gaussians
+metric: {name: mmd, goal: minimize}
+steps: 200
+metrics: [mmd]
+parameters:
+  schedule: {values: [linear, cosine]}
+  lr: {values: [0.001, 0.002]}
+  sample_steps: {values: [10, 100]}
+`,
+  );
+  const storePath = join(dir, "store.sqlite");
+  const r = await runSweep({
+    file,
+    storePath,
+    runsDir: join(dir, "runs"),
+    concurrency: 2,
+    workerCommand: fake,
+    onEvent: () => {},
+  });
+  assert.equal(r.failed, 0);
+  const out = join(dir, "report");
+  // Through the command line, as a user runs it.
+  const cmd = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", main, "report", "rep", "--out", out, "--store", storePath],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  assert.equal(cmd.code, 0, new TextDecoder().decode(cmd.stderr));
+  assert.match(new TextDecoder().decode(cmd.stdout), /^wrote .*README\.md, .*mmd\.svg/);
+  const names = fs.readdirSync(out).sort();
+  assert.deepEqual(names, ["README.md", "loss.png", "loss.svg", "mmd.png", "mmd.svg"]);
+  const md = fs.readFileSync(join(out, "README.md"), "utf8");
+  assert.match(md, /^# Sweep rep\n\ntwo schedules by mmd\n/);
+  assert.match(md, /ddpm on 8gaussians, 8 configurations \(8 done\), compared by mmd/);
+  // By hand: every cell is 1/200 + steps/1000 whatever the schedule and lr; the first of equals
+  // (linear, 10) is the best.
+  assert.ok(
+    md.includes(
+      "| schedule \\ sample_steps | 10 | 100 |\n| --- | ---: | ---: |\n" +
+        "| linear | **0.01500** | 0.1050 |\n| cosine | 0.01500 | 0.1050 |",
+    ),
+    md,
+  );
+  assert.match(md, /best over lr in each cell/);
+  assert.match(md, /!\[mmd against nfe\]\(mmd\.png\)/);
+  assert.match(
+    md,
+    /Best: mmd 0\.01500 ± 0\.010 with schedule=linear lr=0\.001 sample_steps=10 \(NFE 10\)/,
+  );
+  assert.match(md, /!\[training loss per timestep band\]\(loss\.png\)/);
+  assert.ok(
+    md.includes(
+      "```yaml\nmodel: ddpm\ndata: 8gaussians\nmethod: grid\nmetric:\n  name: mmd\n  goal: minimize\n",
+    ),
+  );
+  assert.ok(md.includes("parameters:\n  schedule:\n    values:\n      - linear\n      - cosine\n"));
+  assert.match(md, /Made by `deno task report rep --out .* --store .*store\.sqlite`/);
+
+  const loss = fs.readFileSync(join(out, "loss.svg"), "utf8");
+  for (
+    const text of [
+      "training loss per timestep band",
+      "schedule=linear lr=0.001",
+      "schedule=cosine lr=0.002",
+      "t .00–.25",
+      "t .75–1.00",
+      "timestep band",
+      "training step",
+    ]
+  ) {
+    assert.ok(loss.includes(`>${text}<`), `loss.svg shows "${text}"`);
+  }
+  const mmd = fs.readFileSync(join(out, "mmd.svg"), "utf8");
+  assert.ok(mmd.includes(">best: 0.015 (linear, NFE 10)</text>"), "series by schedule");
+  const png = fs.readFileSync(join(out, "loss.png"));
+  assert.deepEqual([...png.subarray(1, 4)], [0x50, 0x4e, 0x47]);
+
+  const bad = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", main, "report", "nope", "--out", out, "--store", storePath],
+    stderr: "piped",
+  }).output();
+  assert.notEqual(bad.code, 0);
+  assert.match(
+    new TextDecoder().decode(bad.stderr),
+    /no sweep named "nope" in the store .*\(sweeps: rep\)/,
+  );
+});
