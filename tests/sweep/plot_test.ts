@@ -63,6 +63,31 @@ Deno.test("compare --plot: series, axes, error bars and best point of known swee
     assert.match(grid, /steps \\ sample_steps +10 +30 +100/);
     assert.match(grid, /\n200 +0\.01500\* +0\.03500 +0\.1050 *\n/, grid);
 
+    // Two sweeps side by side: the same rows (every training step count either ran) and
+    // columns, each sweep's best marked.
+    const side = (await compareSweep({ store, sweeps: ["pa", "pb"] })).split("\n");
+    assert.equal(
+      side[0],
+      "pa, pb: mmd (minimize), best over sampler per cell; * = best of each sweep",
+    );
+    assert.match(side[1], /^ +\| +pa +\| +pb$/);
+    assert.match(side[2], /^steps \\ sample_steps +\| +10 +30 +100 +\| +10 +30 +100$/);
+    // By hand from the worker's formula: 1/100 + s/1000, 1/200 + s/1000, 1/400 + s/1000.
+    assert.match(
+      side[3],
+      /^100 +\| +0\.02000 +0\.04000 +0\.1100 +\| +0\.02000 +0\.04000 +0\.1100 *$/,
+    );
+    assert.match(side[4], /^200 +\| +0\.01500\* +0\.03500 +0\.1050 +\| +— +— +— *$/);
+    assert.match(side[5], /^400 +\| +— +— +— +\| +0\.01250\* +0\.03250 +0\.1025 *$/);
+    assert.deepEqual(side.slice(7), [
+      "best of pa: steps=200 sample_steps=10 sampler=ddim",
+      "best of pb: steps=400 sample_steps=10 sampler=ddim",
+    ]);
+    const csv = (await compareSweep({ store, sweeps: ["pa", "pb"], csv: true })).trim().split("\n");
+    assert.equal(csv.length, 1 + 12 + 12);
+    assert.match(csv[0], /^sweep,steps,sampler,sample_steps,/);
+    assert.match(csv[12], /^pa,/);
+    assert.match(csv[13], /^pb,/);
     const [pa, pb] = await loadSweeps(store, ["pa", "pb"]);
     const data = figureData([pa]);
     assert.equal(data.metric, "mmd");
