@@ -44,7 +44,7 @@ export function inRange(v: number, r: NumberRange = {}): boolean {
 }
 
 /** The trainer's configuration keys with their defaults. */
-export const TRAINER_KEYS: Record<string, KeySpec> = {
+export const TRAINER_KEYS = {
   steps: { default: 2000, help: "training steps", range: COUNT },
   seed: { default: 0, help: "seed of initialisation, batches, timesteps and noise", range: COUNT0 },
   lr: {
@@ -90,7 +90,49 @@ export const TRAINER_KEYS: Record<string, KeySpec> = {
     help: "periodic checkpoints kept (checkpoint_at ones are always kept)",
     range: COUNT,
   },
+} as const satisfies Record<string, KeySpec>;
+
+/**
+ * The value a key holds once resolved: one of its choices, else the type of
+ * its default (widened: `1000` → number, `[0.999]` → number[]).
+ */
+export type ValueOf<S extends KeySpec> = S["choices"] extends readonly (infer C)[] ? C
+  : S["default"] extends number ? number
+  : S["default"] extends boolean ? boolean
+  : S["default"] extends string ? string
+  : S["default"] extends readonly number[] ? number[]
+  : S["default"] extends readonly string[] ? string[]
+  : ConfigValue;
+
+/** The typed configuration a key record describes (as nanoGPT's `GPTConfig` does for its fields). */
+export type ConfigOf<K extends Record<string, KeySpec>> = {
+  readonly [k in keyof K]: ValueOf<K[k]>;
 };
+
+/** The trainer's keys, typed. */
+export type TrainerConfig = ConfigOf<typeof TRAINER_KEYS>;
+
+/**
+ * A resolved configuration ({@link resolveConfig} checked every value
+ * against its key's type, choices and range) read through its keys' types,
+ * plus the run's model and data names.
+ */
+export type TypedConfig<K extends Record<string, KeySpec>> =
+  & ConfigOf<K>
+  & TrainerConfig
+  & { readonly model: string; readonly data: string };
+
+/**
+ * Views a resolved configuration through its key records' types. Nothing is
+ * copied or re-checked: {@link resolveConfig} has already done that, and
+ * this is the one place the record's values are asserted to those types.
+ */
+export function typedConfig<K extends Record<string, KeySpec>>(
+  _keys: K,
+  config: RunConfig,
+): TypedConfig<K> {
+  return config as unknown as TypedConfig<K>;
+}
 
 /**
  * Parses a `--set` value: JSON when it parses (numbers, booleans, arrays),

@@ -8,7 +8,7 @@
  * one-hot over the S states (S = K, or K + 1 with the absorbing kernel's
  * MASK), and K logits of p̃θ(x0 | x_t) come out per pixel.
  */
-import { CHANNELS, COUNT, COUNT0, NONNEG } from "./config.ts";
+import { CHANNELS, COUNT, COUNT0, NONNEG, type TypedConfig, typedConfig } from "./config.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import { loadMnist } from "../data/mnist.ts";
 import { runReverse } from "../diffusion/reverse.ts";
@@ -34,6 +34,7 @@ import {
   resBlock,
   silu,
   sinusoidalEmbedding,
+  upsample2x,
   type Weights,
 } from "../network/layers.ts";
 import type { Rng } from "../runtime/rng.ts";
@@ -56,7 +57,7 @@ const PIXELS = 28 * 28;
 export const D3PM_LEVELS: readonly number[] = [2, 4, 8, 16];
 
 /** Configuration keys of the D3PM model (besides the trainer's). */
-export const D3PM_KEYS: Record<string, KeySpec> = {
+export const D3PM_KEYS = {
   kernel: { default: "absorbing", help: "transition kernel", choices: D3PM_KERNELS },
   levels: {
     default: 2,
@@ -94,7 +95,10 @@ export const D3PM_KEYS: Record<string, KeySpec> = {
     help: "timesteps per test image in the bpd estimate: t = 1 and a stratified draw from 2..T",
     range: COUNT,
   },
-};
+} as const satisfies Record<string, KeySpec>;
+
+/** The resolved configuration of the model, typed by its keys. */
+export type D3pmConfig = TypedConfig<typeof D3PM_KEYS>;
 
 /** Quantises 0..255 pixels to K levels: level = ⌊pixel·K/256⌋. */
 export function quantise(pixels: Uint8Array, K: number): Int32Array {
@@ -185,22 +189,17 @@ export class D3pmNet implements Network {
     const h2 = resBlock(w, "down1", conv(w, "ds0", h1, 2), e); // [B, 14, 14, 2ch]
     let h = conv(w, "ds1", h2, 2); // [B, 7, 7, 2ch]
     h = resBlock(w, "mid2", resBlock(w, "mid1", h, e), e);
-    h = resBlock(w, "up1", tf.concat([upsample(h), h2], 3), e); // [B, 14, 14, 2ch]
-    h = resBlock(w, "up0", tf.concat([upsample(h), h1], 3), e); // [B, 28, 28, ch]
+    h = resBlock(w, "up1", tf.concat([upsample2x(h), h2], 3), e); // [B, 14, 14, 2ch]
+    h = resBlock(w, "up0", tf.concat([upsample2x(h), h1], 3), e); // [B, 28, 28, ch]
     return conv(w, "outc", groupNormSilu(w, "outn", h)); // [B, 28, 28, categories]
   }
-}
-
-/** Nearest-neighbour ×2 upsampling by concatenation: [B, H, W, C] → [B, 2H, 2W, C]. */
-function upsample(x: tf.Tensor4D): tf.Tensor4D {
-  const [B, H, W, C] = x.shape;
-  const cols = tf.reshape(tf.concat([x, x], 3), [B, H, 2 * W, C]); // [B, H, 2W, C]
-  return tf.reshape(tf.concat([cols, cols], 2), [B, 2 * H, 2 * W, C]);
 }
 
 /** A D3PM on quantised MNIST. */
 export class D3pm implements ZooModel {
   readonly name = "d3pm";
+  /** The resolved configuration. */
+  readonly config: D3pmConfig;
   readonly sampling: SamplingSupport = {
     samplers: ["ancestral"],
     defaultSampler: "ancestral",
@@ -217,18 +216,19 @@ export class D3pm implements ZooModel {
   #train: { images: Uint8Array; n: number } | undefined;
 
   /** Builds the model for a resolved configuration. */
-  constructor(readonly config: RunConfig) {
-    const K = config.levels as number;
+  constructor(raw: RunConfig) {
+    const config = (this.config = typedConfig(D3PM_KEYS, raw));
+    const K = config.levels;
     if (!D3PM_LEVELS.includes(K)) {
       throw new Error(`--set levels: must be one of ${D3PM_LEVELS.join(", ")}, got ${K}`);
     }
-    const T = config.T as number;
+    const T = config.T;
     if (!Number.isInteger(T) || T < 2) throw new Error(`--set T: must be an integer ≥ 2, got ${T}`);
-    const schedule = config.schedule === "auto" ? undefined : config.schedule as D3pmScheduleKind;
-    this.process = new D3pmProcess({ kernel: config.kernel as D3pmKernel, K, T, schedule });
-    this.network = new D3pmNet({ states: this.process.S, categories: K, ch: config.ch as number });
-    this.batchSize = config.batch as number;
-    this.lambda = config.lambda as number;
+    const schedule = config.schedule === "auto" ? undefined : config.schedule;
+    this.process = new D3pmProcess({ kernel: config.kernel, K, T, schedule });
+    this.network = new D3pmNet({ states: this.process.S, categories: K, ch: config.ch });
+    this.batchSize = config.batch;
+    this.lambda = config.lambda;
   }
 
   /** Fresh network parameters. */
@@ -273,7 +273,7 @@ export class D3pm implements ZooModel {
   /** Ancestral sampling from x_T (all MASK, or uniform levels), decoded to [−1, 1] grey. */
   async sample(w: Weights, req: SampleRequest, rng: Rng): Promise<SampleOutput> {
     const T = this.process.T;
-    const steps = req.steps ?? ((this.config.sample_steps as number) || T);
+    const steps = req.steps ?? ((this.config.sample_steps) || T);
     const sampler = new D3pmAncestral(this.process);
     const chunk = 64;
     const images = new Float32Array(req.n * PIXELS);
@@ -313,7 +313,7 @@ export class D3pm implements ZooModel {
     if (metric !== "bpd") return undefined;
     const test = loadMnist("test");
     const count = Math.min(n, test.n);
-    const m = this.config.eval_t as number;
+    const m = this.config.eval_t;
     const rows: { image: number; t: number; weight: number }[] = [];
     for (let image = 0; image < count; image++) {
       const { t, weight } = stratifiedTimesteps(this.process.T, m, rng);

@@ -8,7 +8,15 @@
  * 2M SDE. Trains on 2-D toy sets (MLPDiffusion or ResNetDiffusion) and MNIST
  * (the UNet).
  */
-import { CHANNELS, COUNT, COUNT0, NONNEG, POSITIVE } from "./config.ts";
+import {
+  CHANNELS,
+  COUNT,
+  COUNT0,
+  NONNEG,
+  POSITIVE,
+  type TypedConfig,
+  typedConfig,
+} from "./config.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import { loadMnist, mnistToFloat } from "../data/mnist.ts";
 import { sampleToy, TOY_DATASETS } from "../data/toy2d.ts";
@@ -66,7 +74,7 @@ import type {
 import { gaussianSampling } from "./model.ts";
 
 /** Configuration keys of the DDPM model (besides the trainer's). */
-export const DDPM_KEYS: Record<string, KeySpec> = {
+export const DDPM_KEYS = {
   schedule: { default: "linear", help: "noise schedule", choices: ["linear", "cosine", "sigmoid"] },
   T: { default: 1000, help: "diffusion steps", range: COUNT },
   objective: {
@@ -140,7 +148,10 @@ export const DDPM_KEYS: Record<string, KeySpec> = {
     choices: ["karras", "schedule"],
   },
   rho: { default: 7, help: "ρ of the Karras σ grid", range: POSITIVE },
-};
+} as const satisfies Record<string, KeySpec>;
+
+/** The resolved configuration of the model, typed by its keys. */
+export type DdpmConfig = TypedConfig<typeof DDPM_KEYS>;
 
 /** The objectives over the discrete schedule. */
 const DISCRETE_OBJECTIVES = ["eps", "x0", "v"];
@@ -187,10 +198,12 @@ function mnistSource(): DataSource {
 /** A DDPM over one dataset. */
 export class Ddpm implements ZooModel {
   readonly name = "ddpm";
+  /** The resolved configuration. */
+  readonly config: DdpmConfig;
   get sampling(): SamplingSupport {
     const kind = this.param.kind;
     const fallback = kind === "discrete" ? "ddpm" : kind === "edm" ? "heun" : "euler";
-    const sampler = this.config.sampler === "auto" ? fallback : this.config.sampler as string;
+    const sampler = this.config.sampler === "auto" ? fallback : this.config.sampler;
     return gaussianSampling(sampler, 0, samplersFor(this.param));
   }
   readonly process: GaussianDiffusion;
@@ -203,29 +216,30 @@ export class Ddpm implements ZooModel {
   #lastT: Int32Array = new Int32Array(0);
 
   /** Builds the model for a resolved configuration; refuses key combinations that do not fit. */
-  constructor(readonly config: RunConfig) {
-    const T = config.T as number;
-    const objective = config.objective as string;
+  constructor(raw: RunConfig) {
+    const config = (this.config = typedConfig(DDPM_KEYS, raw));
+    const T = config.T;
+    const objective = config.objective;
     const discrete = DISCRETE_OBJECTIVES.includes(objective);
     const mismatch = objectiveMismatch(config);
     if (mismatch) throw new Error(mismatch);
     this.process = new GaussianDiffusion(
       makeSchedule({
-        kind: config.schedule as ScheduleKind,
+        kind: config.schedule,
         T,
-        zeroSnr: config.zero_snr as boolean,
+        zeroSnr: config.zero_snr,
       }),
       discrete ? objective as Objective : "eps",
     );
     this.param = discrete
       ? { kind: "discrete", schedule: this.process.schedule, objective: objective as Objective }
       : objective === "edm"
-      ? { kind: "edm", sigmaData: config.sigma_data as number }
+      ? { kind: "edm", sigmaData: config.sigma_data }
       : { kind: "flow" };
     const dataName = String(config.data);
     this.data = dataName === "mnist"
       ? mnistSource()
-      : pointsSource(dataName, config.seed as number, config.train_size as number);
+      : pointsSource(dataName, config.seed, config.train_size);
     const net = config.network === "auto"
       ? (this.data.kind === "image" ? "unet" : "mlp")
       : config.network;
@@ -235,12 +249,12 @@ export class Ddpm implements ZooModel {
     const dIn = this.data.shape[0];
     const extraIn = config.self_cond ? this.data.shape[this.data.shape.length - 1] : 0;
     this.network = net === "unet"
-      ? new UNet({ ch: config.ch as number, extraIn })
+      ? new UNet({ ch: config.ch, extraIn })
       : net === "resnet"
       ? new ResNetDiffusion({ dIn, extraIn })
       : new MLPDiffusion({ dIn, extraIn });
-    this.batchSize = (config.batch as number) || (this.data.kind === "image" ? 64 : 256);
-    this.#timesteps = makeTimestepSampler(config.timesteps as "uniform" | "loss-aware", T);
+    this.batchSize = (config.batch) || (this.data.kind === "image" ? 64 : 256);
+    this.#timesteps = makeTimestepSampler(config.timesteps, T);
   }
 
   /** Whether the loss-aware sampler needs per-sample losses. */
@@ -260,20 +274,22 @@ export class Ddpm implements ZooModel {
    */
   loss(w: Weights, rng: Rng, _step: number): BatchLoss {
     const B = this.batchSize;
+    // Draw order (timesteps, data, noise) as before the other objectives existed, so runs repeat.
+    const drawn = this.param.kind === "discrete" ? this.#timesteps.draw(B, rng) : undefined;
     const x0 = this.data.batch(rng, B);
     const noise = this.#noise(x0.shape, rng);
     const plain = (x: tf.Tensor, t: tf.Tensor1D) => this.network.apply(w, x, t);
     if (this.param.kind === "edm") return this.#edmLoss(x0, noise, plain, rng);
     const estimate = this.config.self_cond === true && rng.uniform() < 0.5;
-    if (this.param.kind === "flow") {
-      const t = drawFlowTimes(B, this.config.flow_times as FlowTimes, rng);
+    if (!drawn) {
+      const t = drawFlowTimes(B, this.config.flow_times, rng);
       const xt = flowInterpolate(x0, noise, t);
       const tt = tf.tensor(t, [B, ...new Array(x0.rank - 1).fill(1)]);
       const net = this.#trainingNet(plain, estimate, (v, x) => tf.sub(x, tf.mul(tt, v)));
       const out = net(xt, tf.tensor1d(t.map((v) => v * FLOW_TIME_SCALE)));
       return meanLoss(perSampleMse(out, flowTarget(x0, noise)), t);
     }
-    const { t, weights } = this.#timesteps.draw(B, rng);
+    const { t, weights } = drawn;
     this.#lastT = t;
     const a = extract(this.process.schedule.alphasCumprod, t, x0.rank);
     const net = this.#trainingNet(
@@ -284,8 +300,8 @@ export class Ddpm implements ZooModel {
     );
     const perSample = this.process.perSampleLoss(net, x0, t, noise);
     const snrW = this.process.weights(t, {
-      weighting: this.config.weighting as Weighting,
-      gamma: this.config.gamma as number,
+      weighting: this.config.weighting,
+      gamma: this.config.gamma,
     });
     for (let i = 0; i < B; i++) snrW[i] *= weights[i];
     const loss = tf.mean(tf.mul(perSample, tf.tensor1d(snrW))) as tf.Scalar;
@@ -308,8 +324,7 @@ export class Ddpm implements ZooModel {
     const z = Float32Array.from({ length: B }, () => rng.normal());
     const pre = Array.from(
       z,
-      (v) =>
-        edmPreconditioning(Math.exp(EDM.pMean + EDM.pStd * v), this.config.sigma_data as number),
+      (v) => edmPreconditioning(Math.exp(EDM.pMean + EDM.pStd * v), this.config.sigma_data),
     );
     const col = (f: (p: typeof pre[number], i: number) => number) =>
       tf.tensor(pre.map(f), [B, ...new Array(x0.rank - 1).fill(1)]);
@@ -369,7 +384,7 @@ export class Ddpm implements ZooModel {
 
   /** Training noise: N(0, I), plus offset noise shared by each sample's channel when asked. */
   #noise(shape: number[], rng: Rng): tf.Tensor {
-    const offset = this.config.offset_noise as number;
+    const offset = this.config.offset_noise;
     const noise = tf.randomNormal(shape, 0, 1, "float32", rng.seed());
     if (offset === 0) return noise;
     // One draw per sample and channel, broadcast over the spatial axes (2-D points: one per sample).
@@ -392,7 +407,7 @@ export class Ddpm implements ZooModel {
   /** Restores the loss-aware histories. */
   restoreExtraState(state: unknown): void {
     this.#timesteps = makeTimestepSampler(
-      this.config.timesteps as "uniform" | "loss-aware",
+      this.config.timesteps,
       this.process.T,
       state as TimestepState,
     );
@@ -401,16 +416,16 @@ export class Ddpm implements ZooModel {
   /** Samples with any sampler the parameterisation takes and any step count. */
   async sample(w: Weights, req: SampleRequest, rng: Rng): Promise<SampleOutput> {
     const name = req.sampler ?? this.sampling.defaultSampler;
-    const steps = req.steps ?? ((this.config.sample_steps as number) || this.process.T);
+    const steps = req.steps ?? ((this.config.sample_steps) || this.process.T);
     const spacing = this.config.spacing === "auto"
       ? (this.config.zero_snr ? "trailing" : "leading")
-      : this.config.spacing as string;
+      : this.config.spacing;
     const sampler = makeSampler(name, this.param, {
       eta: req.eta,
       clip: req.clip ?? (this.data.kind === "image" ? "static" : "none"),
       spacing,
-      grid: this.config.sigma_grid as SigmaGrid,
-      rho: this.config.rho as number,
+      grid: this.config.sigma_grid,
+      rho: this.config.rho,
       churn: req.churn,
     });
     const chunk = this.data.kind === "image" ? 256 : 10000;

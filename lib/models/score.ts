@@ -13,7 +13,15 @@
  * Euler–Maruyama steps, guidance 3): the classifier read 18% of them as the
  * requested digit at σ(1) = 1 and 68% at σ(1) = 5.
  */
-import { CHANNELS, COUNT, NONNEG, OPEN_UNIT, POSITIVE } from "./config.ts";
+import {
+  CHANNELS,
+  COUNT,
+  NONNEG,
+  OPEN_UNIT,
+  POSITIVE,
+  type TypedConfig,
+  typedConfig,
+} from "./config.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import { join } from "node:path";
 import { loadMnist, mnistToFloat } from "../data/mnist.ts";
@@ -35,7 +43,7 @@ import type {
 } from "./model.ts";
 
 /** Configuration keys of the score model (besides the trainer's). */
-export const SCORE_KEYS: Record<string, KeySpec> = {
+export const SCORE_KEYS = {
   batch: { default: 64, help: "batch size", range: COUNT },
   sigma_max: {
     default: 5,
@@ -104,7 +112,10 @@ export const SCORE_KEYS: Record<string, KeySpec> = {
   },
   sampler: { default: "em", help: "sampler", choices: ["em"] },
   sample_steps: { default: 500, help: "default Euler–Maruyama steps", range: COUNT },
-};
+} as const satisfies Record<string, KeySpec>;
+
+/** The resolved configuration of the model, typed by its keys. */
+export type ScoreConfig = TypedConfig<typeof SCORE_KEYS>;
 
 /**
  * Guidance rescale (Lin et al. 2023, section 3.4): the guided output scaled
@@ -137,6 +148,8 @@ export function epochLrFactor(epoch: number, decay: number, floor: number): numb
 /** The conditional score model on MNIST. */
 export class ScoreModel implements ZooModel {
   readonly name = "score";
+  /** The resolved configuration. */
+  readonly config: ScoreConfig;
   readonly sampling: SamplingSupport = {
     samplers: ["em"],
     defaultSampler: "em",
@@ -154,23 +167,24 @@ export class ScoreModel implements ZooModel {
   #n: number;
 
   /** Builds the model for a resolved configuration (data must be mnist). */
-  constructor(readonly config: RunConfig) {
+  constructor(raw: RunConfig) {
+    const config = (this.config = typedConfig(SCORE_KEYS, raw));
     if (config.data !== "mnist") {
       throw new Error(`model score trains on mnist only, not data=${JSON.stringify(config.data)}`);
     }
-    this.sde = new VeSde({ sigmaMax: config.sigma_max as number, eps: config.eps as number });
+    this.sde = new VeSde({ sigmaMax: config.sigma_max, eps: config.eps });
     this.network = new ScoreUNet({
-      ch: config.ch as number,
-      mults: config.mults as number[],
-      attnRes: config.attn_res as number[],
-      heads: config.heads as number,
-      labelInTime: config.label_in_time as boolean,
-      contextTokens: config.context_tokens as number,
-      fourierScale: config.fourier_scale as number,
-      fourierSeed: config.seed as number,
+      ch: config.ch,
+      mults: config.mults,
+      attnRes: config.attn_res,
+      heads: config.heads,
+      labelInTime: config.label_in_time,
+      contextTokens: config.context_tokens,
+      fourierScale: config.fourier_scale,
+      fourierSeed: config.seed,
       numClasses: NUM_CLASSES,
     });
-    this.batchSize = config.batch as number;
+    this.batchSize = config.batch;
     const { images, labels, n } = loadMnist("train");
     this.#images = images;
     this.#labels = labels;
@@ -187,8 +201,8 @@ export class ScoreModel implements ZooModel {
     const epoch = Math.floor(step * this.batchSize / this.#n);
     return epochLrFactor(
       epoch,
-      this.config.lr_epoch_decay as number,
-      this.config.lr_floor as number,
+      this.config.lr_epoch_decay,
+      this.config.lr_floor,
     );
   }
 
@@ -196,7 +210,7 @@ export class ScoreModel implements ZooModel {
   loss(w: Weights, rng: Rng, _step: number): BatchLoss {
     const B = this.batchSize;
     const idx = Int32Array.from({ length: B }, () => rng.int(this.#n));
-    const drop = this.config.label_dropout as number;
+    const drop = this.config.label_dropout;
     const labels = Float32Array.from(
       idx,
       (i) => (rng.uniform() < drop ? NUM_CLASSES : this.#labels[i]),
@@ -249,9 +263,9 @@ export class ScoreModel implements ZooModel {
    */
   async sample(w: Weights, req: SampleRequest, rng: Rng): Promise<SampleOutput> {
     const labels = this.#labelsFor(req);
-    const steps = req.steps ?? (this.config.sample_steps as number);
-    const guidance = req.guidance ?? (this.config.guidance as number);
-    const rescale = req.guidanceRescale ?? (this.config.guidance_rescale as number);
+    const steps = req.steps ?? (this.config.sample_steps);
+    const guidance = req.guidance ?? (this.config.guidance);
+    const rescale = req.guidanceRescale ?? (this.config.guidance_rescale);
     const chunk = 256;
     const images = new Float32Array(req.n * 784);
     let nfe = 0;
@@ -292,7 +306,7 @@ export class ScoreModel implements ZooModel {
 
   /** The label of each requested sample (checks sampler and labels). */
   #labelsFor(req: SampleRequest): Float32Array {
-    const sampler = req.sampler ?? (this.config.sampler as string);
+    const sampler = req.sampler ?? (this.config.sampler);
     if (sampler !== "em") throw new Error(`model score: unknown sampler "${sampler}" (em)`);
     const { n, labels } = req;
     if (labels?.some((l) => !Number.isInteger(l) || l < 0 || l >= NUM_CLASSES)) {
@@ -383,14 +397,14 @@ export async function scoreFigures(
   writePng(paths.at(-1)!, imageGrid(forward, NUM_CLASSES * frames, 28, 28, frames));
 
   const digits = Float32Array.from({ length: NUM_CLASSES }, (_, d) => d);
-  const guidance = model.config.guidance as number;
-  const rescale = model.config.guidance_rescale as number;
+  const guidance = model.config.guidance;
+  const rescale = model.config.guidance_rescale;
   const r = await eulerMaruyama(
     (x, t) => model.guidedScore(run.weights, x, t, digits, guidance, rescale),
     model.sde,
     [NUM_CLASSES, 28, 28, 1],
     rng,
-    { steps: opts.steps ?? (model.config.sample_steps as number), keep: frames - 1 },
+    { steps: opts.steps ?? (model.config.sample_steps), keep: frames - 1 },
   );
   const final = (await r.final.data()) as Float32Array;
   r.final.dispose();

@@ -21,7 +21,7 @@
  * training, so that evaluation can score models fitted on synthetic rows on
  * real rows the diffusion model never saw ({@link runTables}).
  */
-import { COUNT, COUNT0 } from "./config.ts";
+import { COUNT, COUNT0, type TypedConfig, typedConfig } from "./config.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import {
   type BlankReport,
@@ -61,7 +61,7 @@ import { gaussianSampling } from "./model.ts";
 const TABLE_SAMPLERS = ["ddpm", "ddim", "dpmpp2m"];
 
 /** Configuration keys of the TabDDPM model (besides the trainer's). */
-export const TABDDPM_KEYS: Record<string, KeySpec> = {
+export const TABDDPM_KEYS = {
   T: { default: 1000, help: "diffusion steps (Gaussian and multinomial)", range: COUNT },
   schedule: { default: "linear", help: "noise schedule", choices: ["linear", "cosine", "sigmoid"] },
   batch: { default: 256, help: "batch size (rows drawn with replacement)", range: COUNT },
@@ -107,7 +107,10 @@ export const TABDDPM_KEYS: Record<string, KeySpec> = {
   },
   sample_steps: { default: 0, help: "default sampling steps (0 = T)", range: COUNT0 },
   spacing: { default: "leading", help: "timestep spacing for fewer steps" },
-};
+} as const satisfies Record<string, KeySpec>;
+
+/** The resolved configuration of the model, typed by its keys. */
+export type TabDdpmConfig = TypedConfig<typeof TABDDPM_KEYS>;
 
 /** A numeric column as the model encodes it. */
 export interface NumericFeature {
@@ -159,9 +162,11 @@ export interface TableFeatures {
 /** A TabDDPM over one table. */
 export class TabDdpm implements ZooModel {
   readonly name = "tabddpm";
+  /** The resolved configuration. */
+  readonly config: TabDdpmConfig;
   get sampling(): SamplingSupport {
     return gaussianSampling(
-      this.config.sampler as string,
+      this.config.sampler,
       this.features.target?.feature.categories.length ?? 0,
       TABLE_SAMPLERS,
     );
@@ -184,9 +189,10 @@ export class TabDdpm implements ZooModel {
   #y?: tf.Tensor1D;
 
   /** Builds the model for a resolved configuration over already loaded features. */
-  constructor(readonly config: RunConfig, features: TableFeatures) {
+  constructor(raw: RunConfig, features: TableFeatures) {
+    const config = (this.config = typedConfig(TABDDPM_KEYS, raw));
     this.features = features;
-    const schedule = makeSchedule({ kind: config.schedule as ScheduleKind, T: config.T as number });
+    const schedule = makeSchedule({ kind: config.schedule, T: config.T });
     this.gauss = new GaussianDiffusion(schedule, "eps");
     const K = features.categorical.map((c) => c.categories.length);
     if (K.length > 0) this.multi = new MultinomialDiffusion(schedule, K);
@@ -195,8 +201,8 @@ export class TabDdpm implements ZooModel {
     const dIn = this.dNum + this.dCat;
     if (dIn === 0) throw new Error(`tabddpm: ${config.data} has no feature columns left to model`);
     const numClasses = features.target?.feature.categories.length ?? 0;
-    const layers = config.d_layers as number[];
-    const dEmb = config.d_emb as number;
+    const layers = config.d_layers;
+    const dEmb = config.d_emb;
     this.network = config.network === "resnet"
       ? new ResNetDiffusion({
         dIn,
@@ -207,7 +213,7 @@ export class TabDdpm implements ZooModel {
         numClasses,
       })
       : new MLPDiffusion({ dIn, dEmb, layers, numClasses });
-    this.batchSize = config.batch as number;
+    this.batchSize = config.batch;
     const n = features.n;
     this.#xNum = tf.tensor2d(features.xNum, [n, this.dNum]);
     this.#xCat = tf.tensor2d(features.xCat, [n, K.length], "int32");
@@ -275,9 +281,9 @@ export class TabDdpm implements ZooModel {
    */
   async sample(w: Weights, req: SampleRequest, rng: Rng): Promise<SampleOutput> {
     const T = this.gauss.T;
-    const name = req.sampler ?? (this.config.sampler as string);
-    const steps = req.steps ?? ((this.config.sample_steps as number) || T);
-    const spacing = this.config.spacing as string;
+    const name = req.sampler ?? (this.config.sampler);
+    const steps = req.steps ?? ((this.config.sample_steps) || T);
+    const spacing = this.config.spacing;
     const gaussian = makeSampler(
       name,
       { kind: "discrete", schedule: this.gauss.schedule, objective: "eps" },
@@ -469,7 +475,7 @@ export const TABDDPM_ENTRY: ModelEntry = {
   data: `a .csv file, ${BUILTIN_TABLES.join(", ")}`,
   create: (config) => {
     const { train } = runTables(config);
-    return Promise.resolve(new TabDdpm(config, tableFeatures(train, config.target as string)));
+    return Promise.resolve(new TabDdpm(config, tableFeatures(train, String(config.target))));
   },
 };
 

@@ -13,6 +13,7 @@ import "@tensorflow/tfjs-backend-cpu";
 import { setWasmPaths } from "@tensorflow/tfjs-backend-wasm";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
+import { installKernels } from "./kernels/install.ts";
 import { registerProjectKernels } from "./kernels/mod.ts";
 import { setThreadedWasmBackend } from "./wasm_threads.ts";
 import { assertGpuHealthy, describeAdapter, settleGpu, startWebgpu } from "./webgpu.ts";
@@ -105,10 +106,9 @@ const ONEDNN_HINT = "`apt-get install libdnnl2` (or DMW_DNNL=/path/to/libdnnl.so
  */
 async function useOnednn(dnnl: Onednn, reason: string): Promise<BackendInfo> {
   await useWasm(dnnl.threads);
-  const { registerOnednnMatMul } = await import("./kernels/onednn_mat_mul.ts");
-  const { registerOnednnConv } = await import("./kernels/onednn_conv.ts");
-  registerOnednnMatMul(dnnl);
-  registerOnednnConv(dnnl);
+  const { onednnMatMulMakers } = await import("./kernels/onednn_mat_mul.ts");
+  const { onednnConvMakers } = await import("./kernels/onednn_conv.ts");
+  installKernels("wasm", "onednn", { ...onednnMatMulMakers(dnnl), ...onednnConvMakers(dnnl) });
   const v = dnnl.version;
   return {
     name: "onednn",
@@ -120,12 +120,10 @@ async function useOnednn(dnnl: Onednn, reason: string): Promise<BackendInfo> {
 
 async function useWebgpu(adapter: GPUAdapter): Promise<void> {
   await startWebgpu(adapter);
-  const { registerWebgpuKernels } = await import("./kernels/webgpu.ts");
-  const { registerWebgpuGroupNorm } = await import("./kernels/group_norm_webgpu.ts");
-  const { registerWebgpuAdam } = await import("./kernels/adam.ts");
-  registerWebgpuKernels();
-  registerWebgpuGroupNorm();
-  registerWebgpuAdam();
+  const { WEBGPU_FIXES } = await import("./kernels/webgpu.ts");
+  const { WEBGPU_GROUP_NORM } = await import("./kernels/group_norm_webgpu.ts");
+  const { WEBGPU_ADAM } = await import("./kernels/adam.ts");
+  installKernels("webgpu", "project", { ...WEBGPU_FIXES, ...WEBGPU_GROUP_NORM, ...WEBGPU_ADAM });
 }
 
 /**

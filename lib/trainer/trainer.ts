@@ -10,6 +10,7 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import { countParams, type Weights } from "../network/layers.ts";
 import type { ModelEntry, RunConfig, ZooModel } from "../models/model.ts";
+import { TRAINER_KEYS, typedConfig } from "../models/config.ts";
 import { checkBackend } from "../runtime/backend.ts";
 import { Rng, type RngState } from "../runtime/rng.ts";
 import { writeFileDurably } from "../runtime/tensorfile.ts";
@@ -100,7 +101,8 @@ function checkConfigCompatible(runDir: string, config: RunConfig): void {
 
 /** Trains (or resumes) a run. */
 export async function train(opts: TrainOptions): Promise<TrainResult> {
-  const { runDir, config } = opts;
+  const { runDir } = opts;
+  const config = typedConfig(TRAINER_KEYS, opts.config);
   fs.mkdirSync(runDir, { recursive: true });
   for (const p of removeStaleTemporaries(runDir)) {
     console.error(`removed a checkpoint left half-written by an earlier process: ${p}`);
@@ -109,22 +111,20 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   writeFileDurably(join(runDir, "config.json"), JSON.stringify(config, null, 2));
 
   const model = await opts.entry.create(config);
-  const rng = new Rng(config.seed as number);
+  const rng = new Rng(config.seed);
   const run = ++runCounter;
   const init = model.init(rng);
   const params: Record<string, tf.Variable> = {};
   for (const [k, t] of Object.entries(init)) params[k] = tf.variable(t, true, `r${run}/${k}`);
   Object.values(init).forEach((t) => t.dispose());
   const adam = new Adam(params, {
-    kind: config.optimizer as "adam" | "adamw",
-    weightDecay: config.weight_decay as number,
+    kind: config.optimizer,
+    weightDecay: config.weight_decay,
   });
   const emas = new EmaSet(
     params,
-    config.ema as number[],
-    config.ema_warmup
-      ? { gamma: config.ema_gamma as number, power: config.ema_power as number }
-      : undefined,
+    config.ema,
+    config.ema_warmup ? { gamma: config.ema_gamma, power: config.ema_power } : undefined,
   );
 
   let start = 0;
@@ -133,7 +133,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     start = restore(runDir, existing.at(-1)!, params, adam, emas, rng, model);
     opts.onResume?.(start);
   }
-  const total = config.steps as number;
+  const total = config.steps;
   const log = new EventLog(runDir);
   log.write({
     type: "start",
@@ -143,15 +143,15 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   });
 
   const varList = Object.values(params);
-  const bands = config.bands as number;
-  const logEvery = config.log_every as number;
-  const pinned = new Set(config.checkpoint_at as number[]);
-  const gradClip = config.grad_clip as number;
+  const bands = config.bands;
+  const logEvery = config.log_every;
+  const pinned = new Set(config.checkpoint_at);
+  const gradClip = config.grad_clip;
   const lrSchedule = {
-    lr: config.lr as number,
-    warmup: config.warmup as number,
-    decay: config.decay as "none" | "cosine" | "linear",
-    minLr: config.min_lr as number,
+    lr: config.lr,
+    warmup: config.warmup,
+    decay: config.decay,
+    minLr: config.min_lr,
     total,
   };
   let sumLoss = 0;
@@ -220,10 +220,10 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
         tickStep = step + 1;
       }
       const s = step + 1;
-      if (s % (config.checkpoint_every as number) === 0 || pinned.has(s) || s === total) {
+      if (s % (config.checkpoint_every) === 0 || pinned.has(s) || s === total) {
         const path = await checkpoint(runDir, s, params, adam, emas, rng, model);
         log.write({ type: "checkpoint", step: s, path });
-        pruneCheckpoints(runDir, config.keep_checkpoints as number, pinned);
+        pruneCheckpoints(runDir, config.keep_checkpoints, pinned);
       }
     }
     await checkBackend(true);

@@ -3,6 +3,7 @@
  * same way for `--set` and experiment files, named in messages and --help.
  */
 import assert from "node:assert/strict";
+import type { KeySpec } from "../../lib/models/model.ts";
 import {
   CHANNELS,
   COUNT,
@@ -59,7 +60,7 @@ Deno.test("a value out of its key's range fails with the key, the range and the 
 Deno.test("every numeric key of the trainer and the zoo declares a range its default meets", () => {
   for (
     const [owner, keys] of [
-      ["trainer", TRAINER_KEYS],
+      ["trainer", TRAINER_KEYS as Record<string, KeySpec>],
       ...Object.entries(MODELS).map(([n, e]) => [n, e.keys] as const),
     ] as const
   ) {

@@ -14,6 +14,7 @@
  * them. Arithmetic in float64 on wasm, float32 on WebGPU; stored as float32.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { KernelMaker } from "./install.ts";
 import "@tensorflow/tfjs-backend-wasm";
 import type { WasmBackend } from "./kernel_util.ts";
 import { elementwiseProgram, type WebGpuBackendLike, type WebGpuProgram } from "./webgpu.ts";
@@ -56,11 +57,8 @@ export function wasmAdam(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
   return outs;
 }
 
-/** Registers the kernel for wasm; idempotent. */
-export function registerWasmAdam(): void {
-  if (tf.getKernel(ADAM, "wasm")) return;
-  tf.registerKernel({ kernelName: ADAM, backendName: "wasm", kernelFunc: wasmAdam });
-}
+/** The fused update on wasm, for {@link installKernels}. */
+export const WASM_ADAM: Record<string, KernelMaker> = { [ADAM]: () => wasmAdam };
 
 /** Whether the current backend has the fused update. */
 export function hasAdamKernel(): boolean {
@@ -107,8 +105,5 @@ export function webgpuAdam(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] 
   );
 }
 
-/** Registers the kernel for webgpu; idempotent. */
-export function registerWebgpuAdam(): void {
-  if (tf.getKernel(ADAM, "webgpu")) return;
-  tf.registerKernel({ kernelName: ADAM, backendName: "webgpu", kernelFunc: webgpuAdam });
-}
+/** The fused update on WebGPU, for {@link installKernels}. */
+export const WEBGPU_ADAM: Record<string, KernelMaker> = { [ADAM]: () => webgpuAdam };

@@ -6,6 +6,7 @@
  * (Transpose kernel, cheap) and runs the original kernel untransposed.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { KernelMaker } from "./install.ts";
 import "@tensorflow/tfjs-backend-wasm";
 import { swapLastAxes } from "./kernel_util.ts";
 
@@ -15,7 +16,7 @@ let original: tf.KernelConfig | undefined;
 
 /**
  * The wasm backend's own BatchMatMul kernel, as it was before
- * {@link registerWasmBatchMatMul} replaced it (for benchmarks and tests).
+ * the project kernel replaced it (for benchmarks and tests).
  */
 export function originalWasmBatchMatMul(): tf.KernelConfig {
   original ??= tf.getKernel(tf.BatchMatMul, BACKEND);
@@ -51,18 +52,10 @@ export function wasmBatchMatMul(args: Parameters<tf.KernelFunc>[0]): tf.TensorIn
   }
 }
 
-/** Replaces the wasm BatchMatMul with {@link wasmBatchMatMul}; idempotent. */
-export function registerWasmBatchMatMul(): void {
-  const current = tf.getKernel(tf.BatchMatMul, BACKEND);
-  if (current?.kernelFunc === wasmBatchMatMul) return;
-  const { setupFunc, disposeFunc } = originalWasmBatchMatMul();
-  if (current) tf.unregisterKernel(tf.BatchMatMul, BACKEND);
-  // The original setupFunc binds the wasm function that its kernelFunc calls.
-  tf.registerKernel({
-    kernelName: tf.BatchMatMul,
-    backendName: BACKEND,
-    kernelFunc: wasmBatchMatMul,
-    setupFunc,
-    disposeFunc,
-  });
-}
+/** This file's wasm kernel, for {@link installKernels}; it keeps the one it replaces as its fallback. */
+export const WASM_BATCH_MAT_MUL: Record<string, KernelMaker> = {
+  [tf.BatchMatMul]: (current) => {
+    original ??= current;
+    return wasmBatchMatMul;
+  },
+};

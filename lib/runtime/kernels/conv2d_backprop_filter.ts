@@ -9,9 +9,8 @@
  * stride, 'same'/'valid'/explicit padding, NHWC or NCHW.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { KernelMaker } from "./install.ts";
 import { inputTensor } from "./kernel_util.ts";
-
-const BACKEND = "wasm";
 
 /** The attributes tfjs passes to Conv2DBackpropFilter. */
 interface Attrs {
@@ -80,12 +79,7 @@ export function wasmConv2DBackpropFilter(args: Parameters<tf.KernelFunc>[0]): tf
   );
 }
 
-/** Registers {@link wasmConv2DBackpropFilter} unless wasm has the kernel. */
-export function registerWasmConv2DBackpropFilter(): void {
-  if (tf.getKernel(tf.Conv2DBackpropFilter, BACKEND)) return;
-  tf.registerKernel({
-    kernelName: tf.Conv2DBackpropFilter,
-    backendName: BACKEND,
-    kernelFunc: wasmConv2DBackpropFilter,
-  });
-}
+/** This file's wasm kernel, for {@link installKernels}. */
+export const WASM_CONV2D_BACKPROP_FILTER: Record<string, KernelMaker> = {
+  [tf.Conv2DBackpropFilter]: () => wasmConv2DBackpropFilter,
+};

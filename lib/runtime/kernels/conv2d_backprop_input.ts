@@ -8,10 +8,9 @@
  * forward Conv2D kernel.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { KernelMaker } from "./install.ts";
 import "@tensorflow/tfjs-backend-wasm";
 import { inputTensor } from "./kernel_util.ts";
-
-const BACKEND = "wasm";
 
 /** The attributes tfjs passes to Conv2DBackpropInput. */
 interface Attrs {
@@ -100,14 +99,7 @@ export function wasmConv2DBackpropInput(args: Parameters<tf.KernelFunc>[0]): tf.
   });
 }
 
-/** Replaces the wasm Conv2DBackpropInput with {@link wasmConv2DBackpropInput}; idempotent. */
-export function registerWasmConv2DBackpropInput(): void {
-  const current = tf.getKernel(tf.Conv2DBackpropInput, BACKEND);
-  if (current?.kernelFunc === wasmConv2DBackpropInput) return;
-  if (current) tf.unregisterKernel(tf.Conv2DBackpropInput, BACKEND);
-  tf.registerKernel({
-    kernelName: tf.Conv2DBackpropInput,
-    backendName: BACKEND,
-    kernelFunc: wasmConv2DBackpropInput,
-  });
-}
+/** This file's wasm kernel, for {@link installKernels}. */
+export const WASM_CONV2D_BACKPROP_INPUT: Record<string, KernelMaker> = {
+  [tf.Conv2DBackpropInput]: () => wasmConv2DBackpropInput,
+};

@@ -9,6 +9,7 @@
  * original refuses), run as matmul + add + activation instead.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { KernelMaker } from "./install.ts";
 import "@tensorflow/tfjs-backend-wasm";
 import { inputTensor, swapLastAxes } from "./kernel_util.ts";
 
@@ -18,7 +19,7 @@ let original: tf.KernelConfig | undefined;
 
 /**
  * The wasm backend's own _FusedMatMul kernel, as it was before
- * {@link registerWasmFusedMatMul} replaced it (for benchmarks and tests).
+ * the project kernel replaced it (for benchmarks and tests).
  */
 export function originalWasmFusedMatMul(): tf.KernelConfig {
   original ??= tf.getKernel(tf._FusedMatMul, BACKEND);
@@ -115,18 +116,10 @@ export function wasmFusedMatMul(args: Parameters<tf.KernelFunc>[0]): tf.TensorIn
   }
 }
 
-/** Replaces the wasm _FusedMatMul with {@link wasmFusedMatMul}; idempotent. */
-export function registerWasmFusedMatMul(): void {
-  const current = tf.getKernel(tf._FusedMatMul, BACKEND);
-  if (current?.kernelFunc === wasmFusedMatMul) return;
-  const { setupFunc, disposeFunc } = originalWasmFusedMatMul();
-  if (current) tf.unregisterKernel(tf._FusedMatMul, BACKEND);
-  // The original setupFunc binds the wasm function that its kernelFunc calls.
-  tf.registerKernel({
-    kernelName: tf._FusedMatMul,
-    backendName: BACKEND,
-    kernelFunc: wasmFusedMatMul,
-    setupFunc,
-    disposeFunc,
-  });
-}
+/** This file's wasm kernel, for {@link installKernels}; it keeps the one it replaces as its fallback. */
+export const WASM_FUSED_MAT_MUL: Record<string, KernelMaker> = {
+  [tf._FusedMatMul]: (current) => {
+    original ??= current;
+    return wasmFusedMatMul;
+  },
+};

@@ -16,10 +16,9 @@
  * over a group is a sum of the per-channel Σdy and Σdy·x̂ = r·(Σdy·x − μ·Σdy).
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { KernelMaker } from "./install.ts";
 import "@tensorflow/tfjs-backend-wasm";
 import type { WasmBackend } from "./kernel_util.ts";
-
-const BACKEND = "wasm";
 
 /** Kernel name of the forward pass: inputs x, gamma, beta; outputs y, mean, rstd. */
 export const GROUP_NORM = "DmwGroupNorm";
@@ -180,18 +179,11 @@ export function wasmGroupNormGrad(args: Parameters<tf.KernelFunc>[0]): tf.Tensor
   return [dx, dgamma, dbeta];
 }
 
-/** Registers both kernels for wasm; idempotent. */
-export function registerWasmGroupNorm(): void {
-  for (
-    const [kernelName, kernelFunc] of [[GROUP_NORM, wasmGroupNorm], [
-      GROUP_NORM_GRAD,
-      wasmGroupNormGrad,
-    ]] as const
-  ) {
-    if (tf.getKernel(kernelName, BACKEND)) continue;
-    tf.registerKernel({ kernelName, backendName: BACKEND, kernelFunc });
-  }
-}
+/** This file's wasm kernels, for {@link installKernels}. */
+export const WASM_GROUP_NORM: Record<string, KernelMaker> = {
+  [GROUP_NORM]: () => wasmGroupNorm,
+  [GROUP_NORM_GRAD]: () => wasmGroupNormGrad,
+};
 
 /** Whether the current backend has these kernels. */
 export function hasGroupNormKernels(): boolean {

@@ -12,10 +12,10 @@
  * sums would lose the digits the wasm kernels keep with float64.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { KernelMaker } from "./install.ts";
 import { dimsOf, GROUP_NORM, GROUP_NORM_GRAD, type GroupNormAttrs } from "./group_norm.ts";
 import { elementwiseProgram, type WebGpuBackendLike, type WebGpuProgram } from "./webgpu.ts";
 
-const BACKEND = "webgpu";
 /** Threads of a workgroup that reduces one group or channel. */
 const WG = 64;
 
@@ -271,15 +271,8 @@ export function webgpuGroupNormGrad(args: Parameters<tf.KernelFunc>[0]): tf.Tens
   return [dx, dgamma, dbeta];
 }
 
-/** Registers both kernels for webgpu; idempotent. */
-export function registerWebgpuGroupNorm(): void {
-  for (
-    const [kernelName, kernelFunc] of [
-      [GROUP_NORM, webgpuGroupNorm],
-      [GROUP_NORM_GRAD, webgpuGroupNormGrad],
-    ] as const
-  ) {
-    if (tf.getKernel(kernelName, BACKEND)) continue;
-    tf.registerKernel({ kernelName, backendName: BACKEND, kernelFunc });
-  }
-}
+/** The GroupNorm kernels on WebGPU, for {@link installKernels}. */
+export const WEBGPU_GROUP_NORM: Record<string, KernelMaker> = {
+  [GROUP_NORM]: () => webgpuGroupNorm,
+  [GROUP_NORM_GRAD]: () => webgpuGroupNormGrad,
+};

@@ -8,9 +8,8 @@
  * Reshape kernel and the cpu backend's Identity already do.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { KernelMaker } from "./install.ts";
 import "@tensorflow/tfjs-backend-wasm";
-
-const BACKEND = "wasm";
 
 let original: tf.KernelConfig | undefined;
 
@@ -22,11 +21,10 @@ export function wasmIdentity(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo 
   return { dataId: x.dataId, shape: x.shape, dtype: x.dtype };
 }
 
-/** Replaces the wasm Identity with {@link wasmIdentity}; idempotent. */
-export function registerWasmIdentity(): void {
-  const current = tf.getKernel(tf.Identity, BACKEND);
-  if (current?.kernelFunc === wasmIdentity) return;
-  original = current;
-  if (current) tf.unregisterKernel(tf.Identity, BACKEND);
-  tf.registerKernel({ kernelName: tf.Identity, backendName: BACKEND, kernelFunc: wasmIdentity });
-}
+/** This file's wasm kernel, for {@link installKernels}; it keeps the one it replaces as its fallback. */
+export const WASM_IDENTITY: Record<string, KernelMaker> = {
+  [tf.Identity]: (current) => {
+    original = current;
+    return wasmIdentity;
+  },
+};

@@ -4,17 +4,32 @@
  * _FusedMatMul, Conv2DBackpropInput, Sum and Mean over non-innermost axes,
  * the copying Identity) and add GroupNorm and a fused Adam update, plus tfjs-core's
  * gradient functions, which Deno's CommonJS load of tfjs-core leaves out.
+ * One list per backend, installed in one loop ({@link installKernels}).
  */
-import { registerWasmAdam } from "./adam.ts";
-import { registerWasmBatchMatMul } from "./batch_mat_mul.ts";
-import { registerWasmConv2DBackpropFilter } from "./conv2d_backprop_filter.ts";
-import { registerWasmConv2DBackpropInput } from "./conv2d_backprop_input.ts";
-import { registerWasmFusedMatMul } from "./fused_mat_mul.ts";
-import { registerWasmGroupNorm } from "./group_norm.ts";
+import { WASM_ADAM } from "./adam.ts";
+import { WASM_BATCH_MAT_MUL } from "./batch_mat_mul.ts";
+import { WASM_CONV2D_BACKPROP_FILTER } from "./conv2d_backprop_filter.ts";
+import { WASM_CONV2D_BACKPROP_INPUT } from "./conv2d_backprop_input.ts";
+import { WASM_FUSED_MAT_MUL } from "./fused_mat_mul.ts";
+import { WASM_GROUP_NORM } from "./group_norm.ts";
 import { registerAllGradients } from "./gradients.ts";
-import { registerWasmIdentity } from "./identity.ts";
-import { registerWasmReductions } from "./reduce.ts";
-import { registerWasmUnsortedSegmentSum } from "./unsorted_segment_sum.ts";
+import { WASM_IDENTITY } from "./identity.ts";
+import { installKernels } from "./install.ts";
+import { WASM_REDUCTIONS } from "./reduce.ts";
+import { WASM_UNSORTED_SEGMENT_SUM } from "./unsorted_segment_sum.ts";
+
+/** The wasm backend's project kernels. */
+export const WASM_KERNELS = {
+  ...WASM_CONV2D_BACKPROP_FILTER,
+  ...WASM_CONV2D_BACKPROP_INPUT,
+  ...WASM_UNSORTED_SEGMENT_SUM,
+  ...WASM_BATCH_MAT_MUL,
+  ...WASM_FUSED_MAT_MUL,
+  ...WASM_REDUCTIONS,
+  ...WASM_IDENTITY,
+  ...WASM_GROUP_NORM,
+  ...WASM_ADAM,
+};
 
 let registered = false;
 
@@ -26,13 +41,5 @@ export function registerProjectKernels(): void {
   if (registered) return;
   registered = true;
   registerAllGradients();
-  registerWasmConv2DBackpropFilter();
-  registerWasmConv2DBackpropInput();
-  registerWasmUnsortedSegmentSum();
-  registerWasmBatchMatMul();
-  registerWasmFusedMatMul();
-  registerWasmReductions();
-  registerWasmIdentity();
-  registerWasmGroupNorm();
-  registerWasmAdam();
+  installKernels("wasm", "project", WASM_KERNELS);
 }

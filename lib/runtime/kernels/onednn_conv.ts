@@ -7,11 +7,10 @@
  * each one replaced.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { KernelMaker } from "./install.ts";
 import "@tensorflow/tfjs-backend-wasm";
 import type { ConvShape, Onednn } from "../onednn.ts";
 import type { WasmBackend } from "./kernel_util.ts";
-
-const BACKEND = "wasm";
 
 type Args = Parameters<tf.KernelFunc>[0];
 
@@ -139,28 +138,14 @@ export function onednnConvKernels(
   };
 }
 
-/** Replaces the wasm convolution kernels by oneDNN's; idempotent. */
-export function registerOnednnConv(dnnl: Onednn): void {
+/** oneDNN's convolutions in place of the wasm ones (their fallback), for {@link installKernels}. */
+export function onednnConvMakers(dnnl: Onednn): Record<string, KernelMaker> {
+  const previous: Record<string, tf.KernelFunc> = {};
+  const kernels = onednnConvKernels(dnnl, previous);
   const names = [tf.Conv2D, tf.FusedConv2D, tf.Conv2DBackpropInput, tf.Conv2DBackpropFilter];
-  const old = names.map((n) => {
-    const k = tf.getKernel(n, BACKEND);
-    if (!k) throw new Error(`the wasm backend has no ${n} kernel`);
-    return k;
-  });
-  if ((old[0].kernelFunc as { onednn?: boolean }).onednn) return;
-  const kernels = onednnConvKernels(
-    dnnl,
-    Object.fromEntries(old.map((k) => [k.kernelName, k.kernelFunc])),
-  );
-  (kernels[tf.Conv2D] as { onednn?: boolean }).onednn = true;
-  for (const k of old) {
-    tf.unregisterKernel(k.kernelName, BACKEND);
-    tf.registerKernel({
-      kernelName: k.kernelName,
-      backendName: BACKEND,
-      kernelFunc: kernels[k.kernelName],
-      setupFunc: k.setupFunc,
-      disposeFunc: k.disposeFunc,
-    });
-  }
+  return Object.fromEntries(names.map((name): [string, KernelMaker] => [name, (current) => {
+    if (!current) throw new Error(`the wasm backend has no ${name} kernel`);
+    previous[name] = current.kernelFunc;
+    return kernels[name];
+  }]));
 }

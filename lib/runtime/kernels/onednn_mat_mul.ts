@@ -8,11 +8,10 @@
  * replaced, as does a batch broadcast other than 1 against n.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { KernelMaker } from "./install.ts";
 import "@tensorflow/tfjs-backend-wasm";
 import type { Onednn } from "../onednn.ts";
 import type { WasmBackend } from "./kernel_util.ts";
-
-const BACKEND = "wasm";
 
 type Args = Parameters<tf.KernelFunc>[0];
 
@@ -159,25 +158,17 @@ export function onednnMatMulKernels(
   return { batchMatMul, fusedMatMul };
 }
 
-/** Replaces the wasm BatchMatMul and _FusedMatMul by oneDNN's; idempotent. */
-export function registerOnednnMatMul(dnnl: Onednn): void {
-  const bmm = tf.getKernel(tf.BatchMatMul, BACKEND);
-  const fmm = tf.getKernel(tf._FusedMatMul, BACKEND);
-  if (!bmm || !fmm) throw new Error("the wasm backend has no BatchMatMul or _FusedMatMul kernel");
-  if ((bmm.kernelFunc as { onednn?: boolean }).onednn) return;
-  const k = onednnMatMulKernels(dnnl, {
-    batchMatMul: bmm.kernelFunc,
-    fusedMatMul: fmm.kernelFunc,
-  });
-  (k.batchMatMul as { onednn?: boolean }).onednn = true;
-  for (const [old, kernelFunc] of [[bmm, k.batchMatMul], [fmm, k.fusedMatMul]] as const) {
-    tf.unregisterKernel(old.kernelName, BACKEND);
-    tf.registerKernel({
-      kernelName: old.kernelName,
-      backendName: BACKEND,
-      kernelFunc,
-      setupFunc: old.setupFunc,
-      disposeFunc: old.disposeFunc,
-    });
-  }
+/** oneDNN's matrix products in place of the wasm ones (their fallback), for {@link installKernels}. */
+export function onednnMatMulMakers(dnnl: Onednn): Record<string, KernelMaker> {
+  const previous = {} as { batchMatMul: tf.KernelFunc; fusedMatMul: tf.KernelFunc };
+  const kernels = onednnMatMulKernels(dnnl, previous);
+  const take = (name: string, slot: keyof typeof previous): KernelMaker => (current) => {
+    if (!current) throw new Error(`the wasm backend has no ${name} kernel`);
+    previous[slot] = current.kernelFunc;
+    return kernels[slot];
+  };
+  return {
+    [tf.BatchMatMul]: take(tf.BatchMatMul, "batchMatMul"),
+    [tf._FusedMatMul]: take(tf._FusedMatMul, "fusedMatMul"),
+  };
 }

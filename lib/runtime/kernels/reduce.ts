@@ -11,6 +11,7 @@
  * kernels.
  */
 import * as tf from "@tensorflow/tfjs-core";
+import type { KernelMaker } from "./install.ts";
 import "@tensorflow/tfjs-backend-wasm";
 import type { WasmBackend } from "./kernel_util.ts";
 
@@ -20,7 +21,7 @@ const originals = new Map<string, tf.KernelConfig>();
 
 /**
  * The wasm backend's own kernel for `name` (Sum or Mean), as it was before
- * {@link registerWasmReductions} replaced it (for benchmarks and tests).
+ * the project kernels replaced it (for benchmarks and tests).
  */
 export function originalWasmReduction(name: typeof tf.Sum | typeof tf.Mean): tf.KernelConfig {
   let config = originals.get(name);
@@ -139,20 +140,13 @@ export const wasmSum: tf.KernelFunc = reduction(false);
 /** Mean kernel function: x averaged over attrs.axis (keepDims as asked). */
 export const wasmMean: tf.KernelFunc = reduction(true);
 
-/** Replaces the wasm Sum and Mean with {@link wasmSum} and {@link wasmMean}; idempotent. */
-export function registerWasmReductions(): void {
-  for (const [name, kernelFunc] of [[tf.Sum, wasmSum], [tf.Mean, wasmMean]] as const) {
-    const current = tf.getKernel(name, BACKEND);
-    if (current?.kernelFunc === kernelFunc) continue;
-    const { setupFunc, disposeFunc } = originalWasmReduction(name);
-    if (current) tf.unregisterKernel(name, BACKEND);
-    // The original setupFunc binds the wasm function that its kernelFunc calls.
-    tf.registerKernel({
-      kernelName: name,
-      backendName: BACKEND,
-      kernelFunc,
-      setupFunc,
-      disposeFunc,
-    });
-  }
-}
+/** This file's wasm kernels, for {@link installKernels}; each keeps the one it replaces as its fallback. */
+export const WASM_REDUCTIONS: Record<string, KernelMaker> = Object.fromEntries(
+  ([[tf.Sum, wasmSum], [tf.Mean, wasmMean]] as const).map(([name, kernelFunc]) => [
+    name,
+    (current: tf.KernelConfig | undefined) => {
+      if (current && !originals.has(name)) originals.set(name, current);
+      return kernelFunc;
+    },
+  ]),
+);

@@ -5,8 +5,7 @@
  * loop over the backend's data: O(size of x), exact to float32 summation.
  */
 import * as tf from "@tensorflow/tfjs-core";
-
-const BACKEND = "wasm";
+import type { KernelMaker } from "./install.ts";
 
 /**
  * UnsortedSegmentSum kernel function: x [...ids.shape, ...rest] and
@@ -35,12 +34,7 @@ export function wasmUnsortedSegmentSum(args: Parameters<tf.KernelFunc>[0]): tf.T
   return { dataId: backend.write(out, shape, x.dtype), shape, dtype: x.dtype };
 }
 
-/** Registers {@link wasmUnsortedSegmentSum} unless wasm has the kernel. */
-export function registerWasmUnsortedSegmentSum(): void {
-  if (tf.getKernel(tf.UnsortedSegmentSum, BACKEND)) return;
-  tf.registerKernel({
-    kernelName: tf.UnsortedSegmentSum,
-    backendName: BACKEND,
-    kernelFunc: wasmUnsortedSegmentSum,
-  });
-}
+/** This file's wasm kernel, for {@link installKernels}. */
+export const WASM_UNSORTED_SEGMENT_SUM: Record<string, KernelMaker> = {
+  [tf.UnsortedSegmentSum]: () => wasmUnsortedSegmentSum,
+};

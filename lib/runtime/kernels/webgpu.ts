@@ -16,8 +16,7 @@
  *   its loss became NaN. Here the cast writes a float32 buffer.
  */
 import * as tf from "@tensorflow/tfjs-core";
-
-const BACKEND = "webgpu";
+import type { KernelMaker } from "./install.ts";
 
 /** What a project WGSL kernel hands to `runWebGPUProgram` (tfjs-backend-webgpu's program interface). */
 export interface WebGpuProgram {
@@ -100,15 +99,12 @@ export function elementwiseProgram(spec: ElementwiseSpec): WebGpuProgram {
 
 type KernelArgs = Parameters<tf.KernelFunc>[0];
 
-/** Registers `kernelFunc` for webgpu, given the kernel it replaces. */
-function override(name: string, make: (original: tf.KernelFunc) => tf.KernelFunc): void {
-  const original = tf.getKernel(name, BACKEND);
-  if (!original) throw new Error(`tfjs-backend-webgpu has no ${name} kernel to replace`);
-  if ((original.kernelFunc as { dmw?: boolean }).dmw) return;
-  const kernelFunc = make(original.kernelFunc);
-  (kernelFunc as { dmw?: boolean }).dmw = true;
-  tf.unregisterKernel(name, BACKEND);
-  tf.registerKernel({ kernelName: name, backendName: BACKEND, kernelFunc });
+/** A fix of a tfjs-webgpu kernel, made from the kernel it replaces. */
+function fix(name: string, make: (original: tf.KernelFunc) => tf.KernelFunc): KernelMaker {
+  return (current) => {
+    if (!current) throw new Error(`tfjs-backend-webgpu has no ${name} kernel to replace`);
+    return make(current.kernelFunc);
+  };
 }
 
 /** AddN in sums of at most maxStorageBuffersPerShaderStage − 1 inputs each. */
@@ -164,8 +160,8 @@ function convertingCast(original: tf.KernelFunc): tf.KernelFunc {
   };
 }
 
-/** Registers the webgpu fixes; idempotent. Needs tfjs-backend-webgpu loaded. */
-export function registerWebgpuKernels(): void {
-  override(tf.AddN, splitAddN);
-  override(tf.Cast, convertingCast);
-}
+/** The WebGPU fixes (AddN split by the storage-buffer limit, a converting Cast), for {@link installKernels}. */
+export const WEBGPU_FIXES: Record<string, KernelMaker> = {
+  [tf.AddN]: fix(tf.AddN, splitAddN),
+  [tf.Cast]: fix(tf.Cast, convertingCast),
+};
