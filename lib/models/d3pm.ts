@@ -17,9 +17,7 @@ import {
   D3PM_SCHEDULES,
   D3pmAncestral,
   type D3pmBatch,
-  type D3pmKernel,
   D3pmProcess,
-  type D3pmScheduleKind,
   oneHot,
 } from "../diffusion/d3pm.ts";
 import {

@@ -21,20 +21,8 @@ import * as tf from "@tensorflow/tfjs-core";
 import { loadMnist, mnistToFloat } from "../data/mnist.ts";
 import { sampleToy, TOY_DATASETS } from "../data/toy2d.ts";
 import { normalCdf } from "../data/tabular.ts";
-import {
-  drawFlowTimes,
-  FLOW_TIME_SCALE,
-  flowInterpolate,
-  flowTarget,
-  type FlowTimes,
-} from "../diffusion/flow.ts";
-import {
-  extract,
-  GaussianDiffusion,
-  type Objective,
-  predictX0,
-  type Weighting,
-} from "../diffusion/gaussian.ts";
+import { drawFlowTimes, FLOW_TIME_SCALE, flowInterpolate, flowTarget } from "../diffusion/flow.ts";
+import { extract, GaussianDiffusion, type Objective, predictX0 } from "../diffusion/gaussian.ts";
 import { type NetFn, runReverse } from "../diffusion/reverse.ts";
 import {
   CHURN_SAMPLERS,
@@ -44,14 +32,8 @@ import {
   SAMPLERS,
   samplersFor,
 } from "../diffusion/samplers.ts";
-import { makeSchedule, type ScheduleKind } from "../diffusion/schedules.ts";
-import {
-  EDM,
-  edmPreconditioning,
-  scheduleSigmas,
-  type SigmaGrid,
-  tToSigma,
-} from "../diffusion/sigma.ts";
+import { makeSchedule } from "../diffusion/schedules.ts";
+import { EDM, edmPreconditioning, scheduleSigmas, tToSigma } from "../diffusion/sigma.ts";
 import {
   makeTimestepSampler,
   type TimestepSampler,

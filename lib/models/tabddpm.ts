@@ -41,7 +41,7 @@ import { MultinomialDiffusion } from "../diffusion/multinomial.ts";
 import type { NetFn, ReverseProcess } from "../diffusion/reverse.ts";
 import { runReverse } from "../diffusion/reverse.ts";
 import { makeSampler, spacedTimesteps } from "../diffusion/samplers.ts";
-import { makeSchedule, type ScheduleKind } from "../diffusion/schedules.ts";
+import { makeSchedule } from "../diffusion/schedules.ts";
 import type { Network, Weights } from "../network/layers.ts";
 import { MLPDiffusion, ResNetDiffusion } from "../network/mlp.ts";
 import type { Rng } from "../runtime/rng.ts";
