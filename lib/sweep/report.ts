@@ -8,12 +8,22 @@
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { stringify as yaml } from "yaml";
+import { parse } from "csv-parse/sync";
 import type { TopLevelSpec } from "vega-lite";
+import { isToy, sampleToy } from "../data/toy2d.ts";
+import { Rng } from "../runtime/rng.ts";
 import { DEFAULT_STORE, openStore, type Store } from "../store/store.ts";
 import type { TrainJob } from "./planner.ts";
 import { FIGURE_FONT, figureData, figureSpec, renderSvg, svgToPng } from "./plot.ts";
-import { chooseMetric, compareGrid, defaultAxes, showValue, sweepResults } from "./results.ts";
-import type { SweepResults } from "./results.ts";
+import {
+  chooseMetric,
+  compareGrid,
+  type ConfigResult,
+  defaultAxes,
+  showValue,
+  type SweepResults,
+  sweepResults,
+} from "./results.ts";
 
 /** Options of {@link writeReport}. */
 export interface ReportOptions {
@@ -116,6 +126,82 @@ export function lossSpec(runs: RunLosses[]): TopLevelSpec {
   } as TopLevelSpec;
 }
 
+/** The sample file of a configuration's evaluation: 2-D points, or an image, or none. */
+export type BestSamples =
+  | { kind: "points"; path: string; points: [number, number][]; real?: [number, number][] }
+  | { kind: "png"; path: string };
+
+/**
+ * The first sample file the configuration's evaluation recorded that a
+ * report can show: a PNG (image samples), or a CSV of columns x, y (2-D
+ * points, with 2,000 draws of the data set when it is a toy set). Tables
+ * and missing files give undefined.
+ */
+export async function bestSamples(
+  store: Store,
+  config: ConfigResult,
+  data: string,
+): Promise<BestSamples | undefined> {
+  if (config.job === undefined) return undefined;
+  const files = (await store.artifacts(config.job)).filter((a) => a.kind === "samples")
+    .map((a) => a.path).filter((p) => fs.existsSync(p));
+  const png = files.find((p) => p.endsWith(".png"));
+  const csv = files.find((p) => p.endsWith(".csv"));
+  if (csv) {
+    const [header, ...body] = parse(fs.readFileSync(csv, "utf8")) as string[][];
+    if (header?.length === 2 && header[0] === "x" && header[1] === "y") {
+      const points = body.map((r) => [Number(r[0]), Number(r[1])] as [number, number]);
+      let real: [number, number][] | undefined;
+      if (isToy(data)) {
+        const flat = sampleToy(data, 2000, new Rng(0xda7a));
+        real = Array.from({ length: 2000 }, (_, i) => [flat[2 * i], flat[2 * i + 1]]);
+      }
+      return { kind: "points", path: csv, points, real };
+    }
+  }
+  return png ? { kind: "png", path: png } : undefined;
+}
+
+/** The Vega-Lite spec of 2-D samples over draws of the real data (grey). */
+export function samplesSpec(
+  samples: Extract<BestSamples, { kind: "points" }>,
+  title: string,
+): TopLevelSpec {
+  const values = [
+    ...(samples.real ?? []).map(([x, y]) => ({ x, y, set: "data" })),
+    ...samples.points.map(([x, y]) => ({ x, y, set: "samples" })),
+  ];
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: {
+      text: "samples of the best configuration",
+      subtitle: `${title}; ${samples.points.length} samples${
+        samples.real ? ` over ${samples.real.length} draws of the data (grey)` : ""
+      }`,
+      anchor: "start",
+    },
+    background: "white",
+    config: { font: FIGURE_FONT },
+    width: 360,
+    height: 360,
+    data: { values },
+    // No ARIA label per point: thousands of them would triple the file.
+    mark: { type: "circle", size: 8, aria: false },
+    encoding: {
+      x: { field: "x", type: "quantitative", scale: { zero: false } },
+      y: { field: "y", type: "quantitative", scale: { zero: false } },
+      color: {
+        field: "set",
+        type: "nominal",
+        title: null,
+        scale: { domain: ["data", "samples"], range: ["#bbbbbb", "#d62728"] },
+      },
+      opacity: { value: 0.6 },
+      order: { field: "set", sort: "ascending" },
+    },
+  } as TopLevelSpec;
+}
+
 /** The compare grid as a Markdown table, the best cell in bold. */
 export function gridMarkdown(
   sweep: SweepResults,
@@ -186,19 +272,41 @@ export async function writeReport(opts: ReportOptions): Promise<string[]> {
         "",
       );
     }
+    let best: ConfigResult | undefined;
+    let bestText: string | undefined;
     if (metric && sweep.results.some((r) => Number.isFinite(r.metrics[metric] ?? NaN))) {
       const data = figureData([sweep], { metric, by: opts.by, x: opts.x });
       await writeBoth(opts.out, metric, figureSpec(data));
       files.push(join(opts.out, `${metric}.svg`), join(opts.out, `${metric}.png`));
-      const best = data.points.find((p) => p.best)!;
+      const point = data.points.find((p) => p.best)!;
+      best = sweep.results.find((r) => r.params === point.params);
+      bestText = sweep.varying.map((k) => `${k}=${showValue(point.params[k])}`).join(" ");
       md.push(
         `## ${metric} against ${data.x === "nfe" ? "NFE" : data.x}`,
         "",
         `![${metric} against ${data.x}](${metric}.png)`,
         "",
-        `Best: ${metric} ${best.value.toPrecision(4)} ± ${best.spread.toPrecision(2)} with ${
-          sweep.varying.map((k) => `${k}=${showValue(best.params[k])}`).join(" ")
-        }${best.params.nfe !== undefined ? ` (NFE ${best.params.nfe})` : ""}.`,
+        `Best: ${metric} ${point.value.toPrecision(4)} ± ${
+          point.spread.toPrecision(2)
+        } with ${bestText}${point.params.nfe !== undefined ? ` (NFE ${point.params.nfe})` : ""}.`,
+        "",
+      );
+    }
+    const samples = best ? await bestSamples(store, best, e.data) : undefined;
+    if (samples?.kind === "png") {
+      fs.copyFileSync(samples.path, join(opts.out, "samples-best.png"));
+      files.push(join(opts.out, "samples-best.png"));
+    } else if (samples?.kind === "points") {
+      await writeBoth(opts.out, "samples-best", samplesSpec(samples, bestText!));
+      files.push(join(opts.out, "samples-best.svg"), join(opts.out, "samples-best.png"));
+    }
+    if (samples) {
+      md.push(
+        "## Samples of the best configuration",
+        "",
+        `![samples of ${bestText}](samples-best.png)`,
+        "",
+        `From \`${samples.path}\`.`,
         "",
       );
     }

@@ -41,6 +41,8 @@ export interface ConfigResult extends Scored {
   spreads: Record<string, number>;
   /** State of its evaluation job ("missing" when it has none). */
   state: string;
+  /** Its evaluation job's id, when the store has the job. */
+  job?: number;
 }
 
 /** A sweep as stored, with its configurations' results. */
@@ -99,7 +101,14 @@ export async function sweepResults(store: Store, name?: string): Promise<SweepRe
     }
     // `nfe`, recorded by the evaluation, joins the parameters so that it can be an axis.
     const params = { ...JSON.parse(c.params), ...(nfe === undefined ? {} : { nfe }) };
-    return { sweep: sweep.name, params, metrics, spreads, state: job?.state ?? "missing" };
+    return {
+      sweep: sweep.name,
+      params,
+      metrics,
+      spreads,
+      state: job?.state ?? "missing",
+      job: job?.id,
+    };
   });
   const varying = varyingParams(
     Object.keys(experiment.parameters ?? {}),

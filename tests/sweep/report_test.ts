@@ -3,7 +3,8 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { runSweep } from "../../lib/sweep/commands.ts";
-import { bandName } from "../../lib/sweep/report.ts";
+import { bandName, writeReport } from "../../lib/sweep/report.ts";
+import { buildFixture, fixtureMmd } from "../dashboard/fixture.ts";
 
 const main = fileURLToPath(new URL("../../main.ts", import.meta.url));
 const fake = [
@@ -118,4 +119,32 @@ parameters:
     new TextDecoder().decode(bad.stderr),
     /no sweep named "nope" in the store .*\(sweeps: rep\)/,
   );
+});
+
+Deno.test("report: the best configuration's 2-D samples over the data, from the recorded store", async () => {
+  const f = await buildFixture();
+  const out = join(f.dir, "report");
+  const files = await writeReport({ storePath: f.storePath, out });
+  assert.ok(files.includes(join(out, "samples-best.svg")), files.join(", "));
+  const md = fs.readFileSync(join(out, "README.md"), "utf8");
+  // By hand: the best done evaluation is linear, 100 steps, DDIM with EMA 0.999.
+  const best = fixtureMmd({ sample_steps: 100, sampler: "ddim", ema_eval: "0.999" });
+  assert.equal(best, 0.012);
+  assert.match(
+    md,
+    /Best: mmd 0\.01200 ± 0\.0020 with schedule=linear sample_steps=100 sampler=ddim ema_eval=0\.999 \(NFE 100\)/,
+  );
+  assert.match(md, /!\[samples of schedule=linear .*\]\(samples-best\.png\)/);
+  const svg = fs.readFileSync(join(out, "samples-best.svg"), "utf8");
+  assert.ok(
+    svg.includes(
+      ">schedule=linear sample_steps=100 sampler=ddim ema_eval=0.999; 400 samples over 2000 draws of the data (grey)<",
+    ),
+  );
+  // Every sample and every draw of the data is a circle.
+  const circles = svg.match(/<path transform="translate\([^)]*\)" d="M[^"]*A/g) ?? [];
+  assert.equal(circles.length, 2400 + 2, "2,400 points and the legend's two symbols");
+  // The fixture's running training job logged steps 10–200, the done one 10–400: two panels.
+  const loss = fs.readFileSync(join(out, "loss.svg"), "utf8");
+  assert.ok(loss.includes(">schedule=linear<") && loss.includes(">schedule=cosine<"));
 });
