@@ -20,7 +20,7 @@ import {
 import * as tf from "@tensorflow/tfjs-core";
 import { loadMnist, mnistToFloat } from "../data/mnist.ts";
 import { sampleToy, TOY_DATASETS } from "../data/toy2d.ts";
-import { normalCdf } from "../data/tabular.ts";
+import { normalCdf } from "../runtime/normal.ts";
 import { drawFlowTimes, FLOW_TIME_SCALE, flowInterpolate, flowTarget } from "../diffusion/flow.ts";
 import { extract, GaussianDiffusion, type Objective, predictX0 } from "../diffusion/gaussian.ts";
 import { type NetFn, runReverse } from "../diffusion/reverse.ts";

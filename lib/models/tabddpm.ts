@@ -31,11 +31,11 @@ import {
   NON_NUMERIC_POLICIES,
   type NonNumericPolicy,
   type NumericBlankPolicy,
-  QuantileTransformer,
   selectRows,
   splitRows,
   type Table,
 } from "../data/tabular.ts";
+import { QuantileTransformer } from "../data/quantile.ts";
 import { GaussianDiffusion } from "../diffusion/gaussian.ts";
 import { MultinomialDiffusion } from "../diffusion/multinomial.ts";
 import type { NetFn, ReverseProcess } from "../diffusion/reverse.ts";
