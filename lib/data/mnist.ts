@@ -131,3 +131,22 @@ export function mnistToFloat(images: Uint8Array, indices: ArrayLike<number>): Fl
   }
   return out;
 }
+
+/** Per-pixel mean and variance of the MNIST training images in [−1, 1]. */
+export function mnistPixelMoments(): { mean: Float64Array; variance: Float64Array } {
+  const { images, n } = loadMnist("train");
+  const mean = new Float64Array(784);
+  const sq = new Float64Array(784);
+  for (let i = 0; i < n; i++) {
+    for (let p = 0; p < 784; p++) {
+      const v = images[i * 784 + p] / 127.5 - 1;
+      mean[p] += v;
+      sq[p] += v * v;
+    }
+  }
+  for (let p = 0; p < 784; p++) {
+    mean[p] /= n;
+    sq[p] = sq[p] / n - mean[p] ** 2;
+  }
+  return { mean, variance: sq };
+}

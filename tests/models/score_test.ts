@@ -1,7 +1,6 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import * as fs from "node:fs";
-import { join } from "node:path";
 import { evalCommand } from "../../lib/commands/eval.ts";
 import { resolveConfig } from "../../lib/models/config.ts";
 import type { RunConfig } from "../../lib/models/model.ts";
@@ -10,10 +9,8 @@ import {
   mnistPriorMismatch,
   SCORE_ENTRY,
   SCORE_KEYS,
-  scoreFigures,
   ScoreModel,
 } from "../../lib/models/score.ts";
-import type { Weights } from "../../lib/network/layers.ts";
 import { Rng } from "../../lib/runtime/rng.ts";
 import { train, trainStep } from "../../lib/trainer/trainer.ts";
 import { Adam } from "../../lib/trainer/optim.ts";
@@ -190,18 +187,6 @@ Deno.test("the prior N(0, σ(1)²) is far from MNIST's marginal at t = 1 unless 
   assert.ok(seed.klPerDim > 0.1, `KL per pixel ${seed.klPerDim}`);
   assert.ok(wide.klPerDim < seed.klPerDim / 50, `KL per pixel at σ(1) = 10: ${wide.klPerDim}`);
   assert.ok(wide.w2 < seed.w2);
-});
-
-Deno.test("scoreFigures writes the forward, reverse and attention figures", async () => {
-  const model = new ScoreModel(config());
-  const weights: Weights = model.init(new Rng(6));
-  const dir = Deno.makeTempDirSync();
-  const paths = await scoreFigures({ model, weights }, dir, { steps: 4, frames: 3, heads: 1 });
-  assert.ok(paths.includes(join(dir, "forward.png")) && paths.includes(join(dir, "reverse.png")));
-  assert.ok(paths.some((p) => p.endsWith("attn_mid_cross_head0.png")));
-  paths.forEach((p) => assert.ok(fs.statSync(p).size > 100, p));
-  fs.rmSync(dir, { recursive: true });
-  tf.dispose(Object.values(weights));
 });
 
 /**
