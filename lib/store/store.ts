@@ -424,8 +424,10 @@ async function openPostgres(url: string, opts: OpenOptions): Promise<SqlStore> {
         oid === INT8 ? Number : pg.types.getTypeParser(oid, format as "text")) as never,
     },
   });
-  // A connection dropped while idle (the server restarted) is replaced on the next query.
+  // A connection dropped while idle (the server restarted) is replaced on the next query; one
+  // dropped while checked out fails its query, and its client's own error event is not fatal.
   pool.on("error", () => {});
+  pool.on("connect", (client: pg.PoolClient) => client.on("error", () => {}));
   const db = new Kysely<Tables>({
     dialect: new PostgresDialect({ pool }),
     plugins: [new CamelCasePlugin()],
@@ -446,7 +448,7 @@ async function openPostgres(url: string, opts: OpenOptions): Promise<SqlStore> {
         "check that PostgreSQL runs there and the user may create tables",
     );
   }
-  return new SqlStore(db, "postgres", where);
+  return new SqlStore(db, "postgres", where, pool);
 }
 
 const nan = (v: number | null | undefined): number => v ?? NaN;
@@ -454,12 +456,25 @@ const nan = (v: number | null | undefined): number => v ?? NaN;
 /** A {@link Store} on Kysely, over SQLite or PostgreSQL. */
 class SqlStore implements Store, SqlExecutor {
   readonly #db: Db;
+  readonly #pool?: pg.Pool;
 
-  constructor(db: Db, readonly engine: "sqlite" | "postgres", readonly location: string) {
+  /** `pool`: the PostgreSQL pool under `db`, for raw statements outside a transaction. */
+  constructor(
+    db: Db,
+    readonly engine: "sqlite" | "postgres",
+    readonly location: string,
+    pool?: pg.Pool,
+  ) {
     this.#db = db;
+    this.#pool = pool;
   }
 
   async executeSql(text: string, values: unknown[] = []): Promise<{ rows: any[] }> {
+    // A multi-statement query (pg-boss's maintenance) goes straight to the pool, which answers
+    // every statement's rows, where Kysely keeps only one result.
+    if (this.#pool && /;\s*\S/.test(text)) {
+      return await this.#pool.query(text, values) as unknown as { rows: any[] };
+    }
     const r = await this.#db.executeQuery(CompiledQuery.raw(text, values));
     return { rows: r.rows as any[] };
   }

@@ -40,8 +40,9 @@ export interface QueueData {
 }
 
 /**
- * Starts pg-boss on the store's database, through the store's own connection
- * pool (its own `pgboss` schema, created on first use). Heartbeats are
+ * Starts pg-boss on the store's database through the store's own connection
+ * pool (raw statements, so its multi-statement maintenance queries get every
+ * result), in its own `pgboss` schema (created on first use). Heartbeats are
  * checked every 2 s, so a dead worker's job is handed out again about
  * {@link HEARTBEAT_SECONDS} + 2 s after its last heartbeat. Errors pg-boss
  * reports in the background (the database restarting) go to `onError`; the

@@ -21,9 +21,10 @@ const fake = [
 
 Deno.test("a sweep runs on a PostgreSQL store; compare, list and watch read it by URL", async () => {
   const pg = await startPostgres();
+  let dir: string | undefined;
   try {
     const url = await pg.newDatabase();
-    const dir = Deno.makeTempDirSync({ prefix: "dmw-pgsweep-" });
+    dir = Deno.makeTempDirSync({ prefix: "dmw-pgsweep-" });
     const file = join(dir, "exp.yaml");
     fs.writeFileSync(
       file,
@@ -99,5 +100,6 @@ parameters:
     assert.match(await watchPlain({ storePath: url, sweep: "pgs" }), /sweep pgs \(done\): 6 done/);
   } finally {
     await pg.stop();
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
   }
 });
