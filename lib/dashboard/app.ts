@@ -22,8 +22,18 @@ export function keyNames(input: string, key: InkKey): Key[] {
   if (key.return) return ["enter"];
   if (key.escape) return ["escape"];
   if (key.tab) return ["tab"];
+  if (key.backspace || key.delete) return ["backspace"];
   if (key.ctrl || key.meta) return [];
-  return [...input].map((c) => c === "\r" || c === "\n" ? "enter" : c === "\t" ? "tab" : c)
+  // In a chunk, DEL and BS are the backspace key.
+  return [...input].map((c) =>
+    c === "\r" || c === "\n"
+      ? "enter"
+      : c === "\t"
+      ? "tab"
+      : c === "\x7f" || c === "\b"
+      ? "backspace"
+      : c
+  )
     .filter((c) => c.length > 1 || c >= " ");
 }
 

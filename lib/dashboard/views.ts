@@ -32,7 +32,14 @@ import {
   type SortOrder,
   sortRows,
 } from "./model.ts";
-import { compareGrid, defaultAxes, showValue } from "../sweep/results.ts";
+import {
+  compareGrid,
+  defaultAxes,
+  type FilterTerm,
+  matchesFilter,
+  parseFilter,
+  showValue,
+} from "../sweep/results.ts";
 import { drawPreview, type Preview } from "./samples.ts";
 
 /** The screens. */
@@ -61,6 +68,10 @@ export interface UiState {
   colParam?: string;
   /** A pending cancel awaiting y. */
   confirm?: { jobId: number; text: string };
+  /** The run filter applied (`key=value` terms; see {@link parseFilter}). @default none */
+  filter?: string;
+  /** The filter being typed after `/`, until Enter applies it or Esc drops it. */
+  editing?: string;
   /** The last message (a result, or why a key did nothing). */
   message?: string;
 }
@@ -76,12 +87,69 @@ export type Action =
   | { type: "cancel"; jobId: number }
   | { type: "restart"; jobId: number };
 
-/** A key: a printable character, or up, down, pageup, pagedown, home, end, enter, escape, tab. */
+/** A key: a printable character, or up, down, pageup, pagedown, home, end, enter, escape, tab, backspace. */
 export type Key = string;
 
-/** Rows in the order shown. */
+/** Every parameter a filter may name: the configurations' keys, and nfe where recorded. */
+function filterParams(snap: Snapshot): string[] {
+  const keys = new Set(snap.rows.flatMap((r) => Object.keys(r.params)));
+  if (snap.rows.some((r) => r.nfe !== undefined)) keys.add("nfe");
+  return [...keys];
+}
+
+/** The filter's terms (none when there is no filter or it no longer parses). */
+function filterTerms(snap: Snapshot, ui: UiState): FilterTerm[] {
+  if (!ui.filter) return [];
+  try {
+    return parseFilter(ui.filter, filterParams(snap));
+  } catch {
+    return [];
+  }
+}
+
+/** The rows the filter keeps, in plan order. */
+export function filteredRows(snap: Snapshot, ui: UiState): RunRow[] {
+  const terms = filterTerms(snap, ui);
+  if (terms.length === 0) return snap.rows;
+  return snap.rows.filter((r) =>
+    matchesFilter(r.nfe === undefined ? r.params : { ...r.params, nfe: r.nfe }, terms)
+  );
+}
+
+/** Rows in the order shown (those the filter keeps). */
 export function shownRows(snap: Snapshot, ui: UiState): RunRow[] {
-  return sortRows(snap.rows, ui.sort, snap.minimize);
+  return sortRows(filteredRows(snap, ui), ui.sort, snap.minimize);
+}
+
+/** Keys while a filter is typed: characters, backspace, Enter to apply, Esc to drop. */
+function editFilter(
+  ui: UiState,
+  next: UiState,
+  key: Key,
+  snap: Snapshot | undefined,
+): { ui: UiState } {
+  const text = ui.editing ?? "";
+  if (key === "escape") {
+    next.editing = undefined;
+    next.message = ui.filter ? `filter kept: ${ui.filter}` : "no filter";
+  } else if (key === "backspace") next.editing = text.slice(0, -1);
+  else if (key === "enter") {
+    if (!snap) return { ui: next };
+    try {
+      const terms = parseFilter(text, filterParams(snap));
+      next.editing = undefined;
+      next.filter = terms.length ? text.trim() : undefined;
+      next.selected = 0;
+      next.scroll = 0;
+      const kept = filteredRows(snap, next).length;
+      next.message = next.filter
+        ? `filter ${next.filter}: ${kept} of ${snap.rows.length} runs`
+        : `no filter: all ${snap.rows.length} runs`;
+    } catch (e) {
+      next.message = (e as Error).message;
+    }
+  } else if (key.length === 1) next.editing = text + key;
+  return { ui: next };
 }
 
 /** The next state for a key (and an action, when the key asks for one). */
@@ -100,6 +168,7 @@ export function handleKey(
     next.message = "not cancelled";
     return { ui: next };
   }
+  if (ui.editing !== undefined) return editFilter(ui, next, key, snap);
   if (key === "q") return { ui: next, action: { type: "quit" } };
   if (key === "?") return { ui: { ...next, help: !ui.help } };
   if (ui.help) {
@@ -112,6 +181,10 @@ export function handleKey(
   }
   if (key === "escape") {
     next.view = "overview";
+    return { ui: next };
+  }
+  if (key === "/") {
+    next.editing = ui.filter ?? "";
     return { ui: next };
   }
   if (!snap) return { ui: next };
@@ -242,7 +315,19 @@ export function renderFrame(
   if (snap && ui.view === "overview") {
     tabs.push({ text: `   sort: ${ui.sort === "plan" ? "plan order" : snap.metric}`, dim: true });
   }
-  const message: Line = ui.confirm
+  if (snap && ui.filter && ui.view !== "detail") {
+    tabs.push({
+      text: `   filter ${filteredRows(snap, ui).length}/${snap.rows.length}: ${ui.filter}`,
+      fg: 214,
+    });
+  }
+  const message: Line = ui.editing !== undefined
+    ? [
+      ui.message
+        ? { text: ui.message, fg: 214 }
+        : { text: "filter: key=value terms, e.g. schedule=cosine sampler=ddim", dim: true },
+    ]
+    : ui.confirm
     ? [{ text: ui.confirm.text, fg: 214, bold: true }]
     : ui.message
     ? [{ text: ui.message, fg: 214 }]
@@ -253,7 +338,7 @@ export function renderFrame(
     ...body.slice(0, bodyH),
     ...Array.from({ length: Math.max(0, bodyH - body.length) }, () => []),
     message,
-    footerLine(ui),
+    footerLine(ui, cols),
   ];
   return { lines: lines.map((l) => fitLine(l, cols)), scroll };
 }
@@ -572,7 +657,8 @@ function compareLines(s: Snapshot, ui: UiState, cols: number, bodyH: number): Li
       }`,
     }]];
   }
-  const g = compareGrid(s.rows, rp, cp, s.metric, s.minimize);
+  const rows = filteredRows(s, ui);
+  const g = compareGrid(rows, rp, cp, s.metric, s.minimize);
   const others = s.varying.filter((k) => k !== rp && k !== cp);
   const lines: Line[] = [[
     { text: `${s.metric} (${s.minimize ? "lower" : "higher"} is better)`, bold: true },
@@ -625,7 +711,7 @@ function compareLines(s: Snapshot, ui: UiState, cols: number, bodyH: number): Li
   if (g.best) {
     const [bi, bj] = g.best;
     const v = g.cells[bi][bj]!;
-    const row = s.rows[g.members[bi][bj]!];
+    const row = rows[g.members[bi][bj]!];
     lines.push([{
       text: `best: ${rp}=${g.rowValues[bi]} ${cp}=${g.colValues[bj]}${
         row && others.length
@@ -649,6 +735,7 @@ export function helpLines(): Line[] {
     ["s", "sort the runs by the sweep's metric / plan order"],
     ["l", "run detail: log or linear loss scale"],
     ["x  y", "compare: change the row / column parameter"],
+    ["/", "filter the runs (overview, compare): schedule=cosine sampler=ddim; empty: all"],
     ["c", "cancel the run's current job (asks first)"],
     ["r", "restart the run's failed, cancelled or stopped job"],
     ["?", "this help"],
@@ -661,7 +748,19 @@ export function helpLines(): Line[] {
   ];
 }
 
-function footerLine(ui: UiState): Line {
+function footerLine(ui: UiState, cols: number): Line {
+  if (ui.editing !== undefined) {
+    // The filter being typed, then its keys (cut first when the text is long).
+    const line: Line = [
+      { text: " /", fg: 214, bold: true },
+      { text: ui.editing },
+      { text: "▏", fg: 214 },
+    ];
+    for (const [k, v] of [["⏎", "apply"], ["Esc", "cancel"], ["⌫", "erase"]]) {
+      line.push({ text: `  ${k}`, fg: 214, bold: true }, { text: ` ${v}`, dim: true });
+    }
+    return line;
+  }
   const keys: [string, string][] = ui.confirm
     ? [["y", "confirm"], ["other", "keep it running"]]
     : ui.help
@@ -698,8 +797,14 @@ function footerLine(ui: UiState): Line {
       "q",
       "quit",
     ]];
+  // "/ filter" joins the keys where the line has room for it (it always is in the help).
+  const shown = (ui.view === "overview" || ui.view === "compare") && !ui.help && !ui.confirm &&
+      ui.editing === undefined
+    ? [...keys.slice(0, -2), ["/", "filter"] as [string, string], ...keys.slice(-2)]
+    : keys;
+  const fits = 1 + shown.reduce((n, [k, v]) => n + width(k) + v.length + 3, 0) <= cols;
   const line: Line = [{ text: " " }];
-  for (const [k, v] of keys) {
+  for (const [k, v] of fits ? shown : keys) {
     line.push({ text: k, fg: 214, bold: true }, { text: ` ${v}  `, dim: true });
   }
   return line;

@@ -281,3 +281,40 @@ export function checkParam(sweep: SweepResults, option: string, name: string): v
       `(varying: ${sweep.varying.join(", ") || "none"}; all: ${params.join(", ")})`,
   );
 }
+
+/** One term of a run filter: the parameter and the value it must show. */
+export interface FilterTerm {
+  /** Parameter name. */
+  key: string;
+  /** The value as shown ({@link showValue}). */
+  value: string;
+}
+
+/**
+ * Parses a run filter, `key=value` terms separated by spaces
+ * (`schedule=cosine sampler=ddim`); a run matches when it matches every
+ * key, and any of the values given for one key (`sampler=ddim
+ * sampler=heun`). A term that is not `key=value`, or whose key is not one
+ * of `params`, is an error naming it and the nearest parameter.
+ */
+export function parseFilter(text: string, params: string[]): FilterTerm[] {
+  const terms: FilterTerm[] = [];
+  for (const word of text.trim().split(/\s+/).filter((w) => w !== "")) {
+    const eq = word.indexOf("=");
+    if (eq <= 0) throw new Error(`"${word}" is not key=value (schedule=cosine)`);
+    const key = word.slice(0, eq);
+    if (!params.includes(key)) {
+      throw new Error(
+        `${key} is not a parameter${didYouMean(key, params)} in "${word}" (${params.join(", ")})`,
+      );
+    }
+    terms.push({ key, value: word.slice(eq + 1) });
+  }
+  return terms;
+}
+
+/** Whether a configuration's parameters match every key of a filter (any of its values). */
+export function matchesFilter(params: RunConfig, terms: FilterTerm[]): boolean {
+  const keys = new Set(terms.map((t) => t.key));
+  return [...keys].every((k) => terms.some((t) => t.key === k && showValue(params[k]) === t.value));
+}

@@ -307,3 +307,53 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "tmux 100×30 and 80×24: / filters the runs by parameter, in the overview and compare",
+  fn: async () => {
+    needTmux();
+    const f = await buildFixture(undefined, { status: "done" });
+    try {
+      for (const [cols, rows] of [[100, 30], [80, 24]]) {
+        const p = new Pane(`filter${cols}`, watchCommand(f.storePath, "CI=true"), cols, rows);
+        await p.waitFor([/▸ +0 linear/], `overview at ${cols}×${rows}`);
+        p.send("/");
+        await p.waitFor([/^filter: key=value terms/m, /^ \/▏ +⏎ apply +Esc cancel/m], "/ opens");
+        p.send("-l", "sampler=ddimm");
+        p.send("BSpace");
+        await p.waitFor([/^ \/sampler=ddim▏ /m], "typing and backspace");
+        p.send("-l", " schedule=linear");
+        p.send("Enter");
+        let s = await p.waitFor(
+          [/filter 6\/24: sampler=ddim/, /filter sampler=ddim schedule=linear: 6 of 24 runs/],
+          "Enter applies the filter",
+        );
+        // By hand: the plan is schedule × steps × sampler × EMA (EMA fastest), so linear with
+        // DDIM (the second sampler) is 4·steps + 2 + EMA: 2, 3, 6, 7, 10, 11.
+        const table = s.split("\n").filter((l) => /^[▸ ] +\d+ /.test(l));
+        assert.deepEqual(
+          table.map((l) => Number(l.match(/^[▸ ] +(\d+) /)![1])),
+          [2, 3, 6, 7, 10, 11],
+        );
+        assert.ok(table.every((l) => / linear .* ddim /.test(l)), table.join("\n"));
+        p.send("Tab", "Tab");
+        s = await p.waitFor([/schedule \\ sample_steps/, /filter 6\/24/], "compare, filtered");
+        assert.doesNotMatch(s, /cosine/);
+        assert.match(s, /linear +0\.03 +0\.014 +★0\.012/);
+        p.send("/");
+        p.send("-l", " shedule=x");
+        p.send("Enter");
+        await p.waitFor(
+          [/^shedule is not a parameter \(did you mean "schedule"\?\)/m, /shedule=x▏/],
+          "a bad key, and the text stays to be fixed",
+        );
+        p.send("Escape");
+        await p.waitFor([/filter kept: sampler=ddim schedule=linear/], "Esc keeps the filter");
+        p.send("q");
+        assert.ok(await gone(p.pid), "q ends the dashboard");
+      }
+    } finally {
+      killServer();
+    }
+  },
+});

@@ -100,6 +100,61 @@ Deno.test("compare keys cycle the row and column parameters", async () => {
   }
 });
 
+Deno.test("/ filters the runs by parameter: typing, backspace, Enter, a bad term, Esc", async () => {
+  const { snap, reader, close } = await snapshot();
+  try {
+    let { ui } = press(initialUi(), ["j", "/", ..."sampler=ddimm", "backspace"], snap);
+    assert.equal(ui.editing, "sampler=ddim");
+    assert.equal(ui.filter, undefined, "nothing applies before Enter");
+    assert.equal(ui.view, "overview", "keys while typing are text, not commands");
+    ({ ui } = press(ui, [..." schedule=linear", "enter"], snap));
+    assert.equal(ui.filter, "sampler=ddim schedule=linear");
+    assert.equal(ui.editing, undefined);
+    assert.equal(ui.selected, 0);
+    // By hand: the fixture's 24 runs are schedule × steps × sampler × EMA; linear and DDIM
+    // leave 3 steps × 2 EMA settings.
+    assert.match(ui.message!, /filter sampler=ddim schedule=linear: 6 of 24 runs/);
+    const frame = renderFrame(snap, ui, { cols: 80, rows: 24, series: (id) => reader.series(id) });
+    const text = frame.lines.map(plain);
+    assert.match(text[2], /filter 6\/24: sampler=ddim/, "the count first: long filters are cut");
+    const shown = text.slice(4, 10);
+    assert.ok(shown.every((l) => / linear .* ddim /.test(l)), shown.join("\n"));
+    assert.doesNotMatch(text[10], /linear|cosine/);
+    // Two values of one key: either matches.
+    ({ ui } = press(ui, ["/", ..." sampler=ddpm", "enter"], snap));
+    assert.match(ui.message!, /: 12 of 24 runs/);
+
+    ({ ui } = press(ui, [
+      "/",
+      ...[..."sampler=ddim sampler=ddpm schedule=linear"].map(() => "backspace"),
+      ..."sampler=ddpm schedule=linear ema_eval=raw",
+      "enter",
+      "tab",
+      "tab",
+    ], snap));
+    assert.equal(ui.view, "compare");
+    // The grid of the runs kept; by hand, DDPM with raw weights on linear: 0.01 + 0.2/steps + 0.007.
+    const grid = renderFrame(snap, ui, { cols: 100, rows: 30, series: (id) => reader.series(id) })
+      .lines.map(plain).join("\n");
+    assert.match(grid, /linear +0\.037 +0\.021 +★0\.019/, grid);
+    assert.doesNotMatch(grid, /cosine/, "the filter leaves out the cosine runs");
+    ({ ui } = press(ui, ["/", ..." x", "enter"], snap));
+    assert.match(ui.message!, /^"x" is not key=value/);
+    assert.ok(ui.editing !== undefined, "a bad filter stays open to be fixed");
+    ({ ui } = press(ui, ["escape"], snap));
+    assert.equal(ui.editing, undefined);
+    assert.equal(ui.filter, "sampler=ddpm schedule=linear ema_eval=raw", "Esc keeps the filter");
+    ({ ui } = press(ui, ["/", ..."x", "backspace", ..." shedule=cosine", "enter"], snap));
+    assert.match(ui.message!, /^shedule is not a parameter \(did you mean "schedule"\?\)/);
+    ({ ui } = press(ui, ["escape", "/"], snap));
+    ({ ui } = press(ui, [...Array(60).fill("backspace"), "enter"], snap));
+    assert.equal(ui.filter, undefined, "an empty filter shows every run");
+    assert.match(ui.message!, /no filter: all 24 runs/);
+  } finally {
+    await close();
+  }
+});
+
 Deno.test("every view fills the terminal exactly, at 80×24 and 120×40", async () => {
   const { snap, reader, close } = await snapshot();
   try {
@@ -111,12 +166,14 @@ Deno.test("every view fills the terminal exactly, at 80×24 and 120×40", async 
           { ...initialUi(), view: "detail" as const, selected: 5, log: false },
           { ...initialUi(), view: "compare" as const },
           { ...initialUi(), help: true },
+          { ...initialUi(), filter: "schedule=cosine", editing: "schedule=cosine sampler=d" },
+          { ...initialUi(), view: "compare" as const, filter: "sampler=ddim" },
         ]
       ) {
         const { lines } = renderFrame(snap, ui, { cols, rows, series: (id) => reader.series(id) });
         assert.equal(lines.length, rows - 1, `${cols}×${rows} ${ui.view}`);
         for (const l of lines) assert.equal(width(plain(l)), cols, plain(l));
-        assert.match(plain(lines.at(-1)!), /q quit/);
+        assert.match(plain(lines.at(-1)!), ui.editing === undefined ? /q quit/ : /Esc cancel/);
         assert.match(plain(lines[0]), /fixture {2}running {2}ddpm on 8gaussians/);
       }
     }

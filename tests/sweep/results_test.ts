@@ -7,7 +7,9 @@ import {
   type ConfigResult,
   defaultAxes,
   distinctValues,
+  matchesFilter,
   noSweepError,
+  parseFilter,
   recordedNfe,
   type SweepResults,
   sweepResults,
@@ -202,4 +204,29 @@ Deno.test("sweepResults reads the store; its grid is the dashboard's and the fix
   } finally {
     await store.close();
   }
+});
+
+Deno.test("run filters: key=value terms, every key and any of its values; errors name the term", () => {
+  const params = ["schedule", "sample_steps", "sampler"];
+  const terms = parseFilter("  schedule=cosine sampler=ddim  sampler=heun ", params);
+  assert.deepEqual(terms, [
+    { key: "schedule", value: "cosine" },
+    { key: "sampler", value: "ddim" },
+    { key: "sampler", value: "heun" },
+  ]);
+  const kept = A.filter((r) => matchesFilter(r.params, terms)).map((r) => A.indexOf(r));
+  assert.deepEqual(kept, [5, 7], "cosine with ddim (heun is not in sweep a)");
+  assert.deepEqual(
+    A.filter((r) => matchesFilter(r.params, parseFilter("sample_steps=100", params)))
+      .map((r) => A.indexOf(r)),
+    [2, 3, 6, 7],
+    "numbers match as shown",
+  );
+  assert.deepEqual(parseFilter("", params), []);
+  assert.ok(A.every((r) => matchesFilter(r.params, [])));
+  assert.throws(() => parseFilter("cosine", params), /^Error: "cosine" is not key=value/);
+  assert.throws(
+    () => parseFilter("shedule=cosine", params),
+    /shedule is not a parameter \(did you mean "schedule"\?\) in "shedule=cosine" \(schedule, sample_steps, sampler\)/,
+  );
 });
