@@ -8,7 +8,7 @@ import { join } from "node:path";
 import type { Weights } from "../network/layers.ts";
 import type { RunConfig, ZooModel } from "../models/model.ts";
 import { modelEntry } from "../models/registry.ts";
-import { listCheckpoints, loadCheckpoint } from "../trainer/checkpoint.ts";
+import { checkpointKey, listCheckpoints, loadCheckpoint } from "../trainer/checkpoint.ts";
 
 /** A run opened for sampling or evaluation. */
 export interface OpenRun {
@@ -48,7 +48,7 @@ export async function openRun(
   const decays = (config.ema as number[]).map(String);
   const ema = opts.ema ??
     (decays.length ? decays.reduce((a, b) => (Number(a) > Number(b) ? a : b)) : "raw");
-  const prefix = ema === "raw" ? "param/" : `ema/${ema}/`;
+  const prefix = checkpointKey.weights(ema);
   if (ema !== "raw" && !decays.includes(ema)) {
     tf_dispose(tensors);
     throw new Error(

@@ -20,6 +20,15 @@ import {
 /** What a checkpoint holds besides tensors. */
 export type CheckpointState = Record<string, unknown> & { step: number };
 
+/** The names of a checkpoint's tensors: parameters, Adam moments, and each EMA's averages. */
+export const checkpointKey = {
+  param: (name: string) => `param/${name}`,
+  adam: (name: string) => `adam/${name}`,
+  ema: (decay: number | string, name: string) => `ema/${decay}/${name}`,
+  /** The prefix of the weights `ema` names: "raw" (the parameters) or a tracked decay. */
+  weights: (ema: string) => (ema === "raw" ? "param/" : `ema/${ema}/`),
+};
+
 /** The checkpoint directory name of a step. */
 export function checkpointName(step: number): string {
   return `step-${String(step).padStart(8, "0")}`;

@@ -15,6 +15,7 @@ import { checkBackend } from "../runtime/backend.ts";
 import { Rng, type RngState } from "../runtime/rng.ts";
 import { writeFileDurably } from "../runtime/tensorfile.ts";
 import {
+  checkpointKey,
   listCheckpoints,
   loadCheckpoint,
   pruneCheckpoints,
@@ -130,7 +131,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
   let start = 0;
   const existing = listCheckpoints(runDir);
   if (existing.length > 0) {
-    start = restore(runDir, existing.at(-1)!, params, adam, emas, rng, model);
+    start = restore(runDir, existing.at(-1)!, { params, adam, emas, rng, model });
     opts.onResume?.(start);
   }
   const total = config.steps;
@@ -221,7 +222,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
       }
       const s = step + 1;
       if (s % (config.checkpoint_every) === 0 || pinned.has(s) || s === total) {
-        const path = await checkpoint(runDir, s, params, adam, emas, rng, model);
+        const path = await checkpoint(runDir, s, { params, adam, emas, rng, model });
         log.write({ type: "checkpoint", step: s, path });
         pruneCheckpoints(runDir, config.keep_checkpoints, pinned);
       }
@@ -290,21 +291,23 @@ export function trainStep(
   return { loss: value, perSample: perSample!, position, gradNorm };
 }
 
+/** What a checkpoint holds of a live run besides its step. */
+interface LiveState {
+  params: Record<string, tf.Variable>;
+  adam: Adam;
+  emas: EmaSet;
+  rng: Rng;
+  model: ZooModel;
+}
+
 /** Writes a checkpoint of everything a resume needs. */
-async function checkpoint(
-  runDir: string,
-  step: number,
-  params: Record<string, tf.Variable>,
-  adam: Adam,
-  emas: EmaSet,
-  rng: Rng,
-  model: ZooModel,
-): Promise<string> {
+async function checkpoint(runDir: string, step: number, live: LiveState): Promise<string> {
+  const { params, adam, emas, rng, model } = live;
   const tensors: Record<string, tf.Tensor> = {};
-  for (const [k, v] of Object.entries(params)) tensors[`param/${k}`] = v;
-  for (const [k, v] of Object.entries(adam.moments)) tensors[`adam/${k}`] = v;
+  for (const [k, v] of Object.entries(params)) tensors[checkpointKey.param(k)] = v;
+  for (const [k, v] of Object.entries(adam.moments)) tensors[checkpointKey.adam(k)] = v;
   for (const [d, avg] of emas.averages) {
-    for (const [k, v] of Object.entries(avg)) tensors[`ema/${d}/${k}`] = v;
+    for (const [k, v] of Object.entries(avg)) tensors[checkpointKey.ema(d, k)] = v;
   }
   return await saveCheckpoint(runDir, {
     step,
@@ -316,26 +319,19 @@ async function checkpoint(
 }
 
 /** Loads the latest checkpoint into the live state; returns its step. */
-function restore(
-  runDir: string,
-  step: number,
-  params: Record<string, tf.Variable>,
-  adam: Adam,
-  emas: EmaSet,
-  rng: Rng,
-  model: ZooModel,
-): number {
+function restore(runDir: string, step: number, live: LiveState): number {
+  const { params, adam, emas, rng, model } = live;
   const { state, tensors } = loadCheckpoint(runDir, step);
   const put = (v: tf.Variable, key: string) => {
     const t = tensors[key];
     if (!t) throw new Error(`${runDir}: checkpoint at step ${step} lacks ${key}`);
     v.assign(t);
   };
-  for (const [k, v] of Object.entries(params)) put(v, `param/${k}`);
-  for (const [k, v] of Object.entries(adam.moments)) put(v, `adam/${k}`);
+  for (const [k, v] of Object.entries(params)) put(v, checkpointKey.param(k));
+  for (const [k, v] of Object.entries(adam.moments)) put(v, checkpointKey.adam(k));
   for (const [d, avg] of emas.averages) {
     for (const [k, v] of Object.entries(avg)) {
-      if (tensors[`ema/${d}/${k}`]) put(v, `ema/${d}/${k}`);
+      if (tensors[checkpointKey.ema(d, k)]) put(v, checkpointKey.ema(d, k));
       else v.assign(params[k]);
     }
   }
