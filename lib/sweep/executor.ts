@@ -5,7 +5,7 @@
  * Running one job is lib/sweep/jobrun.ts, shared with the distributed worker
  * (lib/sweep/worker.ts); this file only decides which job runs when.
  */
-import { resolve } from "node:path";
+import { dirname, join, resolve } from "node:path";
 import * as fs from "node:fs";
 import type { JobRow, JobState, Store } from "../store/store.ts";
 import {
@@ -21,6 +21,7 @@ import {
   settle,
   trainArgs,
 } from "./jobrun.ts";
+import { lockHolder } from "./lock.ts";
 import type { EvalJob, Plan, TrainJob } from "./planner.ts";
 
 export { evalArgs, type ExecutorUpdate, samplesPath, trainArgs } from "./jobrun.ts";
@@ -183,6 +184,15 @@ export async function execute(opts: ExecuteOptions): Promise<{ done: number; fai
 
   for (const j of await store.jobs(sweepId)) {
     if (j.state !== "running") continue;
+    // Another sweep process (its runs in another folder) has this job: leave it alone.
+    const lock = join(dirname(j.runDir), "sweep.lock");
+    const owner = lockHolder(lock);
+    if (owner) {
+      throw new Error(
+        `job ${j.key} is running under sweep process ${owner} (${lock}); ` +
+          "`deno task watch` shows that sweep; run this one again when it has ended",
+      );
+    }
     if (j.pid && await stopOrphan(j.pid, j.runDir)) {
       await emit({
         type: "resume",

@@ -48,3 +48,13 @@ export function acquireSweepLock(path: string, name: string): () => void {
   }
   throw new Error(`${path}: another process keeps taking the sweep's lock`);
 }
+
+/** The live process holding the sweep lock at `path`, if any (not this process). */
+export function lockHolder(path: string): number | undefined {
+  try {
+    const { pid } = JSON.parse(fs.readFileSync(path, "utf8")) as { pid?: number };
+    return pid && pid !== Deno.pid && processExists(pid) ? pid : undefined;
+  } catch {
+    return undefined;
+  }
+}
