@@ -122,6 +122,28 @@ export interface Table {
   blanks: BlankReport;
 }
 
+/** The smallest and largest of `values` (±Infinity when there are none). */
+export function valueRange(values: ArrayLike<number>): { min: number; max: number } {
+  let min = Infinity;
+  let max = -Infinity;
+  for (let i = 0; i < values.length; i++) {
+    if (values[i] < min) min = values[i];
+    if (values[i] > max) max = values[i];
+  }
+  return { min, max };
+}
+
+/** Columns with `min`/`max` set from their numeric values (columns without values unchanged). */
+export function withRanges(
+  columns: ColumnSpec[],
+  numeric: Map<string, ArrayLike<number>>,
+): ColumnSpec[] {
+  return columns.map((c) => {
+    const v = numeric.get(c.name);
+    return !v || v.length === 0 ? { ...c } : { ...c, ...valueRange(v) };
+  });
+}
+
 /** Options of {@link loadTable}. */
 export interface LoadTableOptions {
   /** Column types that replace the inferred ones; an unknown column is an error. @default {} */
@@ -425,9 +447,7 @@ function buildTable(raw: RawTable, options: LoadTableOptions): Table {
           report.columns.push({ column: p.name, blanks: p.blanks, action: "mean", fill });
         } else report.columns.push({ column: p.name, blanks: p.blanks, action: "drop-row" });
       }
-      let min = Infinity;
-      let max = -Infinity;
-      for (const x of out) [min, max] = [Math.min(min, x), Math.max(max, x)];
+      const { min, max } = valueRange(out);
       distinct = new Set(out).size;
       example = String(out[0]);
       spec = { name: p.name, type: p.type, integer: p.type === "integer", min, max };
@@ -582,13 +602,7 @@ export function selectRows(table: Table, rows: ArrayLike<number>): Table {
     return out;
   };
   const numeric = new Map(Object.entries(table.numeric).map(([k, v]) => [k, take(v)]));
-  const columns = table.columns.map((c) => {
-    const v = numeric.get(c.name);
-    if (!v || v.length === 0) return { ...c };
-    let [min, max] = [Infinity, -Infinity];
-    for (const x of v) [min, max] = [Math.min(min, x), Math.max(max, x)];
-    return { ...c, min, max };
-  });
+  const columns = withRanges(table.columns, numeric);
   return {
     name: table.name,
     columns,

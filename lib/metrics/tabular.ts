@@ -19,7 +19,7 @@
  *   reference table's standard deviation, a differing category counting 1.
  */
 import { CholeskyDecomposition, Matrix } from "ml-matrix";
-import { type ColumnSpec, MISSING, type Table } from "../data/tabular.ts";
+import { type ColumnSpec, MISSING, type Table, withRanges } from "../data/tabular.ts";
 import { wasserstein1d } from "./points.ts";
 
 /** Mean and standard deviation (n − 1 denominator; 0 for fewer than 2 values). */
@@ -102,13 +102,7 @@ export function samplesToTable(
       }),
     );
   }
-  const columns = like.columns.map((c) => {
-    const v = numeric.get(c.name);
-    if (!v || v.length === 0) return { ...c };
-    let [min, max] = [Infinity, -Infinity];
-    for (const x of v) [min, max] = [Math.min(min, x), Math.max(max, x)];
-    return { ...c, min, max };
-  });
+  const columns = withRanges(like.columns, numeric);
   return {
     name,
     columns,

@@ -7,6 +7,8 @@ import {
   selectRows,
   splitRows,
   tableToRecords,
+  valueRange,
+  withRanges,
   writeCsv,
 } from "../../lib/data/tabular.ts";
 
@@ -292,4 +294,17 @@ Deno.test("a few non-numeric cells in a numeric column: named with line and colu
     "a,b\n" + Array.from({ length: 10 }, (_, i) => `${i},${i % 2 ? "x" : i}`).join("\n"),
   );
   assert.equal(loadTable(words).columns[1].type, "categorical");
+});
+
+Deno.test("valueRange and withRanges: a column's min and max from its values", () => {
+  assert.deepEqual(valueRange([3, -1, 2]), { min: -1, max: 3 });
+  assert.deepEqual(valueRange(new Float64Array(0)), { min: Infinity, max: -Infinity });
+  const cols = withRanges(
+    [
+      { name: "a", type: "numeric", integer: false },
+      { name: "b", type: "categorical", integer: false },
+    ] as never,
+    new Map([["a", Float64Array.of(5, 1, 4)]]),
+  );
+  assert.deepEqual([cols[0].min, cols[0].max, cols[1].min], [1, 5, undefined]);
 });
