@@ -9,6 +9,7 @@ import { openStore, type Store } from "../store/store.ts";
 import type { Line } from "./charts.ts";
 import { type Snapshot, SweepReader } from "./model.ts";
 import { type Preview, readPreview, sampleFiles } from "./samples.ts";
+import { MachineMonitor } from "./machine.ts";
 import { type Action, handleKey, initialUi, type Key, renderFrame, type UiState } from "./views.ts";
 
 /** A sweep process this dashboard started (see `launchSweep`). */
@@ -56,6 +57,7 @@ export class Controller {
   #frame?: { key: string; lines: Line[] };
   readonly #previews = new Map<number, { key: string; value: Preview | string }>();
   #logTail = { size: -1, line: "" };
+  readonly #machine = new MachineMonitor();
   #quit?: () => void;
   #refreshing = false;
   readonly #artifacts = new Map<
@@ -105,7 +107,8 @@ export class Controller {
   start(): void {
     this.#poll ??= setInterval(async () => {
       if (this.#refreshing) return;
-      if (await this.#refresh()) this.#requestDraw();
+      // The machine view redraws with its readings (at most once a second) even when nothing else changed.
+      if ((await this.#refresh()) || this.#ui.view === "machine") this.#requestDraw();
     }, this.#opts.pollMs ?? 500);
   }
 
@@ -148,12 +151,31 @@ export class Controller {
     const snap = this.#snap;
     const clock = snap?.live ? Math.floor(Date.now() / 1000) : 0;
     const status = this.#status();
-    const key = JSON.stringify([snap?.version, this.#ui, this.#size, clock, status, this.#error]);
+    // The machine view changes with every reading (once a second), even on a finished sweep.
+    const machine = this.#ui.view === "machine"
+      ? this.#machine.read(
+        snap
+          ? [...snap.jobs.values()].flatMap((j) =>
+            j.row.state === "running" && j.row.pid ? [j.row.pid] : []
+          )
+          : [],
+      )
+      : undefined;
+    const key = JSON.stringify([
+      snap?.version,
+      this.#ui,
+      this.#size,
+      clock,
+      status,
+      this.#error,
+      machine?.time,
+    ]);
     if (this.#frame?.key === key) return this.#frame.lines;
     const { lines, scroll } = renderFrame(snap, this.#ui, {
       ...this.#size,
       series: (id) => this.#reader.series(id),
       preview: (id) => this.#preview(id),
+      machine,
       status,
       waiting: this.#error ??
         `waiting for sweep ${this.#opts.sweep ?? ""} to appear in ${
@@ -162,7 +184,15 @@ export class Controller {
     });
     this.#ui = { ...this.#ui, scroll };
     this.#frame = {
-      key: JSON.stringify([snap?.version, this.#ui, this.#size, clock, status, this.#error]),
+      key: JSON.stringify([
+        snap?.version,
+        this.#ui,
+        this.#size,
+        clock,
+        status,
+        this.#error,
+        machine?.time,
+      ]),
       lines,
     };
     return lines;

@@ -41,12 +41,13 @@ import {
   showValue,
 } from "../sweep/results.ts";
 import { drawPreview, type Preview } from "./samples.ts";
+import type { MachineStats } from "./machine.ts";
 
 /** The screens. */
-export type View = "overview" | "detail" | "compare";
+export type View = "overview" | "detail" | "compare" | "machine";
 
 /** Tab order of the screens. */
-export const VIEWS: View[] = ["overview", "detail", "compare"];
+export const VIEWS: View[] = ["overview", "detail", "compare", "machine"];
 
 /** What the user has chosen. */
 export interface UiState {
@@ -263,6 +264,8 @@ export interface FrameContext {
   rows: number;
   /** A training job's logged steps. */
   series: (jobId: number) => MetricPoint[];
+  /** This machine's CPU, memory and the running jobs' processes (the machine view). */
+  machine?: MachineStats;
   /** The samples of an evaluation job: a preview, or why there is none. */
   preview?: (jobId: number) => Preview | string;
   /** A line shown while there is nothing else to say (e.g. where the sweep runs). */
@@ -303,10 +306,17 @@ export function renderFrame(
   else if (ui.help) body = helpLines();
   else if (ui.view === "overview") ({ lines: body, scroll } = overviewLines(snap, ui, cols, bodyH));
   else if (ui.view === "detail") body = detailLines(snap, ui, ctx, cols, bodyH);
+  else if (ui.view === "machine") body = machineLines(snap, ctx.machine, cols);
   else body = compareLines(snap, ui, cols, bodyH);
   const tabs: Line = [{ text: " " }];
   for (const v of VIEWS) {
-    const name = v === "overview" ? "Overview" : v === "detail" ? "Run detail" : "Compare";
+    const name = v === "overview"
+      ? "Overview"
+      : v === "detail"
+      ? "Run detail"
+      : v === "compare"
+      ? "Compare"
+      : "Machine";
     tabs.push(
       v === ui.view && !ui.help ? { text: ` ${name} `, inverse: true } : { text: ` ${name} ` },
     );
@@ -725,13 +735,81 @@ function compareLines(s: Snapshot, ui: UiState, cols: number, bodyH: number): Li
   return lines;
 }
 
+/** Bytes as GB (or MB below one GB). */
+function bytes(n: number): string {
+  return n >= 2 ** 30 ? `${(n / 2 ** 30).toFixed(1)} GB` : `${Math.round(n / 2 ** 20)} MB`;
+}
+
+/**
+ * The machine view: this machine's CPU and memory as bars, its load, and
+ * each running job with its backend and, when its process runs here, its
+ * CPU (in cores) and resident memory.
+ */
+function machineLines(s: Snapshot, m: MachineStats | undefined, cols: number): Line[] {
+  if (!m) return [[{ text: "this machine's /proc cannot be read: no machine panel here" }]];
+  const barW = Math.max(10, Math.min(40, cols - 30));
+  const cpu = m.cpu;
+  const mem = m.memory.used / m.memory.total;
+  const lines: Line[] = [
+    [
+      { text: "this machine", bold: true },
+      {
+        text: `  ${m.cores} cores · load ${m.load.map((l) => l.toFixed(2)).join(" ")}`,
+        dim: true,
+      },
+    ],
+    [
+      { text: fit("cpu", 8) },
+      ...progressBar(cpu ?? 0, barW, 39),
+      { text: cpu === undefined ? "   measuring…" : ` ${(cpu * 100).toFixed(0).padStart(4)}%` },
+    ],
+    [
+      { text: fit("memory", 8) },
+      ...progressBar(mem, barW, 76),
+      {
+        text: ` ${(mem * 100).toFixed(0).padStart(4)}%  ${bytes(m.memory.used)} of ${
+          bytes(m.memory.total)
+        }`,
+      },
+    ],
+    [],
+  ];
+  const running = [...s.jobs.values()].map((j) => j.row).filter((j) => j.state === "running");
+  lines.push([
+    { text: `running jobs (${running.length})`, bold: true },
+    {
+      text: "  cpu in cores, memory resident; — where the process is not on this machine",
+      dim: true,
+    },
+  ]);
+  const keyW = Math.min(30, Math.max(8, ...running.map((j) => j.key.length)));
+  lines.push([{
+    text: ` ${fit("kind", 6)}${fit("job", keyW + 1)}${fit("backend", 9)}${fit("pid", 9, "right")}${
+      fit("cpu", 7, "right")
+    }${fit("memory", 9, "right")}`,
+    bold: true,
+  }]);
+  for (const j of running) {
+    const p = j.pid ? m.processes.get(j.pid) : undefined;
+    lines.push([
+      { text: ` ${fit(j.kind, 6)}${fit(j.key, keyW + 1)}` },
+      { text: fit(j.backend ?? "—", 9), fg: 39 },
+      { text: fit(j.pid ? String(j.pid) : "—", 9, "right"), dim: true },
+      { text: fit(p?.cpu === undefined ? "—" : p.cpu.toFixed(2), 7, "right") },
+      { text: fit(p ? bytes(p.rss) : "—", 9, "right") },
+    ]);
+  }
+  if (running.length === 0) lines.push([{ text: " no job is running", dim: true }]);
+  return lines;
+}
+
 /** The help overlay's text. */
 export function helpLines(): Line[] {
   const keys: [string, string][] = [
     ["↑ ↓  j k", "select a run (PgUp/PgDn, g/G: page, first, last)"],
     ["Enter", "open the selected run: band losses, evaluations, samples"],
     ["Esc", "back to the overview (closes this help)"],
-    ["Tab", "next view: overview → run detail → compare"],
+    ["Tab", "next view: overview → run detail → compare → machine (CPU, memory, jobs)"],
     ["s", "sort the runs by the sweep's metric / plan order"],
     ["l", "run detail: log or linear loss scale"],
     ["x  y", "compare: change the row / column parameter"],
@@ -793,6 +871,8 @@ function footerLine(ui: UiState, cols: number): Line {
       ["?", "help"],
       ["q", "quit"],
     ]
+    : ui.view === "machine"
+    ? [["Tab", "view"], ["Esc", "back"], ["?", "help"], ["q", "quit"]]
     : [["x", "rows"], ["y", "cols"], ["Esc", "back"], ["Tab", "view"], ["?", "help"], [
       "q",
       "quit",

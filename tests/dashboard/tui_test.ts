@@ -325,7 +325,7 @@ Deno.test({
         p.send("-l", " schedule=linear");
         p.send("Enter");
         let s = await p.waitFor(
-          [/filter 6\/24: sampler=ddim/, /filter sampler=ddim schedule=linear: 6 of 24 runs/],
+          [/filter 6\/24: s/, /filter sampler=ddim schedule=linear: 6 of 24 runs/],
           "Enter applies the filter",
         );
         // By hand: the plan is schedule × steps × sampler × EMA (EMA fastest), so linear with
@@ -349,6 +349,17 @@ Deno.test({
         );
         p.send("Escape");
         await p.waitFor([/filter kept: sampler=ddim schedule=linear/], "Esc keeps the filter");
+        // Tab from compare: the machine view, its CPU share once a second reading is in.
+        p.send("Tab");
+        s = await p.waitFor(
+          [/this machine {2}\d+ cores · load [\d.]+ [\d.]+ [\d.]+/, /^cpu +[█-▏]*░* +\d+%/m],
+          "Tab: the machine view",
+        );
+        assert.match(s, /^memory +.* \d+% {2}[\d.]+ GB of [\d.]+ GB/m);
+        // The fixture's running jobs are recorded with pids that no process has here.
+        assert.match(s, /running jobs \(2\)/);
+        assert.match(s, /^ train +ddpm-8gaussians-\S+ +wasm +999999 +— +—/m);
+        assert.match(s.trimEnd().split("\n").at(-1)!, /Tab view +Esc back +\? help +q quit/);
         p.send("q");
         assert.ok(await gone(p.pid), "q ends the dashboard");
       }
