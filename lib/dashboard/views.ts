@@ -42,6 +42,7 @@ import {
 } from "../sweep/results.ts";
 import { drawPreview, type Preview } from "./samples.ts";
 import type { MachineStats } from "./machine.ts";
+import type { TrainJob } from "../sweep/planner.ts";
 
 /** The screens. */
 export type View = "overview" | "detail" | "compare" | "machine";
@@ -73,6 +74,8 @@ export interface UiState {
   filter?: string;
   /** The filter being typed after `/`, until Enter applies it or Esc drops it. */
   editing?: string;
+  /** Training jobs pinned with `p`, whose losses the run detail overlays. @default none */
+  pinned?: number[];
   /** The last message (a result, or why a key did nothing). */
   message?: string;
 }
@@ -223,7 +226,17 @@ export function handleKey(
       ? `sorted by ${snap.metric || "metric"}, best first`
       : "in plan order";
   } else if (key === "l" && ui.view === "detail") next.log = !ui.log;
-  else if (key === "c" && row) {
+  else if (key === "p" && row) {
+    const id = row.train?.id;
+    if (id === undefined) next.message = "p: this configuration has no training job to pin";
+    else {
+      const pinned = ui.pinned ?? [];
+      next.pinned = pinned.includes(id) ? pinned.filter((j) => j !== id) : [...pinned, id];
+      next.message = `${pinned.includes(id) ? "unpinned" : "pinned"} training run ${
+        runLabel(snap, id)
+      } (${next.pinned.length} pinned; the run detail overlays their losses)`;
+    }
+  } else if (key === "c" && row) {
     const t = cancelTarget(snap, row);
     if (!t.job) next.message = `c: ${t.reason}`;
     else {
@@ -501,7 +514,14 @@ function overviewLines(
       line.push(...fitLine(cell, c.width - pad), { text: " " });
     }
     const selected = scroll + i === sel;
-    line.unshift({ text: selected ? "▸" : " ", bold: true });
+    const pinned = r.train !== undefined && (ui.pinned ?? []).includes(r.train.id);
+    line.unshift(
+      selected
+        ? { text: "▸", bold: true }
+        : pinned
+        ? { text: "●", fg: pinColour(r.train!.id) }
+        : { text: " " },
+    );
     lines.push(selected ? line.map((sp) => ({ ...sp, inverse: true })) : line);
   });
   while (lines.length < bodyH - 1) lines.push([]);
@@ -521,6 +541,23 @@ function overviewLines(
       : { text: `no ${s.metric || "metric"} yet`, dim: true },
   ]);
   return { lines, scroll };
+}
+
+/** A pinned run's colour: fixed by its training job, so it stays when others are pinned. */
+export function pinColour(jobId: number): number {
+  return SERIES_COLOURS[jobId % SERIES_COLOURS.length];
+}
+
+/** A training run by the training parameters that vary, e.g. "schedule=cosine" (else its key). */
+function runLabel(s: Snapshot, jobId: number): string {
+  const spec = s.jobs.get(jobId)?.spec as TrainJob | undefined;
+  const trains = [...s.jobs.values()].filter((j) => j.row.kind === "train")
+    .map((j) => (j.spec as TrainJob).config);
+  const differ = s.varying.filter((k) =>
+    new Set(trains.map((c) => JSON.stringify(c?.[k]))).size > 1
+  );
+  if (!spec || differ.length === 0) return s.jobs.get(jobId)?.row.key ?? `job ${jobId}`;
+  return differ.map((k) => `${k}=${showValue(spec.config[k])}`).join(" ");
 }
 
 function describeRow(s: Snapshot, r: RunRow): string {
@@ -556,13 +593,57 @@ function detailLines(
   const h = bodyH - title.length;
   const leftW = Math.floor((cols - 1) / 2);
   const rightW = cols - leftW - 1;
-  const left = lossPanel(s, r, ui.log, ctx, leftW, h);
+  const pins = ui.pinned ?? [];
+  const left = pins.length
+    ? pinnedPanel(s, r, pins, ui.log, ctx, leftW, h)
+    : lossPanel(s, r, ui.log, ctx, leftW, h);
   const right = evalPanel(s, r, ctx, rightW, h);
   const out = [...title];
   for (let i = 0; i < h; i++) {
     out.push([...fitLine(left[i] ?? [], leftW), { text: "│", dim: true }, ...(right[i] ?? [])]);
   }
   return out;
+}
+
+/**
+ * The training loss of the selected run and every pinned one on one chart,
+ * each in its training job's colour, with a legend (the selected run's
+ * marked ▸).
+ */
+function pinnedPanel(
+  s: Snapshot,
+  r: RunRow,
+  pins: number[],
+  log: boolean,
+  ctx: FrameContext,
+  w: number,
+  h: number,
+): Line[] {
+  const ids = [...new Set([...(r.train ? [r.train.id] : []), ...pins])];
+  const legendH = Math.min(ids.length, Math.max(1, Math.floor(h / 3)));
+  const chartH = Math.max(2, h - 3 - legendH);
+  const series = ids.map((id) => ({
+    label: runLabel(s, id),
+    points: ctx.series(id).map((p) => [p.step, p.loss] as [number, number]),
+    colour: pinColour(id),
+  }));
+  const chart = withAxes(brailleChart(series, { width: w - 7, height: chartH, log }), {
+    xLabel: "step",
+  });
+  const lines: Line[] = [[
+    { text: `training loss, pinned runs${log ? " (log)" : ""}`, bold: true },
+  ], ...chart];
+  ids.slice(0, legendH).forEach((id, i) => {
+    const last = series[i].points.at(-1);
+    lines.push([
+      { text: id === r.train?.id ? "▸" : " ", bold: true },
+      { text: "━ ", fg: pinColour(id) },
+      { text: fit(series[i].label, Math.max(1, w - 12)) },
+      { text: fit(last ? short(last[1], 8) : "—", 9, "right"), dim: true },
+    ]);
+  });
+  if (ids.length > legendH) lines.push([{ text: `… ${ids.length - legendH} more`, dim: true }]);
+  return lines;
 }
 
 function lossPanel(
@@ -812,6 +893,7 @@ export function helpLines(): Line[] {
     ["Tab", "next view: overview → run detail → compare → machine (CPU, memory, jobs)"],
     ["s", "sort the runs by the sweep's metric / plan order"],
     ["l", "run detail: log or linear loss scale"],
+    ["p", "pin / unpin the run's training: the run detail overlays the pinned runs' losses"],
     ["x  y", "compare: change the row / column parameter"],
     ["/", "filter the runs (overview, compare): schedule=cosine sampler=ddim; empty: all"],
     ["c", "cancel the run's current job (asks first)"],
@@ -877,14 +959,25 @@ function footerLine(ui: UiState, cols: number): Line {
       "q",
       "quit",
     ]];
-  // "/ filter" joins the keys where the line has room for it (it always is in the help).
-  const shown = (ui.view === "overview" || ui.view === "compare") && !ui.help && !ui.confirm &&
-      ui.editing === undefined
-    ? [...keys.slice(0, -2), ["/", "filter"] as [string, string], ...keys.slice(-2)]
-    : keys;
-  const fits = 1 + shown.reduce((n, [k, v]) => n + width(k) + v.length + 3, 0) <= cols;
+  // "/ filter" and "p pin" join the keys where the line has room for them (the help has them all).
+  const optional: [string, string][] = ui.help || ui.confirm ? [] : [
+    ...(ui.view === "overview" || ui.view === "compare"
+      ? [["/", "filter"] as [string, string]]
+      : []),
+    ...(ui.view === "overview" || ui.view === "detail" ? [["p", "pin"] as [string, string]] : []),
+  ];
+  const wide = (list: [string, string][]) =>
+    1 + list.reduce((n, [k, v]) => n + width(k) + v.length + 3, 0) <= cols;
+  let shown = keys;
+  for (let n = optional.length; n > 0; n--) {
+    const withSome = [...keys.slice(0, -2), ...optional.slice(0, n), ...keys.slice(-2)];
+    if (wide(withSome)) {
+      shown = withSome;
+      break;
+    }
+  }
   const line: Line = [{ text: " " }];
-  for (const [k, v] of fits ? shown : keys) {
+  for (const [k, v] of shown) {
     line.push({ text: k, fg: 214, bold: true }, { text: ` ${v}  `, dim: true });
   }
   return line;

@@ -368,3 +368,39 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name: "tmux 100×30 and 80×24: p pins runs, the run detail overlays their losses",
+  fn: async () => {
+    needTmux();
+    const f = await buildFixture(undefined, { status: "done" });
+    try {
+      for (const [cols, rows] of [[100, 30], [80, 24]]) {
+        const p = new Pane(`pin${cols}`, watchCommand(f.storePath, "CI=true"), cols, rows);
+        await p.waitFor([/▸ +0 linear/], `overview at ${cols}×${rows}`);
+        p.send("p");
+        await p.waitFor([/pinned training run schedule=linear \(1 pinned/], "p pins");
+        p.send("G", "p");
+        await p.waitFor([/pinned training run schedule=cosine \(2 pinned/], "p pins another");
+        p.send("g");
+        // Every configuration of a pinned training run (12 each here) is marked with a dot.
+        await p.waitFor(
+          [/▸ +0 linear/, /^● +1 linear/m, /^● +12 cosine/m],
+          "pinned rows are marked",
+        );
+        p.send("Enter");
+        const s = await p.waitFor(
+          [/training loss, pinned runs \(log\)/, /^▸━ schedule=linear/m, /^ ━ schedule=cosine/m],
+          "the run detail overlays the pinned runs",
+        );
+        assert.match(s, /[\u2801-\u28ff]/, "braille lines");
+        p.send("p");
+        await p.waitFor([/unpinned training run schedule=linear \(1 pinned/], "p unpins");
+        p.send("q");
+        assert.ok(await gone(p.pid), "q ends the dashboard");
+      }
+    } finally {
+      killServer();
+    }
+  },
+});

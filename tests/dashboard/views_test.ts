@@ -5,6 +5,7 @@ import { type Snapshot, SweepReader } from "../../lib/dashboard/model.ts";
 import {
   handleKey,
   initialUi,
+  pinColour,
   renderFrame,
   type UiState,
   VIEWS,
@@ -155,6 +156,52 @@ Deno.test("/ filters the runs by parameter: typing, backspace, Enter, a bad term
   }
 });
 
+Deno.test("p pins training runs; the run detail overlays their losses in fixed colours", async () => {
+  const { snap, reader, close } = await snapshot();
+  try {
+    const linear = snap.rows[0].train!.id;
+    const cosine = snap.rows[12].train!.id;
+    let { ui } = press(initialUi(), ["p"], snap);
+    assert.deepEqual(ui.pinned, [linear]);
+    assert.match(ui.message!, /^pinned training run schedule=linear \(1 pinned; /);
+    ({ ui } = press(ui, [..."jjjjjjjjjjjj", "p"], snap));
+    assert.deepEqual(ui.pinned, [linear, cosine]);
+    const overview = renderFrame(snap, ui, {
+      cols: 80,
+      rows: 24,
+      series: (id) => reader.series(id),
+    })
+      .lines;
+    // Pinned rows not selected show a dot in the pinned run's colour.
+    const dot = overview.find((l) => / 0 linear/.test(plain(l)))!;
+    assert.deepEqual(dot[0], { text: "●", fg: pinColour(linear) });
+    ({ ui } = press(ui, ["enter"], snap));
+    const frame = renderFrame(snap, ui, { cols: 100, rows: 30, series: (id) => reader.series(id) })
+      .lines;
+    const text = frame.map(plain).join("\n");
+    assert.match(text, /training loss, pinned runs \(log\)/);
+    // By hand: the fixture logs steps 10–400 for linear (last loss 0.5225 at 400) and 10–200
+    // for cosine (its last, at 200: the bands 0.9, 0.5, 0.3, 0.2 times 1.2, averaged: 0.57).
+    assert.match(text, /^▸━ schedule=cosine +0\.57│/m);
+    assert.match(text, /^ ━ schedule=linear +0\.5225│/m);
+    const legend = frame.find((l) => /━ schedule=linear/.test(plain(l)))!;
+    assert.equal(legend.find((sp) => sp.text === "━ ")!.fg, pinColour(linear));
+    assert.notEqual(pinColour(linear), pinColour(cosine));
+    ({ ui } = press(ui, ["p"], snap));
+    assert.deepEqual(ui.pinned, [linear], "p again unpins the selected run");
+    ({ ui } = press(ui, ["k", "k", "k", "k", "k", "k", "k", "k", "k", "k", "k", "k", "p"], snap));
+    assert.deepEqual(ui.pinned, []);
+    const plainDetail = renderFrame(snap, ui, {
+      cols: 100,
+      rows: 30,
+      series: (id) => reader.series(id),
+    }).lines.map(plain).join("\n");
+    assert.match(plainDetail, /loss per timestep band \(log\)/, "no pins: the band chart again");
+  } finally {
+    await close();
+  }
+});
+
 Deno.test("every view fills the terminal exactly, at 80×24 and 120×40", async () => {
   const { snap, reader, close } = await snapshot();
   try {
@@ -168,6 +215,8 @@ Deno.test("every view fills the terminal exactly, at 80×24 and 120×40", async 
           { ...initialUi(), help: true },
           { ...initialUi(), filter: "schedule=cosine", editing: "schedule=cosine sampler=d" },
           { ...initialUi(), view: "compare" as const, filter: "sampler=ddim" },
+          { ...initialUi(), view: "detail" as const, selected: 12, pinned: [1, 2] },
+          { ...initialUi(), view: "machine" as const },
         ]
       ) {
         const { lines } = renderFrame(snap, ui, { cols, rows, series: (id) => reader.series(id) });
