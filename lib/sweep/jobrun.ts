@@ -266,8 +266,10 @@ export async function ingestEvents(
 
 /**
  * Runs one job (already marked running by the caller) in `runDir` with
- * `args` until its child ends, and says how it ended. `signal` aborting means
- * the job was taken from this worker: the child is killed at once.
+ * `args` until its child ends, and says how it ended. `signal` aborting, or
+ * the store's attempt of the job moving past `job.attempts` (another claim),
+ * means the job was taken from this worker: the child is killed at once and
+ * nothing more of it is recorded.
  */
 export async function runJob(
   ctx: RunContext,
@@ -359,18 +361,22 @@ export async function runJob(
     while (!exit) {
       await Promise.race([status, new Promise((r) => setTimeout(r, ctx.pollMs))]);
       if (exit) break;
-      await followOrRewind();
-      if (killedFor === "lost") continue;
       const row = await store.job(job.id).catch((e) => {
         if (isConnectionError(e)) return undefined;
         throw e;
       });
+      // Another claim of the job (its queue claim lapsed, another worker has it): not ours now.
+      if (row && row.attempts !== job.attempts) kill("lost", "SIGKILL");
+      if (killedFor === "lost") continue;
+      await followOrRewind();
       if (row?.cancelRequested === STOP_REQUESTED) kill("stopped", "SIGTERM");
       else if (row?.cancelRequested) kill("cancelled", "SIGTERM");
       if (ctx.timeout && Date.now() - started > ctx.timeout * 1000) kill("timeout", "SIGKILL");
     }
     await pipes;
     if (killedFor === "lost") return { state: "lost" };
+    const row = await retryConnection(() => store.job(job.id));
+    if (row && row.attempts !== job.attempts) return { state: "lost" };
     await retryConnection(async () => {
       try {
         await follow();

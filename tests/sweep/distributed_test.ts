@@ -180,6 +180,67 @@ Deno.test("a worker killed mid-training: its job resumes on the other from the s
   });
 });
 
+Deno.test("a frozen worker's job goes to the other; woken, it kills its child and records nothing", async () => {
+  await withCluster(async (_pg, url, dir) => {
+    const file = join(dir, "exp.yaml");
+    fs.writeFileSync(file, EXPERIMENT);
+    const machines = ["a", "b"].map((m) => join(dir, m));
+    const workers = machines.map((m) => startWorker(url, join(m, "runs"), `${m}.log`));
+    const lines: string[] = [];
+    const sweep = runSweep({
+      file,
+      storePath: url,
+      runsDir: join(dir, "coordinator"),
+      localWorker: false,
+      onEvent: (l) => lines.push(l),
+    });
+    const store = await openStore(url);
+    try {
+      const victim = await until("a training job past its first checkpoint", async () => {
+        const s = await store.sweep("dist");
+        for (const j of s ? await store.jobs(s.id) : []) {
+          if (j.kind !== "train" || j.state !== "running" || !j.pid) continue;
+          if ((await recordedCheckpoints(store, j.id)).size) return j;
+        }
+        return undefined;
+      });
+      const machine = machines.findIndex((m) =>
+        fs.existsSync(join(m, "runs", "dist", victim.key, `a${victim.attempts}`))
+      );
+      // The worker process alone stops (its training child goes on, unheard); SIGCONT wakes it.
+      Deno.kill(workers[machine].pid, "SIGSTOP");
+      const r = await sweep;
+      assert.deepEqual(r, { name: "dist", done: 10, failed: 0 }, lines.join("\n"));
+      const before = await store.metricsSince(victim.id, 0);
+      Deno.kill(workers[machine].pid, "SIGCONT");
+      const log = `${machines[machine]}.log`;
+      await until(
+        "the woken worker to give the job up",
+        async () => /lost train/.test(fs.readFileSync(log, "utf8")) ? true : undefined,
+        30000,
+      );
+      await until("its training child to be gone", async () => {
+        try {
+          Deno.kill(victim.pid!, "SIGCONT");
+          return undefined;
+        } catch {
+          return true;
+        }
+      }, 10000);
+      await new Promise((r) => setTimeout(r, 1000));
+      const after = await store.job(victim.id);
+      assert.equal(after!.state, "done");
+      assert.equal(after!.attempts, victim.attempts + 1, "the other worker's attempt stands");
+      assert.deepEqual(await store.metricsSince(victim.id, 0), before, "nothing more recorded");
+      await checkFinished(store, url);
+    } finally {
+      await store.close();
+      for (const w of workers) killMachine(w);
+      await Promise.all(workers.map((w) => w.status));
+    }
+  });
+});
+
 Deno.test("PostgreSQL restarted mid-sweep: the coordinator and the workers reconnect and finish", async () => {
   await withCluster(async (pg, url, dir) => {
     const file = join(dir, "exp.yaml");

@@ -47,6 +47,8 @@ async function untilRunning(storePath: string): Promise<void> {
         const s = await store.sweep("stoppable");
         const jobs = s ? await store.jobs(s.id) : [];
         if (jobs.some((j) => j.state === "running" && j.pid)) return;
+      } catch {
+        // the sweep process is still creating the tables
       } finally {
         await store.close();
       }
