@@ -23,6 +23,7 @@ import {
   withAxes,
 } from "./charts.ts";
 import {
+  bestRow,
   cancelTarget,
   evalSeries,
   type MetricPoint,
@@ -525,7 +526,8 @@ function overviewLines(
     lines.push(selected ? line.map((sp) => ({ ...sp, inverse: true })) : line);
   });
   while (lines.length < bodyH - 1) lines.push([]);
-  const b = s.best;
+  // With a filter, the best of the runs it keeps.
+  const b = ui.filter ? bestRow(rows, s.minimize) : s.best;
   const more = rows.length > visible
     ? `${scroll + 1}–${Math.min(rows.length, scroll + visible)}/${rows.length}  `
     : "";

@@ -118,6 +118,18 @@ Deno.test("/ filters the runs by parameter: typing, backspace, Enter, a bad term
     const frame = renderFrame(snap, ui, { cols: 80, rows: 24, series: (id) => reader.series(id) });
     const text = frame.lines.map(plain);
     assert.match(text[2], /filter 6\/24: s/, "the count first: long filters are cut");
+    // By hand: of linear DDIM, 100 steps with EMA 0.999 (0.012) is the best.
+    assert.match(text[20], /best mmd 0\.012: #11 schedule=linear sample_steps=100 sampler=ddim/);
+    ({ ui } = press(ui, ["/", ..." ema_eval=raw", "enter"], snap));
+    const raw = renderFrame(snap, ui, { cols: 80, rows: 24, series: (id) => reader.series(id) })
+      .lines.map(plain);
+    // …and with raw weights only, 100 steps again: 0.01 + 0.2/100 + 0.003 = 0.015.
+    assert.match(
+      raw[20],
+      /best mmd 0\.015: #10 schedule=linear sample_steps=100 sampler=ddim ema_eval=raw/,
+    );
+    ({ ui } = press(ui, ["/", ...Array(13).fill("backspace"), "enter"], snap));
+    assert.equal(ui.filter, "sampler=ddim schedule=linear");
     const shown = text.slice(4, 10);
     assert.ok(shown.every((l) => / linear .* ddim /.test(l)), shown.join("\n"));
     assert.doesNotMatch(text[10], /linear|cosine/);
