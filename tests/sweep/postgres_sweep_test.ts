@@ -103,3 +103,56 @@ parameters:
     if (dir) fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+Deno.test("ASHA on a PostgreSQL store: the coordinator stops the worst run through the store", async () => {
+  const pg = await startPostgres();
+  const dir = Deno.makeTempDirSync({ prefix: "dmw-pgasha-" });
+  Deno.env.set("FAKE_SLEEP_MS", "60");
+  try {
+    const url = await pg.newDatabase();
+    const file = join(dir, "exp.yaml");
+    fs.writeFileSync(
+      file,
+      `name: asha
+model: ddpm
+data: 8gaussians
+metric: {name: mmd, goal: minimize}
+steps: 200
+early_terminate: {type: asha, min_iter: 50, eta: 2}
+parameters:
+  lr: {values: [0.001, 0.002, 0.004]}
+`,
+    );
+    const lines: string[] = [];
+    const r = await runSweep({
+      file,
+      storePath: url,
+      runsDir: join(dir, "runs"),
+      concurrency: 3,
+      workerCommand: fake,
+      onEvent: (l) => lines.push(l),
+    });
+    assert.equal(r.failed, 0, lines.join("\n"));
+    const store = await openStore(url);
+    try {
+      const jobs = await store.jobs((await store.sweep("asha"))!.id);
+      const train = (lr: number) =>
+        jobs.find((j) => j.kind === "train" && JSON.parse(j.spec).config.lr === lr)!;
+      assert.equal(train(0.001).state, "done", "the best run is never stopped");
+      assert.equal(train(0.004).state, "stopped", lines.join("\n"));
+      assert.ok(lines.some((l) => /asha: stop .* at step \d+/.test(l)));
+      const stoppedAt = (await store.metricsSince(train(0.004).id, 0)).at(-1)!.step;
+      assert.ok(stoppedAt < 200, `stopped before its last step (at ${stoppedAt})`);
+      const evalOf = jobs.find((j) =>
+        j.kind === "eval" && JSON.parse(j.spec).train === train(0.004).key
+      )!;
+      assert.equal(evalOf.state, "cancelled", "a stopped run's evaluation is cancelled");
+    } finally {
+      await store.close();
+    }
+  } finally {
+    Deno.env.delete("FAKE_SLEEP_MS");
+    await pg.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
