@@ -274,9 +274,9 @@ export function figureSpec(data: FigureData): TopLevelSpec {
     `sweep${several ? "s" : ""} ${data.sweeps.join(", ")}; each point the best over ${
       data.others.join(", ") || "nothing else"
     }`,
-    `bars ±1 spread (bootstrap s.d.); diamonds mark the best${
-      data.clipped ? `, cut at a tenth of the value where lower (${data.clipped})` : ""
-    }`,
+    `bars ±1 spread (bootstrap s.d.)${
+      data.clipped ? `, ${data.clipped} of them cut at a tenth of the value` : ""
+    }; diamonds mark the best`,
     ...(several ? data.points.filter((p) => p.best).map((p) => bestLabel(data, p)) : []),
   ];
   return {

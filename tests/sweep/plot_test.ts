@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { compareSweep, loadSweeps, runSweep } from "../../lib/sweep/commands.ts";
 import { figureData, figureSpec, renderSvg, svgToPng } from "../../lib/sweep/plot.ts";
 import { openStore } from "../../lib/store/store.ts";
+import type { ConfigResult, SweepResults } from "../../lib/sweep/results.ts";
 
 const fake = [
   Deno.execPath(),
@@ -195,4 +196,32 @@ Deno.test("compare --plot: series, axes, error bars and best point of known swee
   } finally {
     await store.close();
   }
+});
+
+Deno.test("log axes where values span a decade; a bar below zero is cut at a tenth of its value", () => {
+  const r = (sample_steps: number, mmd: number, spread: number): ConfigResult => ({
+    sweep: "s",
+    params: { sample_steps, sampler: "ddim" },
+    metrics: { mmd },
+    spreads: { mmd: spread },
+    state: "done",
+  });
+  const sweep: SweepResults = {
+    name: "s",
+    experiment: { metric: { name: "mmd", goal: "minimize" }, parameters: {} } as never,
+    results: [r(10, 1, 0.1), r(100, 0.01, 0.02), r(1000, 0.05, 0.01)],
+    varying: ["sample_steps"],
+  };
+  const data = figureData([sweep]);
+  assert.equal(data.x, "sample_steps", "no NFE recorded: sampling steps");
+  assert.equal(data.by, undefined, "nothing else varies: one series, named after the metric");
+  assert.deepEqual([data.logX, data.logY, data.clipped], [true, true, 1]);
+  assert.deepEqual(data.points.map((p) => [p.series, p.x, p.value, p.lo, p.best]), [
+    ["mmd", 10, 1, 0.9, false],
+    ["mmd", 100, 0.01, 0.001, true],
+    ["mmd", 1000, 0.05, 0.04, false],
+  ]);
+  const spec = JSON.stringify(figureSpec(data));
+  assert.match(spec, /"scale":\{"type":"log"\}/);
+  assert.match(spec, /1 of them cut at a tenth of the value/);
 });
