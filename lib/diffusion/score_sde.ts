@@ -11,6 +11,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { Rng } from "../runtime/rng.ts";
 import { type NetFn, type ReverseProcess, runReverse } from "./reverse.ts";
+import type { SigmaModel } from "./sigma.ts";
 
 /** Options of {@link VeSde}. */
 export interface VeSdeOptions {
@@ -61,6 +62,26 @@ export class VeSde {
   /** σ(t), the marginal standard deviation of x_t − x_0. */
   sigma(t: number): number {
     return this.sigmaMax * Math.sin(angle(t));
+  }
+
+  /** The time of σ: the inverse of {@link sigma} on [0, 1], clamped there. */
+  timeOf(sigma: number): number {
+    const a = Math.asin(Math.min(1, Math.max(0, sigma / this.sigmaMax)));
+    return Math.min(1, Math.max(0, a * 2 * 1.008 / Math.PI - 0.008));
+  }
+
+  /**
+   * The process as a σ-space denoiser for the σ-space samplers (Euler, Heun,
+   * DPM++): x_t = x0 + σ(t)ε is already σ-space, and Tweedie's formula gives
+   * D(x; σ) = x + σ²·s(x, t(σ)), where `net` returns the score s.
+   */
+  sigmaModel(): SigmaModel {
+    return {
+      sigmaMin: this.sigma(this.eps),
+      sigmaMax: this.sigmaMax,
+      denoise: (x, sigma, score) =>
+        tf.tidy(() => tf.add(x, tf.mul(score(x, this.timeOf(sigma)), sigma * sigma))),
+    };
   }
 
   /** g(t)² = d[σ(t)²]/dt (see the class comment). */

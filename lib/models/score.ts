@@ -24,7 +24,9 @@ import {
 } from "./config.ts";
 import * as tf from "@tensorflow/tfjs-core";
 import { loadMnist, mnistPixelMoments, mnistToFloat } from "../data/mnist.ts";
+import { type NetFn, runReverse } from "../diffusion/reverse.ts";
 import { eulerMaruyama, type PriorMismatch, priorMismatch, VeSde } from "../diffusion/score_sde.ts";
+import { makeSigmaSampler, SIGMA_SAMPLERS } from "../diffusion/sigma.ts";
 import type { Weights } from "../network/layers.ts";
 import { ScoreUNet } from "../network/score_unet.ts";
 import { Rng } from "../runtime/rng.ts";
@@ -108,7 +110,11 @@ export const SCORE_KEYS = {
     help: "the smallest factor of that per-epoch decay",
     range: { min: 0, max: 1 },
   },
-  sampler: { default: "em", help: "sampler", choices: ["em"] },
+  sampler: {
+    default: "em",
+    help: "sampler: em (Euler–Maruyama), or on a Karras σ grid euler, heun, dpmpp2m, dpmpp2m_sde",
+    choices: ["em", ...SIGMA_SAMPLERS],
+  },
   sample_steps: { default: 500, help: "default Euler–Maruyama steps", range: COUNT },
 } as const satisfies Record<string, KeySpec>;
 
@@ -148,15 +154,17 @@ export class ScoreModel implements ZooModel {
   readonly name = "score";
   /** The resolved configuration. */
   readonly config: ScoreConfig;
-  readonly sampling: SamplingSupport = {
-    samplers: ["em"],
-    defaultSampler: "em",
-    etaSamplers: [],
-    churnSamplers: [],
-    guidance: true,
-    classes: 10,
-    ownMetrics: [],
-  };
+  get sampling(): SamplingSupport {
+    return {
+      samplers: ["em", ...SIGMA_SAMPLERS],
+      defaultSampler: this.config.sampler,
+      etaSamplers: ["dpmpp2m_sde"],
+      churnSamplers: ["euler", "heun"],
+      guidance: true,
+      classes: 10,
+      ownMetrics: [],
+    };
+  }
   readonly sde: VeSde;
   readonly network: ScoreUNet;
   readonly batchSize: number;
@@ -261,6 +269,7 @@ export class ScoreModel implements ZooModel {
    */
   async sample(w: Weights, req: SampleRequest, rng: Rng): Promise<SampleOutput> {
     const labels = this.#labelsFor(req);
+    const sampler = req.sampler ?? this.config.sampler;
     const steps = req.steps ?? (this.config.sample_steps);
     const guidance = req.guidance ?? (this.config.guidance);
     const rescale = req.guidanceRescale ?? (this.config.guidance_rescale);
@@ -270,17 +279,19 @@ export class ScoreModel implements ZooModel {
     for (let start = 0; start < req.n; start += chunk) {
       const m = Math.min(chunk, req.n - start);
       const part = labels.subarray(start, start + m);
-      const r = await eulerMaruyama(
-        (x, t) => this.guidedScore(w, x, t, part, guidance, rescale),
-        this.sde,
-        [m, 28, 28, 1],
-        rng,
-        {
+      const score: NetFn = (x, t) => this.guidedScore(w, x, t, part, guidance, rescale);
+      const costPerCall = guidance === 0 ? 1 : 2;
+      const onStep = (i: number) => req.onProgress?.(start * steps + i * m, req.n * steps);
+      const r = sampler === "em"
+        ? await eulerMaruyama(score, this.sde, [m, 28, 28, 1], rng, { steps, costPerCall, onStep })
+        : await runReverse(
+          makeSigmaSampler(sampler, this.sde.sigmaModel(), { churn: req.churn, eta: req.eta }),
+          score,
           steps,
-          costPerCall: guidance === 0 ? 1 : 2,
-          onStep: (i) => req.onProgress?.(start * steps + i * m, req.n * steps),
-        },
-      );
+          [m, 28, 28, 1],
+          rng,
+          { costPerCall, onStep },
+        ).then(({ x, nfe }) => ({ final: x, nfe }));
       images.set((await r.final.data()) as Float32Array, start * 784);
       r.final.dispose();
       nfe = r.nfe;
@@ -306,7 +317,11 @@ export class ScoreModel implements ZooModel {
   /** The label of each requested sample (checks sampler and labels). */
   #labelsFor(req: SampleRequest): Float32Array {
     const sampler = req.sampler ?? (this.config.sampler);
-    if (sampler !== "em") throw new Error(`model score: unknown sampler "${sampler}" (em)`);
+    if (!this.sampling.samplers.includes(sampler)) {
+      throw new Error(
+        `model score: unknown sampler "${sampler}" (${this.sampling.samplers.join(", ")})`,
+      );
+    }
     const { n, labels } = req;
     if (labels?.some((l) => !Number.isInteger(l) || l < 0 || l >= NUM_CLASSES)) {
       throw new Error(`model score: labels must be digits 0–9, got ${JSON.stringify(labels)}`);

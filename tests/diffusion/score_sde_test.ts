@@ -1,6 +1,8 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
+import { runReverse } from "../../lib/diffusion/reverse.ts";
 import { eulerMaruyama, priorMismatch, VeSde } from "../../lib/diffusion/score_sde.ts";
+import { makeSigmaSampler } from "../../lib/diffusion/sigma.ts";
 import { Rng } from "../../lib/runtime/rng.ts";
 import { assertClose, meanStd, useBackend } from "../helpers.ts";
 
@@ -124,4 +126,37 @@ Deno.test("priorMismatch is the KL and W2 between the Gaussians", () => {
   assertClose(r.w2, Math.sqrt(2 * (m * m + (s1 - s) ** 2)), 1e-12);
   const far = priorMismatch(Float64Array.of(m), Float64Array.of(v), 10);
   assert.ok(far.kl < priorMismatch(Float64Array.of(m), Float64Array.of(v), 1).kl);
+});
+
+Deno.test("the VE SDE as a σ-space denoiser: timeOf inverts σ(t); Heun and DPM++ 2M follow the exact ODE", async () => {
+  const sde = new VeSde({ sigmaMax: 5 });
+  for (const t of [0.001, 0.1, 0.5, 0.9, 1]) {
+    assertClose(sde.timeOf(sde.sigma(t)), t, 1e-9, 0, `t ${t}`);
+  }
+  // Exact score of x0 ~ N(μ0, s0²): s(x, t) = −(x − μ0)/(s0² + σ(t)²); D = x + σ²s is E[x0 | x].
+  const mu0 = 0.5, s0 = 0.3;
+  const score = (x: tf.Tensor, t: number) =>
+    tf.div(tf.neg(tf.sub(x, mu0)), s0 * s0 + sde.sigma(t) ** 2);
+  // The exact probability-flow ODE from the prior N(0, σmax²) to σ_min scales x − μ0 by
+  // r = √(s0² + σmin²)/√(s0² + σmax²); the last step to σ = 0 is D, which scales it by
+  // k = s0²/(s0² + σmin²). So the samples end as N(μ0 − μ0·r·k, (σmax·r·k)²).
+  const [lo, hi] = [sde.sigma(sde.eps), sde.sigmaMax];
+  const r = Math.sqrt(s0 * s0 + lo * lo) / Math.sqrt(s0 * s0 + hi * hi);
+  const k = s0 * s0 / (s0 * s0 + lo * lo);
+  const before = tf.memory().numTensors;
+  for (const [name, steps] of [["heun", 40], ["dpmpp2m", 40]] as const) {
+    const { x, nfe } = await runReverse(
+      makeSigmaSampler(name, sde.sigmaModel()),
+      score,
+      steps,
+      [10000, 1],
+      new Rng(3),
+    );
+    const { mean, std } = meanStd(x.dataSync());
+    x.dispose();
+    assert.equal(nfe, name === "heun" ? 2 * steps - 1 : steps);
+    assertClose(mean, mu0 - mu0 * r * k, 0.01, 0, `${name} mean`);
+    assertClose(std, hi * r * k, 0.01, 0, `${name} std`);
+  }
+  assert.equal(tf.memory().numTensors, before);
 });

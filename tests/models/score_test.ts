@@ -105,8 +105,12 @@ Deno.test("sample: label layout, guidance and errors", async () => {
   assert.deepEqual(one.kind === "image" && Array.from(one.labels!), [7, 7, 7]);
   await assert.rejects(
     () => model.sample(w, { n: 2, steps: 2, sampler: "ddim" }, new Rng(3)),
-    /sampler/,
+    /unknown sampler "ddim" \(em, euler, heun, dpmpp2m, dpmpp2m_sde\)/,
   );
+  // σ-space samplers on the VE SDE: Heun's 2·steps − 1 evaluations, doubled by guidance.
+  const heun = await model.sample(w, { n: 2, steps: 3, sampler: "heun", guidance: 1 }, new Rng(3));
+  assert.equal(heun.nfe, 10);
+  assert.ok(heun.kind === "image" && heun.images.every(Number.isFinite));
   await assert.rejects(
     () => model.sample(w, { n: 2, steps: 2, labels: [10] }, new Rng(3)),
     /digits/,
