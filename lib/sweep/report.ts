@@ -202,7 +202,7 @@ export function samplesSpec(
   } as TopLevelSpec;
 }
 
-/** The compare grid as a Markdown table, the best cell in bold. */
+/** The compare grid as a Markdown table (columns padded, numbers right-aligned), the best cell in bold. */
 export function gridMarkdown(
   sweep: SweepResults,
   metric: string,
@@ -211,20 +211,23 @@ export function gridMarkdown(
   cols: string,
 ): string {
   const g = compareGrid(sweep.results, rows, cols, metric, minimize);
-  const lines = [
-    `| ${rows} \\ ${cols} | ${g.colValues.join(" | ")} |`,
-    `| --- | ${g.colValues.map(() => "---:").join(" | ")} |`,
-    ...g.rowValues.map((r, i) =>
-      `| ${r} | ${
-        g.cells[i].map((v, j) => {
-          if (v === undefined) return "—";
-          const text = v.toPrecision(4);
-          return g.best?.[0] === i && g.best?.[1] === j ? `**${text}**` : text;
-        }).join(" | ")
-      } |`
-    ),
-  ];
-  return lines.join("\n");
+  const body = g.rowValues.map((r, i) => [
+    r,
+    ...g.cells[i].map((v, j) => {
+      if (v === undefined) return "—";
+      const text = v.toPrecision(4);
+      return g.best?.[0] === i && g.best?.[1] === j ? `**${text}**` : text;
+    }),
+  ]);
+  const table = [[`${rows} \\ ${cols}`, ...g.colValues], ...body];
+  const widths = table[0].map((_, c) => Math.max(3, ...table.map((r) => [...r[c]].length)));
+  const line = (cells: string[]) =>
+    `| ${cells.map((t, c) => c === 0 ? t.padEnd(widths[c]) : t.padStart(widths[c])).join(" | ")} |`;
+  return [
+    line(table[0]),
+    `| ${widths.map((w, c) => c === 0 ? "-".repeat(w) : `${"-".repeat(w - 1)}:`).join(" | ")} |`,
+    ...body.map(line),
+  ].join("\n");
 }
 
 /** Writes a figure's SVG and PNG as DIR/NAME.svg and DIR/NAME.png. */

@@ -71,8 +71,10 @@ parameters:
   // (linear, 10) is the best.
   assert.ok(
     md.includes(
-      "| schedule \\ sample_steps | 10 | 100 |\n| --- | ---: | ---: |\n" +
-        "| linear | **0.01500** | 0.1050 |\n| cosine | 0.01500 | 0.1050 |",
+      "| schedule \\ sample_steps |          10 |    100 |\n" +
+        "| ----------------------- | ----------: | -----: |\n" +
+        "| linear                  | **0.01500** | 0.1050 |\n" +
+        "| cosine                  |     0.01500 | 0.1050 |",
     ),
     md,
   );
