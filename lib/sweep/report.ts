@@ -14,7 +14,15 @@ import { isToy, sampleToy } from "../data/toy2d.ts";
 import { Rng } from "../runtime/rng.ts";
 import { DEFAULT_STORE, openStore, type Store } from "../store/store.ts";
 import type { TrainJob } from "./planner.ts";
-import { FIGURE_FONT, figureData, figureSpec, renderSvg, svgToPng } from "./plot.ts";
+import {
+  FIGURE_FONT,
+  type FigureData,
+  figureData,
+  figureSpec,
+  type PlotPoint,
+  renderSvg,
+  svgToPng,
+} from "./plot.ts";
 import {
   chooseMetric,
   compareGrid,
@@ -202,6 +210,66 @@ export function samplesSpec(
   } as TopLevelSpec;
 }
 
+/** Each line's best point of a figure (the first of equals), in the lines' order. */
+export function seriesBest(data: FigureData): PlotPoint[] {
+  const out = new Map<string, PlotPoint>();
+  for (const p of data.points) {
+    const cur = out.get(p.series);
+    if (!cur || (data.minimize ? p.value < cur.value : p.value > cur.value)) out.set(p.series, p);
+  }
+  return [...out.values()];
+}
+
+/** One panel of the samples-by-line figure. */
+export interface SamplePanel {
+  /** Its title: the line, its metric and where. */
+  title: string;
+  /** The samples. */
+  points: [number, number][];
+  /** Draws of the data, drawn grey under them. */
+  real?: [number, number][];
+}
+
+/** The Vega-Lite spec of 2-D samples in panels (three a row), each over draws of the data. */
+export function panelsSpec(panels: SamplePanel[], by: string): TopLevelSpec {
+  const values = panels.flatMap((p) => [
+    ...(p.real ?? []).map(([x, y]) => ({ panel: p.title, x, y, set: "data" })),
+    ...p.points.map(([x, y]) => ({ panel: p.title, x, y, set: "samples" })),
+  ]);
+  return {
+    $schema: "https://vega.github.io/schema/vega-lite/v6.json",
+    title: {
+      text: `samples at each ${by}'s best point`,
+      subtitle: `${panels[0].points.length} samples a panel${
+        panels[0].real ? ` over ${panels[0].real.length} draws of the data (grey)` : ""
+      }`,
+      anchor: "start",
+    },
+    background: "white",
+    config: { font: FIGURE_FONT },
+    data: { values },
+    facet: { field: "panel", type: "nominal", title: null, sort: panels.map((p) => p.title) },
+    columns: 3,
+    spec: {
+      width: 220,
+      height: 220,
+      mark: { type: "circle", size: 6, aria: false },
+      encoding: {
+        x: { field: "x", type: "quantitative", scale: { zero: false } },
+        y: { field: "y", type: "quantitative", scale: { zero: false } },
+        color: {
+          field: "set",
+          type: "nominal",
+          title: null,
+          scale: { domain: ["data", "samples"], range: ["#bbbbbb", "#d62728"] },
+        },
+        opacity: { value: 0.6 },
+        order: { field: "set", sort: "ascending" },
+      },
+    },
+  } as TopLevelSpec;
+}
+
 /** The compare grid as a Markdown table (columns padded, numbers right-aligned), the best cell in bold. */
 export function gridMarkdown(
   sweep: SweepResults,
@@ -277,8 +345,9 @@ export async function writeReport(opts: ReportOptions): Promise<string[]> {
     }
     let best: ConfigResult | undefined;
     let bestText: string | undefined;
+    let data: FigureData | undefined;
     if (metric && sweep.results.some((r) => Number.isFinite(r.metrics[metric] ?? NaN))) {
-      const data = figureData([sweep], { metric, by: opts.by, x: opts.x });
+      data = figureData([sweep], { metric, by: opts.by, x: opts.x });
       await writeBoth(opts.out, metric, figureSpec(data));
       files.push(join(opts.out, `${metric}.svg`), join(opts.out, `${metric}.png`));
       const point = data.points.find((p) => p.best)!;
@@ -310,6 +379,31 @@ export async function writeReport(opts: ReportOptions): Promise<string[]> {
         `![samples of ${bestText}](samples-best.png)`,
         "",
         `From \`${samples.path}\`.`,
+        "",
+      );
+    }
+    // Beside the curves: the samples at each line's best point (2-D points), when there are lines.
+    const lines = data?.by ? seriesBest(data) : [];
+    const panels: SamplePanel[] = [];
+    for (const p of lines) {
+      const config = sweep.results.find((r) => r.params === p.params);
+      const got = config ? await bestSamples(store, config, e.data) : undefined;
+      if (got?.kind !== "points") continue;
+      panels.push({
+        title: `${p.series}: ${Number(p.value.toPrecision(3))} at ${
+          data!.x === "nfe" ? "NFE" : data!.x
+        } ${p.x}${p.best ? " (best)" : ""}`,
+        points: got.points,
+        real: got.real?.slice(0, 500),
+      });
+    }
+    if (panels.length > 1) {
+      await writeBoth(opts.out, "samples-by-line", panelsSpec(panels, data!.by!));
+      files.push(join(opts.out, "samples-by-line.svg"), join(opts.out, "samples-by-line.png"));
+      md.push(
+        `## Samples at each ${data!.by}'s best point`,
+        "",
+        `![samples at the best point of each ${data!.by}](samples-by-line.png)`,
         "",
       );
     }

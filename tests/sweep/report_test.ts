@@ -146,6 +146,17 @@ Deno.test("report: the best configuration's 2-D samples over the data, from the 
   // Every sample and every draw of the data is a circle.
   const circles = svg.match(/<path transform="translate\([^)]*\)" d="M[^"]*A/g) ?? [];
   assert.equal(circles.length, 2400 + 2, "2,400 points and the legend's two symbols");
+  // Each sampler's best point, by hand: DDPM with EMA 0.999 at 100 steps, 0.01 + 0.002 + 0.004.
+  assert.equal(fixtureMmd({ sample_steps: 100, sampler: "ddpm", ema_eval: "0.999" }), 0.016);
+  assert.match(
+    md,
+    /## Samples at each sampler's best point\n\n!\[[^\]]*\]\(samples-by-line\.png\)/,
+  );
+  const byLine = fs.readFileSync(join(out, "samples-by-line.svg"), "utf8");
+  assert.ok(byLine.includes(">ddpm: 0.016 at NFE 100<"), "the DDPM panel");
+  assert.ok(byLine.includes(">ddim: 0.012 at NFE 100 (best)<"), "the DDIM panel, the best");
+  const dots = byLine.match(/<path transform="translate\([^)]*\)" d="M[^"]*A/g) ?? [];
+  assert.equal(dots.length, 2 * (400 + 500) + 2, "two panels of 400 samples over 500 draws");
   // The fixture's running training job logged steps 10–200, the done one 10–400: two panels.
   const loss = fs.readFileSync(join(out, "loss.svg"), "utf8");
   assert.ok(loss.includes(">schedule=linear<") && loss.includes(">schedule=cosine<"));
