@@ -58,6 +58,7 @@ export class Controller {
   readonly #previews = new Map<number, { key: string; value: Preview | string }>();
   #logTail = { size: -1, line: "" };
   readonly #machine = new MachineMonitor();
+  #machineTime = 0;
   #quit?: () => void;
   #refreshing = false;
   readonly #artifacts = new Map<
@@ -107,8 +108,9 @@ export class Controller {
   start(): void {
     this.#poll ??= setInterval(async () => {
       if (this.#refreshing) return;
-      // The machine view redraws with its readings (at most once a second) even when nothing else changed.
-      if ((await this.#refresh()) || this.#ui.view === "machine") this.#requestDraw();
+      // The machine view redraws with its readings (every two seconds) even when nothing else changed.
+      const machineDue = this.#ui.view === "machine" && Date.now() - this.#machineTime >= 2000;
+      if ((await this.#refresh()) || machineDue) this.#requestDraw();
     }, this.#opts.pollMs ?? 500);
   }
 
@@ -151,7 +153,7 @@ export class Controller {
     const snap = this.#snap;
     const clock = snap?.live ? Math.floor(Date.now() / 1000) : 0;
     const status = this.#status();
-    // The machine view changes with every reading (once a second), even on a finished sweep.
+    // The machine view changes with every reading (every two seconds), even on a finished sweep.
     const machine = this.#ui.view === "machine"
       ? this.#machine.read(
         snap
@@ -161,6 +163,7 @@ export class Controller {
           : [],
       )
       : undefined;
+    if (machine) this.#machineTime = machine.time;
     const key = JSON.stringify([
       snap?.version,
       this.#ui,
