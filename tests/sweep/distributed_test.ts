@@ -58,7 +58,11 @@ function killMachine(worker: Deno.ChildProcess): void {
   }
 }
 
-async function until<T>(what: string, f: () => Promise<T | undefined>, ms = 60000): Promise<T> {
+async function until<T>(
+  what: string,
+  f: () => T | undefined | Promise<T | undefined>,
+  ms = 60000,
+): Promise<T> {
   const t0 = Date.now();
   while (Date.now() - t0 < ms) {
     const v = await f();
@@ -216,10 +220,10 @@ Deno.test("a frozen worker's job goes to the other; woken, it kills its child an
       const log = `${machines[machine]}.log`;
       await until(
         "the woken worker to give the job up",
-        async () => /lost train/.test(fs.readFileSync(log, "utf8")) ? true : undefined,
+        () => /lost train/.test(fs.readFileSync(log, "utf8")) ? true : undefined,
         30000,
       );
-      await until("its training child to be gone", async () => {
+      await until("its training child to be gone", () => {
         try {
           Deno.kill(victim.pid!, "SIGCONT");
           return undefined;
