@@ -375,7 +375,7 @@ function resultsCsv(sweeps: SweepResults[]): string {
           ? ""
           : typeof r.params[k] === "object"
           ? JSON.stringify(r.params[k])
-          : r.params[k]
+          : String(r.params[k])
       ),
       r.state,
       ...metricNames.map((m) => r.metrics[m] ?? ""),

@@ -314,6 +314,7 @@ model: ddpm
 data: 8gaussians
 metric: {name: mmd, goal: minimize}
 steps: 100
+ema_warmup: false
 parameters:
   schedule: {values: [linear, cosine]}
   ema_eval: {values: [raw, 0.999]}
@@ -336,6 +337,8 @@ parameters:
   const csv = (await compareSweep({ store, csv: true })).trim().split("\n");
   assert.equal(csv.length, 13);
   assert.match(csv[0], /^schedule,ema_eval,sample_steps,.*,nfe,state,mmd$/);
+  const warmup = csv[0].split(",").indexOf("ema_warmup");
+  assert.equal(csv[1].split(",")[warmup], "false", "booleans are written as words");
   // NFE, recorded by each evaluation, is an axis too (the fake worker records one per step).
   const byNfe = await compareSweep({ store, cols: "nfe" });
   assert.match(byNfe, /schedule \\ nfe +10 +20 +40/, byNfe);
