@@ -355,7 +355,7 @@ Deno.test({
           [/this machine {2}\d+ cores · load [\d.]+ [\d.]+ [\d.]+/, /^cpu +[█-▏]*░* +\d+%/m],
           "Tab: the machine view",
         );
-        assert.match(s, /^memory +.* \d+% {2}[\d.]+ GB of [\d.]+ GB/m);
+        assert.match(s, /^memory +.* \d+% {2}[\d.]+ [MG]B of [\d.]+ [MG]B/m);
         // The fixture's running jobs are recorded with pids that no process has here.
         assert.match(s, /running jobs \(2\)/);
         assert.match(s, /^ train +ddpm-8gaussians-\S+ +wasm +999999 +— +—/m);
