@@ -164,16 +164,18 @@ export class Controller {
       )
       : undefined;
     if (machine) this.#machineTime = machine.time;
-    const key = JSON.stringify([
-      snap?.version,
-      this.#ui,
-      this.#size,
-      clock,
-      status,
-      this.#error,
-      machine?.time,
-    ]);
-    if (this.#frame?.key === key) return this.#frame.lines;
+    // Everything the frame is drawn from; the UI part is read again after drawing (it sets scroll).
+    const frameKey = () =>
+      JSON.stringify([
+        snap?.version,
+        this.#ui,
+        this.#size,
+        clock,
+        status,
+        this.#error,
+        machine?.time,
+      ]);
+    if (this.#frame?.key === frameKey()) return this.#frame.lines;
     const { lines, scroll } = renderFrame(snap, this.#ui, {
       ...this.#size,
       series: (id) => this.#reader.series(id),
@@ -186,18 +188,7 @@ export class Controller {
         }…`,
     });
     this.#ui = { ...this.#ui, scroll };
-    this.#frame = {
-      key: JSON.stringify([
-        snap?.version,
-        this.#ui,
-        this.#size,
-        clock,
-        status,
-        this.#error,
-        machine?.time,
-      ]),
-      lines,
-    };
+    this.#frame = { key: frameKey(), lines };
     return lines;
   }
 

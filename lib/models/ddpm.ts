@@ -135,6 +135,13 @@ export const DDPM_KEYS = {
 /** The resolved configuration of the model, typed by its keys. */
 export type DdpmConfig = TypedConfig<typeof DDPM_KEYS>;
 
+/** What `sampler=auto` samples with, per parameterisation. */
+const AUTO_SAMPLER: Record<GaussianParam["kind"], string> = {
+  discrete: "ddpm",
+  edm: "heun",
+  flow: "euler",
+};
+
 /** The objectives over the discrete schedule. */
 const DISCRETE_OBJECTIVES = ["eps", "x0", "v"];
 
@@ -183,9 +190,9 @@ export class Ddpm implements ZooModel {
   /** The resolved configuration. */
   readonly config: DdpmConfig;
   get sampling(): SamplingSupport {
-    const kind = this.param.kind;
-    const fallback = kind === "discrete" ? "ddpm" : kind === "edm" ? "heun" : "euler";
-    const sampler = this.config.sampler === "auto" ? fallback : this.config.sampler;
+    const sampler = this.config.sampler === "auto"
+      ? AUTO_SAMPLER[this.param.kind]
+      : this.config.sampler;
     return gaussianSampling(sampler, 0, samplersFor(this.param));
   }
   readonly process: GaussianDiffusion;
@@ -464,7 +471,7 @@ function objectiveMismatch(config: RunConfig): string | undefined {
   const usable = samplersFor({ kind: discrete ? "discrete" : objective as "edm" | "flow" });
   const sampler = get("sampler") as string;
   const taker = sampler === "auto"
-    ? (discrete ? "ddpm" : objective === "edm" ? "heun" : "euler")
+    ? AUTO_SAMPLER[discrete ? "discrete" : objective as "edm" | "flow"]
     : sampler;
   // Sampling options set in a sweep (evaluation keys): each applies to some samplers only.
   if (config.churn && !(CHURN_SAMPLERS as readonly string[]).includes(taker)) {

@@ -27,7 +27,7 @@ import {
 } from "./results.ts";
 import { plotSweeps } from "./plot.ts";
 import { type Experiment, loadExperiment } from "./experiment.ts";
-import { execute, type ExecutorUpdate } from "./executor.ts";
+import { execute, type ExecuteOptions, type ExecutorUpdate } from "./executor.ts";
 import { configRows, describePlan, type Plan, planSweep, type TrainJob } from "./planner.ts";
 import { coordinate } from "./coordinator.ts";
 import { openQueue } from "./queue.ts";
@@ -266,19 +266,18 @@ async function runDistributed(
   store: Store & SqlExecutor,
   sweepId: number,
   plan: Plan,
-  o: {
-    workerCommand: string[];
-    concurrency?: number;
-    maxFailures?: number;
-    timeout?: number;
-    backend?: string;
-    earlyTerminate?: { minIter: number; eta: number };
-    localWorker: boolean;
-    runsDir: string;
-    onUpdate: (u: ExecutorUpdate) => void;
-    onProblem: (line: string) => void;
-    signal: AbortSignal;
-  },
+  o:
+    & Pick<
+      ExecuteOptions,
+      "workerCommand" | "concurrency" | "maxFailures" | "timeout" | "backend" | "earlyTerminate"
+    >
+    & {
+      localWorker: boolean;
+      runsDir: string;
+      onUpdate: (u: ExecutorUpdate) => void;
+      onProblem: (line: string) => void;
+      signal: AbortSignal;
+    },
 ): Promise<{ done: number; failed: number }> {
   const boss = await openQueue(store, o.onProblem);
   const workerStop = new AbortController();

@@ -170,6 +170,20 @@ export async function bestSamples(
   return png ? { kind: "png", path: png } : undefined;
 }
 
+/** The encoding of 2-D samples (red) over draws of the data (grey, drawn first). */
+const SAMPLES_OVER_DATA = {
+  x: { field: "x", type: "quantitative", scale: { zero: false } },
+  y: { field: "y", type: "quantitative", scale: { zero: false } },
+  color: {
+    field: "set",
+    type: "nominal",
+    title: null,
+    scale: { domain: ["data", "samples"], range: ["#bbbbbb", "#d62728"] },
+  },
+  opacity: { value: 0.6 },
+  order: { field: "set", sort: "ascending" },
+} as const;
+
 /** The Vega-Lite spec of 2-D samples over draws of the real data (grey). */
 export function samplesSpec(
   samples: Extract<BestSamples, { kind: "points" }>,
@@ -195,18 +209,7 @@ export function samplesSpec(
     data: { values },
     // No ARIA label per point: thousands of them would triple the file.
     mark: { type: "circle", size: 8, aria: false },
-    encoding: {
-      x: { field: "x", type: "quantitative", scale: { zero: false } },
-      y: { field: "y", type: "quantitative", scale: { zero: false } },
-      color: {
-        field: "set",
-        type: "nominal",
-        title: null,
-        scale: { domain: ["data", "samples"], range: ["#bbbbbb", "#d62728"] },
-      },
-      opacity: { value: 0.6 },
-      order: { field: "set", sort: "ascending" },
-    },
+    encoding: SAMPLES_OVER_DATA,
   } as TopLevelSpec;
 }
 
@@ -254,18 +257,7 @@ export function panelsSpec(panels: SamplePanel[], by: string): TopLevelSpec {
       width: 220,
       height: 220,
       mark: { type: "circle", size: 6, aria: false },
-      encoding: {
-        x: { field: "x", type: "quantitative", scale: { zero: false } },
-        y: { field: "y", type: "quantitative", scale: { zero: false } },
-        color: {
-          field: "set",
-          type: "nominal",
-          title: null,
-          scale: { domain: ["data", "samples"], range: ["#bbbbbb", "#d62728"] },
-        },
-        opacity: { value: 0.6 },
-        order: { field: "set", sort: "ascending" },
-      },
+      encoding: SAMPLES_OVER_DATA,
     },
   } as TopLevelSpec;
 }
