@@ -330,7 +330,7 @@ let dry = false;
 let backendName = "";
 let profiling = false;
 
-/** Kernel times of a tf.profile, summed by kernel name: the 15 largest. */
+/** Kernel times of a tf.profile, summed by kernel name: the 30 largest. */
 export function kernelTimes(
   kernels: { name: string; kernelTimeMs: number | { error: string } | Promise<unknown> }[],
 ): Record<string, { ms: number; calls: number }> {
@@ -342,7 +342,7 @@ export function kernelTimes(
     by.set(k.name, e);
   }
   return Object.fromEntries(
-    [...by].sort((a, b) => b[1].ms - a[1].ms).slice(0, 15)
+    [...by].sort((a, b) => b[1].ms - a[1].ms).slice(0, 30)
       .map(([k, v]) => [k, { ms: round(v.ms), calls: v.calls }]),
   );
 }

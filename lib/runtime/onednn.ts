@@ -40,6 +40,7 @@ export const SUPPORTED_MAJOR = 2;
  */
 export const DNNL = {
   f32: 3,
+  tag_any: 1,
   tag_a: 2,
   tag_nhwc: 20,
   tag_hwio: 30,
@@ -55,7 +56,17 @@ export const DNNL = {
   ARG_DIFF_SRC: 129,
   ARG_DIFF_DST: 145,
   ARG_DIFF_WEIGHTS: 161,
+  query_impl_info_str: 8,
+  query_src_md: 129,
+  query_diff_src_md: 130,
+  query_weights_md: 131,
+  query_diff_weights_md: 132,
+  query_dst_md: 133,
+  query_diff_dst_md: 134,
 } as const;
+
+/** `DNNL_MEMORY_ALLOCATE`: a memory object whose buffer oneDNN allocates (and frees). */
+const MEMORY_ALLOCATE = 0xffff_ffff_ffff_ffffn;
 
 /**
  * Bytes reserved for the descriptors oneDNN fills in (at least their sizeof:
@@ -113,6 +124,22 @@ const SYMBOLS = {
   },
   dnnl_primitive_create: { parameters: ["buffer", "pointer"], result: "i32" },
   dnnl_memory_create: { parameters: ["buffer", "buffer", "pointer", "pointer"], result: "i32" },
+  /** dnnl_memory_create on a descriptor oneDNN owns (one a primitive descriptor chose). */
+  dnnl_memory_create_by_md: {
+    name: "dnnl_memory_create",
+    parameters: ["buffer", "pointer", "pointer", "pointer"],
+    result: "i32",
+  },
+  dnnl_primitive_desc_query: {
+    parameters: ["pointer", "i32", "i32", "buffer"],
+    result: "i32",
+  },
+  dnnl_primitive_desc_query_md: { parameters: ["pointer", "i32", "i32"], result: "pointer" },
+  dnnl_memory_desc_equal: { parameters: ["buffer", "pointer"], result: "i32" },
+  dnnl_reorder_primitive_desc_create: {
+    parameters: ["buffer", "pointer", "pointer", "pointer", "pointer", "pointer"],
+    result: "i32",
+  },
   dnnl_memory_set_data_handle: { parameters: ["pointer", "pointer"], result: "i32" },
   dnnl_primitive_execute: {
     parameters: ["pointer", "pointer", "i32", "buffer"],
@@ -296,11 +323,40 @@ function outPointer(cell: BigUint64Array): Deno.PointerValue {
   return Deno.UnsafePointer.create(cell[0]);
 }
 
-/** One cached primitive with its memory objects, whose data handles are set per call. */
-interface ConvPrimitive {
+/** One primitive to execute, with its fixed arguments (DNNL_ARG_* → memory object). */
+interface Step {
   prim: Deno.PointerValue;
-  /** DNNL_ARG_* → memory object. */
-  mems: Map<number, Deno.PointerValue>;
+  args: [number, Deno.PointerValue][];
+}
+
+/**
+ * A cached convolution: the memory objects on the caller's arrays (their data
+ * handles are set per call) and the primitives to run in order: reorders of
+ * inputs into the layouts the convolution chose, the convolution, reorders
+ * of its outputs back.
+ */
+interface ConvPrimitive {
+  user: Map<number, Deno.PointerValue>;
+  steps: Step[];
+  /** The implementation oneDNN chose, e.g. "jit:avx512_core". */
+  impl: string;
+}
+
+/**
+ * Which operands a convolution may lay out as it likes ("any"), with a
+ * reorder from and to the caller's NHWC and HWIO. The weights are small and
+ * change every step: a blocked layout for them is what lets oneDNN pick its
+ * direct (jit) convolutions over im2col and a matrix product.
+ */
+export type ConvLayouts = "plain" | "weights" | "all";
+
+/** `DMW_DNNL_LAYOUT`, for measuring the layouts against each other; weights by default. */
+function convLayouts(): ConvLayouts {
+  const v = Deno.env.get("DMW_DNNL_LAYOUT") ?? "weights";
+  if (v !== "plain" && v !== "weights" && v !== "all") {
+    throw new Error(`DMW_DNNL_LAYOUT=${v}: want plain, weights or all`);
+  }
+  return v;
 }
 
 /** The convolution primitives: an engine, a stream, and a cache keyed by kind and shape. */
@@ -311,6 +367,8 @@ function convolutions(s: Symbols): Onednn["conv"] {
   check(s.dnnl_stream_create(cell, engine, DNNL.stream_default_flags), "stream_create");
   const stream = outPointer(cell);
   const cache = new Map<string, ConvPrimitive>();
+  const layouts = convLayouts();
+  const allocate = Deno.UnsafePointer.create(MEMORY_ALLOCATE);
 
   const md = (dims: number[], tag: number) => {
     const desc = new Uint8Array(MEMORY_DESC_BYTES);
@@ -334,6 +392,58 @@ function convolutions(s: Symbols): Onednn["conv"] {
     check(s.dnnl_primitive_desc_create(cell, op, null, engine, hint), "primitive_desc_create");
     return outPointer(cell);
   };
+  const primitive = (pd: Deno.PointerValue) => {
+    check(s.dnnl_primitive_create(cell, pd), "primitive_create");
+    return outPointer(cell);
+  };
+  const implName = (pd: Deno.PointerValue) => {
+    const out = new BigUint64Array(1);
+    const status = s.dnnl_primitive_desc_query(pd, DNNL.query_impl_info_str, 0, out);
+    const p = Deno.UnsafePointer.create(out[0]);
+    return status === DNNL_STATUS.success && p ? Deno.UnsafePointerView.getCString(p) : "?";
+  };
+
+  /**
+   * Binds one operand of the convolution primitive descriptor `pd`: the
+   * caller's array lies as `plain`; when the convolution chose another
+   * layout (`query`), a buffer of oneDNN's own in that layout and a reorder
+   * into it before the convolution (`input`) or out of it after.
+   */
+  const bind = (
+    p: ConvPrimitive,
+    conv: Step,
+    pd: Deno.PointerValue,
+    arg: number,
+    plain: Uint8Array,
+    query: number,
+    input: boolean,
+  ) => {
+    const user = memory(plain);
+    p.user.set(arg, user);
+    const chosen = s.dnnl_primitive_desc_query_md(pd, query, 0);
+    if (!chosen || s.dnnl_memory_desc_equal(plain, chosen) === 1) {
+      conv.args.push([arg, user]);
+      return;
+    }
+    check(s.dnnl_memory_create_by_md(cell, chosen, engine, allocate), "memory_create");
+    const inner = outPointer(cell);
+    conv.args.push([arg, inner]);
+    const plainPtr = Deno.UnsafePointer.of(plain);
+    const [from, to] = input ? [plainPtr, chosen] : [chosen, plainPtr];
+    check(
+      s.dnnl_reorder_primitive_desc_create(cell, from, engine, to, engine, null),
+      "reorder_primitive_desc_create",
+    );
+    const reorder = {
+      prim: primitive(outPointer(cell)),
+      args: (input ? [[DNNL.ARG_SRC, user], [DNNL.ARG_DST, inner]] : [
+        [DNNL.ARG_SRC, inner],
+        [DNNL.ARG_DST, user],
+      ]) as [number, Deno.PointerValue][],
+    };
+    if (input) p.steps.unshift(reorder);
+    else p.steps.push(reorder);
+  };
 
   const build = (shape: ConvShape, kind: ConvCall["kind"], bias: boolean): ConvPrimitive => {
     const [n, h, w, c] = shape.x;
@@ -344,6 +454,9 @@ function convolutions(s: Symbols): Onednn["conv"] {
     const wts = md([o, c, kh, kw], DNNL.tag_hwio);
     const dst = md([n, o, oh, ow], DNNL.tag_nhwc);
     const bia = bias ? md([o], DNNL.tag_a) : null;
+    const wtsAny = layouts === "plain" ? wts : md([o, c, kh, kw], DNNL.tag_any);
+    const srcAny = layouts === "all" ? md([n, c, h, w], DNNL.tag_any) : src;
+    const dstAny = layouts === "all" ? md([n, o, oh, ow], DNNL.tag_any) : dst;
     const strides = BigInt64Array.from(shape.strides.map(BigInt));
     const padL = BigInt64Array.from([shape.pad[0], shape.pad[1]].map(BigInt));
     const padR = BigInt64Array.from([shape.pad[2], shape.pad[3]].map(BigInt));
@@ -353,10 +466,10 @@ function convolutions(s: Symbols): Onednn["conv"] {
         fwd,
         kind === "forward" ? DNNL.forward_inference : DNNL.forward_training,
         DNNL.convolution_direct,
-        src,
-        wts,
+        srcAny,
+        wtsAny,
         bia,
-        dst,
+        dstAny,
         strides,
         padL,
         padR,
@@ -365,20 +478,15 @@ function convolutions(s: Symbols): Onednn["conv"] {
     );
     const fwdPd = primitiveDesc(fwd, null);
     let pd = fwdPd;
-    const mems = new Map<number, Deno.PointerValue>();
-    if (kind === "forward") {
-      mems.set(DNNL.ARG_SRC, memory(src)).set(DNNL.ARG_WEIGHTS, memory(wts));
-      mems.set(DNNL.ARG_DST, memory(dst));
-      if (bia) mems.set(DNNL.ARG_BIAS, memory(bia));
-    } else if (kind === "backward_data") {
-      const op = new Uint8Array(OP_DESC_BYTES);
+    const op = new Uint8Array(OP_DESC_BYTES);
+    if (kind === "backward_data") {
       check(
         s.dnnl_convolution_backward_data_desc_init(
           op,
           DNNL.convolution_direct,
-          src,
-          wts,
-          dst,
+          srcAny,
+          wtsAny,
+          dstAny,
           strides,
           padL,
           padR,
@@ -386,18 +494,15 @@ function convolutions(s: Symbols): Onednn["conv"] {
         "convolution_backward_data_desc_init",
       );
       pd = primitiveDesc(op, fwdPd);
-      mems.set(DNNL.ARG_DIFF_DST, memory(dst)).set(DNNL.ARG_WEIGHTS, memory(wts));
-      mems.set(DNNL.ARG_DIFF_SRC, memory(src));
-    } else {
-      const op = new Uint8Array(OP_DESC_BYTES);
+    } else if (kind === "backward_weights") {
       check(
         s.dnnl_convolution_backward_weights_desc_init(
           op,
           DNNL.convolution_direct,
-          src,
-          wts,
+          srcAny,
+          wtsAny,
           null,
-          dst,
+          dstAny,
           strides,
           padL,
           padR,
@@ -405,11 +510,28 @@ function convolutions(s: Symbols): Onednn["conv"] {
         "convolution_backward_weights_desc_init",
       );
       pd = primitiveDesc(op, fwdPd);
-      mems.set(DNNL.ARG_SRC, memory(src)).set(DNNL.ARG_DIFF_DST, memory(dst));
-      mems.set(DNNL.ARG_DIFF_WEIGHTS, memory(wts));
     }
-    check(s.dnnl_primitive_create(cell, pd), "primitive_create");
-    return { prim: outPointer(cell), mems };
+    const conv: Step = { prim: primitive(pd), args: [] };
+    const p: ConvPrimitive = { user: new Map(), steps: [conv], impl: implName(pd) };
+    if (kind === "forward") {
+      bind(p, conv, pd, DNNL.ARG_SRC, src, DNNL.query_src_md, true);
+      bind(p, conv, pd, DNNL.ARG_WEIGHTS, wts, DNNL.query_weights_md, true);
+      bind(p, conv, pd, DNNL.ARG_DST, dst, DNNL.query_dst_md, false);
+      if (bia) {
+        const user = memory(bia); // [O] has one layout
+        p.user.set(DNNL.ARG_BIAS, user);
+        conv.args.push([DNNL.ARG_BIAS, user]);
+      }
+    } else if (kind === "backward_data") {
+      bind(p, conv, pd, DNNL.ARG_DIFF_DST, dst, DNNL.query_diff_dst_md, true);
+      bind(p, conv, pd, DNNL.ARG_WEIGHTS, wts, DNNL.query_weights_md, true);
+      bind(p, conv, pd, DNNL.ARG_DIFF_SRC, src, DNNL.query_diff_src_md, false);
+    } else {
+      bind(p, conv, pd, DNNL.ARG_SRC, src, DNNL.query_src_md, true);
+      bind(p, conv, pd, DNNL.ARG_DIFF_DST, dst, DNNL.query_diff_dst_md, true);
+      bind(p, conv, pd, DNNL.ARG_DIFF_WEIGHTS, wts, DNNL.query_diff_weights_md, false);
+    }
+    return p;
   };
 
   return (shape, call) => {
@@ -432,20 +554,24 @@ function convolutions(s: Symbols): Onednn["conv"] {
       data.set(DNNL.ARG_SRC, call.x).set(DNNL.ARG_DIFF_DST, call.dy);
       data.set(DNNL.ARG_DIFF_WEIGHTS, call.dw);
     }
-    // dnnl_exec_arg_t is {int arg; dnnl_memory_t memory;}: 16 bytes with padding.
-    const args = new BigUint64Array(2 * data.size);
-    let i = 0;
     for (const [arg, array] of data) {
-      const mem = p.mems.get(arg)!;
       check(
-        s.dnnl_memory_set_data_handle(mem, Deno.UnsafePointer.of(array)),
+        s.dnnl_memory_set_data_handle(p.user.get(arg)!, Deno.UnsafePointer.of(array)),
         "memory_set_data_handle",
       );
-      args[2 * i] = BigInt(arg);
-      args[2 * i + 1] = Deno.UnsafePointer.value(mem);
-      i++;
     }
-    check(s.dnnl_primitive_execute(p.prim, stream, data.size, args), `convolution ${call.kind}`);
+    for (const step of p.steps) {
+      // dnnl_exec_arg_t is {int arg; dnnl_memory_t memory;}: 16 bytes with padding.
+      const args = new BigUint64Array(2 * step.args.length);
+      step.args.forEach(([arg, mem], i) => {
+        args[2 * i] = BigInt(arg);
+        args[2 * i + 1] = Deno.UnsafePointer.value(mem);
+      });
+      check(
+        s.dnnl_primitive_execute(step.prim, stream, step.args.length, args),
+        `convolution ${call.kind} (${p.impl})`,
+      );
+    }
     check(s.dnnl_stream_wait(stream), "stream_wait");
   };
 }

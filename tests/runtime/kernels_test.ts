@@ -9,6 +9,7 @@ import { deepStrictEqual as assertEquals, ok as assert } from "node:assert";
 import { upsample2x } from "../../lib/network/layers.ts";
 import { initBackend } from "../../lib/runtime/backend.ts";
 import { registerProjectKernels } from "../../lib/runtime/kernels/mod.ts";
+import { installerOf } from "../../lib/runtime/kernels/install.ts";
 import { wasmBatchMatMul } from "../../lib/runtime/kernels/batch_mat_mul.ts";
 import { wasmConv2DBackpropFilter } from "../../lib/runtime/kernels/conv2d_backprop_filter.ts";
 import { wasmFusedMatMul } from "../../lib/runtime/kernels/fused_mat_mul.ts";
@@ -351,6 +352,47 @@ Deno.test("upsample2x on wasm matches cpu tiling, value and gradient", async () 
   await tf.setBackend("wasm");
   assertClose(wasmValue, cpuValue, "upsample2x value");
   assertClose(wasm, cpu, "upsample2x gradient");
+});
+
+Deno.test("Slice, SplitV and Concat match cpu on every rank, axis and odd extent", async () => {
+  assertEquals(installerOf(tf.Slice, "wasm"), "project");
+  assertEquals(installerOf(tf.SplitV, "wasm"), "project");
+  assertEquals(installerOf(tf.Concat, "wasm"), "project");
+  // Short runs (a loop) and long ones (TypedArray.set), size-1 axes inside and outside the run.
+  const slices: [number[], number[], number[]][] = [
+    [[10], [3], [5]],
+    [[6, 7], [1, 2], [4, 3]],
+    [[6, 70], [2, 0], [3, 70]],
+    [[2, 3, 4], [0, 1, 0], [2, 1, 4]],
+    [[4, 1, 8], [1, 0, 0], [2, 1, 8]],
+    [[3, 5, 6, 7], [1, 0, 2, 3], [2, 5, 3, 4]],
+    [[2, 5, 5, 80], [0, 1, 1, 0], [2, 3, 4, 80]],
+    [[2, 5, 5, 80], [1, 2, 0, 10], [1, 1, 5, 65]],
+    [[2, 3, 4, 5, 6], [1, 0, 1, 2, 0], [1, 3, 2, 3, 6]],
+    [[2, 3, 4, 5, 6], [0, 1, 0, 0, 1], [2, 2, 4, 5, 4]],
+    [[4, 6], [1, 1], [0, 3]],
+  ];
+  for (const [shape, begin, size] of slices) {
+    await agree(
+      `slice ${shape} at ${begin} size ${size}`,
+      [data(shape, 7)],
+      (x) => tf.slice(x, begin, size),
+    );
+  }
+  const x = data([3, 4, 5, 6], 8);
+  for (let axis = 0; axis < 4; axis++) {
+    const n = x.shape[axis];
+    await agree(`split axis ${axis}`, [x], (t) => tf.split(t, [1, n - 3, 2], axis));
+    const y = data(x.shape.map((d, a) => (a === axis ? 2 : d)), 9);
+    const z = data(x.shape.map((d, a) => (a === axis ? 0 : d)), 10);
+    await agree(`concat axis ${axis}`, [x, y, z, x], (a, b, c, d) => tf.concat([a, b, c, d], axis));
+  }
+  const wide = [data([2, 3, 3, 100], 11), data([2, 3, 3, 30], 12)];
+  await agree("concat long and short runs", wide, (a, b) => tf.concat([a, b], 3));
+  await agree("concat grad", wide, weightedGrads((a, b) => tf.concat([tf.square(a), b], 3)));
+  const ints = tf.tensor2d([[1, 2, 3], [4, 5, 6]], undefined, "int32");
+  assertEquals(Array.from(tf.slice(ints, [0, 1], [2, 2]).dataSync()), [2, 3, 5, 6], "int32 slice");
+  assertEquals(Array.from(tf.concat([ints, ints], 1).dataSync()).length, 12, "int32 concat");
 });
 
 Deno.test("gradients through the ops the models use match cpu", async () => {

@@ -238,6 +238,7 @@ Deno.test("the binding's constants and version struct are oneDNN's own (libdnnl-
 /** The C names of the binding's DNNL constants. */
 const C_NAMES: Record<keyof typeof DNNL, string> = {
   f32: "dnnl_f32",
+  tag_any: "dnnl_format_tag_any",
   tag_a: "dnnl_a",
   tag_nhwc: "dnnl_nhwc",
   tag_hwio: "dnnl_hwio",
@@ -253,6 +254,13 @@ const C_NAMES: Record<keyof typeof DNNL, string> = {
   ARG_DIFF_SRC: "DNNL_ARG_DIFF_SRC",
   ARG_DIFF_DST: "DNNL_ARG_DIFF_DST",
   ARG_DIFF_WEIGHTS: "DNNL_ARG_DIFF_WEIGHTS",
+  query_impl_info_str: "dnnl_query_impl_info_str",
+  query_src_md: "dnnl_query_src_md",
+  query_diff_src_md: "dnnl_query_diff_src_md",
+  query_weights_md: "dnnl_query_weights_md",
+  query_diff_weights_md: "dnnl_query_diff_weights_md",
+  query_dst_md: "dnnl_query_dst_md",
+  query_diff_dst_md: "dnnl_query_diff_dst_md",
 };
 
 Deno.test("the binding's enum values and buffer sizes are what the headers compile to", async () => {

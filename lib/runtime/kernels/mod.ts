@@ -2,12 +2,13 @@
  * Project kernels that fill gaps in tfjs-backend-wasm 4.22.0 (gradients the
  * models need) and replace its slow ones (transposed BatchMatMul and
  * _FusedMatMul, Conv2DBackpropInput, Sum and Mean over non-innermost axes,
- * the copying Identity) and add GroupNorm and a fused Adam update, plus tfjs-core's
+ * the copying Identity, and Slice, SplitV and Concat copying row by row) and add GroupNorm and a fused Adam update, plus tfjs-core's
  * gradient functions, which Deno's CommonJS load of tfjs-core leaves out.
  * One list per backend, installed in one loop ({@link installKernels}).
  */
 import { WASM_ADAM } from "./adam.ts";
 import { WASM_BATCH_MAT_MUL } from "./batch_mat_mul.ts";
+import { WASM_COPIES } from "./copy.ts";
 import { WASM_CONV2D_BACKPROP_FILTER } from "./conv2d_backprop_filter.ts";
 import { WASM_CONV2D_BACKPROP_INPUT } from "./conv2d_backprop_input.ts";
 import { WASM_FUSED_MAT_MUL } from "./fused_mat_mul.ts";
@@ -27,6 +28,7 @@ export const WASM_KERNELS = {
   ...WASM_FUSED_MAT_MUL,
   ...WASM_REDUCTIONS,
   ...WASM_IDENTITY,
+  ...WASM_COPIES,
   ...WASM_GROUP_NORM,
   ...WASM_ADAM,
 };
