@@ -2,7 +2,7 @@
  * The class-conditional score model on MNIST: the VE SDE with the cosine
  * noise scale (lib/diffusion/score_sde.ts), denoising score matching, the
  * transformer UNet with cross-attention to the label
- * (lib/network/score_unet.ts), classifier-free guidance, and the
+ * (lib/network/unet.ts), classifier-free guidance, and the
  * Euler–Maruyama sampler. Also draws its figures: the forward process, one
  * reverse run, and attention maps.
  *
@@ -28,7 +28,7 @@ import { type NetFn, runReverse } from "../diffusion/reverse.ts";
 import { eulerMaruyama, type PriorMismatch, priorMismatch, VeSde } from "../diffusion/score_sde.ts";
 import { makeSigmaSampler, SIGMA_SAMPLERS } from "../diffusion/sigma.ts";
 import type { Weights } from "../network/layers.ts";
-import { ScoreUNet } from "../network/score_unet.ts";
+import { UNet } from "../network/unet.ts";
 import { Rng } from "../runtime/rng.ts";
 import type {
   BatchLoss,
@@ -166,7 +166,7 @@ export class ScoreModel implements ZooModel {
     };
   }
   readonly sde: VeSde;
-  readonly network: ScoreUNet;
+  readonly network: UNet;
   readonly batchSize: number;
   #images: Uint8Array;
   #labels: Uint8Array;
@@ -179,7 +179,9 @@ export class ScoreModel implements ZooModel {
       throw new Error(`model score trains on mnist only, not data=${JSON.stringify(config.data)}`);
     }
     this.sde = new VeSde({ sigmaMax: config.sigma_max, eps: config.eps });
-    this.network = new ScoreUNet({
+    this.network = new UNet({
+      time: "fourier",
+      attention: "transformer",
       ch: config.ch,
       mults: config.mults,
       attnRes: config.attn_res,
