@@ -9,6 +9,7 @@
 import * as tf from "@tensorflow/tfjs-core";
 import type { Rng } from "../runtime/rng.ts";
 import { groupNormByKernels, hasGroupNormKernels } from "../runtime/kernels/group_norm.ts";
+import { hasSiluKernels, siluByKernels } from "../runtime/kernels/onednn_silu.ts";
 
 /** Named parameter tensors of a network. */
 export type Weights = Record<string, tf.Tensor>;
@@ -92,9 +93,12 @@ export function conv(w: Weights, name: string, x: tf.Tensor4D, stride: 1 | 2 = 1
   return tf.fused.conv2d({ x, filter, strides: stride, pad: "same", bias: w[`${name}.b`] });
 }
 
-/** SiLU (swish): x · sigmoid(x). */
+/**
+ * SiLU (swish): x · sigmoid(x). On the oneDNN path one kernel each way
+ * (lib/runtime/kernels/onednn_silu.ts); elsewhere tf ops.
+ */
 export function silu<T extends tf.Tensor>(x: T): T {
-  return tf.mul(x, tf.sigmoid(x)) as T;
+  return (hasSiluKernels() ? siluByKernels(x) : tf.mul(x, tf.sigmoid(x))) as T;
 }
 
 /**

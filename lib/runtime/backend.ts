@@ -108,7 +108,12 @@ async function useOnednn(dnnl: Onednn, reason: string): Promise<BackendInfo> {
   await useWasm(dnnl.threads);
   const { onednnMatMulMakers } = await import("./kernels/onednn_mat_mul.ts");
   const { onednnConvMakers } = await import("./kernels/onednn_conv.ts");
-  installKernels("wasm", "onednn", { ...onednnMatMulMakers(dnnl), ...onednnConvMakers(dnnl) });
+  const { onednnSiluMakers } = await import("./kernels/onednn_silu.ts");
+  installKernels("wasm", "onednn", {
+    ...onednnMatMulMakers(dnnl),
+    ...onednnConvMakers(dnnl),
+    ...onednnSiluMakers(dnnl),
+  });
   const v = dnnl.version;
   return {
     name: "onednn",

@@ -47,6 +47,7 @@ export const DNNL = {
   forward_training: 64,
   forward_inference: 96,
   convolution_direct: 1,
+  eltwise_swish: 0xdf,
   engine_cpu: 1,
   stream_default_flags: 1,
   ARG_SRC: 1,
@@ -130,6 +131,14 @@ const SYMBOLS = {
     parameters: ["buffer", "pointer", "pointer", "pointer"],
     result: "i32",
   },
+  dnnl_eltwise_forward_desc_init: {
+    parameters: ["buffer", "i32", "i32", "buffer", "f32", "f32"],
+    result: "i32",
+  },
+  dnnl_eltwise_backward_desc_init: {
+    parameters: ["buffer", "i32", "buffer", "buffer", "f32", "f32"],
+    result: "i32",
+  },
   dnnl_primitive_desc_query: {
     parameters: ["pointer", "i32", "i32", "buffer"],
     result: "i32",
@@ -181,6 +190,11 @@ export type ConvCall =
   | { kind: "backward_data"; dy: Float32Array; w: Float32Array; dx: Float32Array }
   | { kind: "backward_weights"; x: Float32Array; dy: Float32Array; dw: Float32Array };
 
+/** Which SiLU pass a {@link Onednn.silu} call runs, on arrays of equal length. */
+export type SiluCall =
+  | { kind: "forward"; x: Float32Array; y: Float32Array }
+  | { kind: "backward"; x: Float32Array; dy: Float32Array; dx: Float32Array };
+
 /** A loaded oneDNN. */
 export interface Onednn {
   /**
@@ -188,6 +202,13 @@ export interface Onednn {
    * the given arrays, creating its primitive on first use and reusing it.
    */
   conv(shape: ConvShape, call: ConvCall): void;
+  /**
+   * SiLU (oneDNN's swish, x·σ(x)) over n values: y from x, or the gradient
+   * dx = dy·σ(x)·(1 + x·(1 − σ(x))) from x and dy.
+   */
+  silu(call: SiluCall): void;
+  /** The implementation oneDNN chose for a convolution (e.g. "jit:avx512_core"); builds it if new. */
+  convImplementation(shape: ConvShape, kind: ConvCall["kind"]): string;
   /** The file it was loaded from. */
   path: string;
   version: OnednnVersion;
@@ -271,12 +292,12 @@ export function loadOnednn(threads: number): Onednn | { error: string } {
       continue;
     }
     const s = lib.symbols;
-    const conv = convolutions(s);
+    const prims = primitives(s);
     loaded = {
       path,
       version,
       threads,
-      conv,
+      ...prims,
       sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc) {
         const status = s.dnnl_sgemm(
           transA ? T : N,
@@ -330,12 +351,12 @@ interface Step {
 }
 
 /**
- * A cached convolution: the memory objects on the caller's arrays (their data
- * handles are set per call) and the primitives to run in order: reorders of
- * inputs into the layouts the convolution chose, the convolution, reorders
- * of its outputs back.
+ * A cached primitive: the memory objects on the caller's arrays (their data
+ * handles are set per call) and the primitives to run in order; for a
+ * convolution, reorders of inputs into the layouts it chose, the
+ * convolution, reorders of its outputs back.
  */
-interface ConvPrimitive {
+interface Primitive {
   user: Map<number, Deno.PointerValue>;
   steps: Step[];
   /** The implementation oneDNN chose, e.g. "jit:avx512_core". */
@@ -359,14 +380,17 @@ function convLayouts(): ConvLayouts {
   return v;
 }
 
-/** The convolution primitives: an engine, a stream, and a cache keyed by kind and shape. */
-function convolutions(s: Symbols): Onednn["conv"] {
+/**
+ * The primitives the kernels run: an engine, a stream, and a cache of
+ * primitives keyed by kind and shape, each run on the caller's arrays.
+ */
+function primitives(s: Symbols): Pick<Onednn, "conv" | "silu" | "convImplementation"> {
   const cell = new BigUint64Array(1);
   check(s.dnnl_engine_create(cell, DNNL.engine_cpu, 0n), "engine_create");
   const engine = outPointer(cell);
   check(s.dnnl_stream_create(cell, engine, DNNL.stream_default_flags), "stream_create");
   const stream = outPointer(cell);
-  const cache = new Map<string, ConvPrimitive>();
+  const cache = new Map<string, Primitive>();
   const layouts = convLayouts();
   const allocate = Deno.UnsafePointer.create(MEMORY_ALLOCATE);
 
@@ -410,7 +434,7 @@ function convolutions(s: Symbols): Onednn["conv"] {
    * into it before the convolution (`input`) or out of it after.
    */
   const bind = (
-    p: ConvPrimitive,
+    p: Primitive,
     conv: Step,
     pd: Deno.PointerValue,
     arg: number,
@@ -445,7 +469,7 @@ function convolutions(s: Symbols): Onednn["conv"] {
     else p.steps.push(reorder);
   };
 
-  const build = (shape: ConvShape, kind: ConvCall["kind"], bias: boolean): ConvPrimitive => {
+  const buildConv = (shape: ConvShape, kind: ConvCall["kind"], bias: boolean): Primitive => {
     const [n, h, w, c] = shape.x;
     const [kh, kw, , o] = shape.w;
     const [, oh, ow] = shape.y;
@@ -512,7 +536,7 @@ function convolutions(s: Symbols): Onednn["conv"] {
       pd = primitiveDesc(op, fwdPd);
     }
     const conv: Step = { prim: primitive(pd), args: [] };
-    const p: ConvPrimitive = { user: new Map(), steps: [conv], impl: implName(pd) };
+    const p: Primitive = { user: new Map(), steps: [conv], impl: implName(pd) };
     if (kind === "forward") {
       bind(p, conv, pd, DNNL.ARG_SRC, src, DNNL.query_src_md, true);
       bind(p, conv, pd, DNNL.ARG_WEIGHTS, wts, DNNL.query_weights_md, true);
@@ -534,25 +558,48 @@ function convolutions(s: Symbols): Onednn["conv"] {
     return p;
   };
 
-  return (shape, call) => {
-    const bias = call.kind === "forward" && call.bias !== undefined;
-    const key =
-      `${call.kind}|${bias}|${shape.x}|${shape.w}|${shape.y}|${shape.strides}|${shape.pad}`;
+  /** SiLU over n values as one flat [n] tensor: forward, and backward from x. */
+  const buildSilu = (n: number, kind: SiluCall["kind"]): Primitive => {
+    const data = md([n], DNNL.tag_a);
+    const fwd = new Uint8Array(OP_DESC_BYTES);
+    check(
+      s.dnnl_eltwise_forward_desc_init(fwd, DNNL.forward_training, DNNL.eltwise_swish, data, 1, 0),
+      "eltwise_forward_desc_init",
+    );
+    let pd = primitiveDesc(fwd, null);
+    const args = kind === "forward"
+      ? [DNNL.ARG_SRC, DNNL.ARG_DST]
+      : [DNNL.ARG_SRC, DNNL.ARG_DIFF_DST, DNNL.ARG_DIFF_SRC];
+    if (kind === "backward") {
+      const op = new Uint8Array(OP_DESC_BYTES);
+      check(
+        s.dnnl_eltwise_backward_desc_init(op, DNNL.eltwise_swish, data, data, 1, 0),
+        "eltwise_backward_desc_init",
+      );
+      pd = primitiveDesc(op, pd);
+    }
+    const p: Primitive = { user: new Map(), steps: [], impl: implName(pd) };
+    const step: Step = { prim: primitive(pd), args: [] };
+    for (const arg of args) {
+      const m = memory(data);
+      p.user.set(arg, m);
+      step.args.push([arg, m]);
+    }
+    p.steps.push(step);
+    return p;
+  };
+
+  /** Runs the cached primitive `key` (built by `build` on first use) on the given arrays. */
+  const run = (
+    key: string,
+    build: () => Primitive,
+    data: Map<number, Float32Array>,
+    what: string,
+  ) => {
     let p = cache.get(key);
     if (!p) {
-      p = build(shape, call.kind, bias);
+      p = build();
       cache.set(key, p);
-    }
-    const data = new Map<number, Float32Array>();
-    if (call.kind === "forward") {
-      data.set(DNNL.ARG_SRC, call.x).set(DNNL.ARG_WEIGHTS, call.w).set(DNNL.ARG_DST, call.y);
-      if (call.bias) data.set(DNNL.ARG_BIAS, call.bias);
-    } else if (call.kind === "backward_data") {
-      data.set(DNNL.ARG_DIFF_DST, call.dy).set(DNNL.ARG_WEIGHTS, call.w);
-      data.set(DNNL.ARG_DIFF_SRC, call.dx);
-    } else {
-      data.set(DNNL.ARG_SRC, call.x).set(DNNL.ARG_DIFF_DST, call.dy);
-      data.set(DNNL.ARG_DIFF_WEIGHTS, call.dw);
     }
     for (const [arg, array] of data) {
       check(
@@ -569,9 +616,43 @@ function convolutions(s: Symbols): Onednn["conv"] {
       });
       check(
         s.dnnl_primitive_execute(step.prim, stream, step.args.length, args),
-        `convolution ${call.kind} (${p.impl})`,
+        `${what} (${p.impl})`,
       );
     }
     check(s.dnnl_stream_wait(stream), "stream_wait");
+  };
+
+  const convKey = (shape: ConvShape, kind: ConvCall["kind"], bias: boolean) =>
+    `conv|${kind}|${bias}|${shape.x}|${shape.w}|${shape.y}|${shape.strides}|${shape.pad}`;
+
+  return {
+    conv(shape, call) {
+      const bias = call.kind === "forward" && call.bias !== undefined;
+      const data = new Map<number, Float32Array>();
+      if (call.kind === "forward") {
+        data.set(DNNL.ARG_SRC, call.x).set(DNNL.ARG_WEIGHTS, call.w).set(DNNL.ARG_DST, call.y);
+        if (call.bias) data.set(DNNL.ARG_BIAS, call.bias);
+      } else if (call.kind === "backward_data") {
+        data.set(DNNL.ARG_DIFF_DST, call.dy).set(DNNL.ARG_WEIGHTS, call.w);
+        data.set(DNNL.ARG_DIFF_SRC, call.dx);
+      } else {
+        data.set(DNNL.ARG_SRC, call.x).set(DNNL.ARG_DIFF_DST, call.dy);
+        data.set(DNNL.ARG_DIFF_WEIGHTS, call.dw);
+      }
+      const build = () => buildConv(shape, call.kind, bias);
+      run(convKey(shape, call.kind, bias), build, data, `convolution ${call.kind}`);
+    },
+    silu(call) {
+      const n = call.x.length;
+      const data = new Map<number, Float32Array>([[DNNL.ARG_SRC, call.x]]);
+      if (call.kind === "forward") data.set(DNNL.ARG_DST, call.y);
+      else data.set(DNNL.ARG_DIFF_DST, call.dy).set(DNNL.ARG_DIFF_SRC, call.dx);
+      run(`silu|${call.kind}|${n}`, () => buildSilu(n, call.kind), data, `SiLU ${call.kind}`);
+    },
+    convImplementation(shape, kind) {
+      const key = convKey(shape, kind, false);
+      if (!cache.has(key)) cache.set(key, buildConv(shape, kind, false));
+      return cache.get(key)!.impl;
+    },
   };
 }

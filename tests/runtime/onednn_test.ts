@@ -12,12 +12,16 @@ import { resolveConfig } from "../../lib/models/config.ts";
 import { modelEntry } from "../../lib/models/registry.ts";
 import { initBackend } from "../../lib/runtime/backend.ts";
 import {
+  type ConvShape,
   DNNL,
   DNNL_STATUS,
   MEMORY_DESC_BYTES,
+  onednn,
   OP_DESC_BYTES,
   SUPPORTED_MAJOR,
 } from "../../lib/runtime/onednn.ts";
+import { SILU } from "../../lib/runtime/kernels/onednn_silu.ts";
+import { silu } from "../../lib/network/layers.ts";
 import { Rng } from "../../lib/runtime/rng.ts";
 import type { RunConfig } from "../../lib/models/model.ts";
 
@@ -116,6 +120,58 @@ for (const [sx, sw, stride, pad] of CONVS) {
     const want = await on("cpu", run);
     const got = await on("onednn", run);
     ["y", "dx", "dw"].forEach((name, i) => {
+      const e = maxRelErr(got[i], want[i]);
+      assert.ok(e < 1e-5, `${name}: relative error ${e}`);
+    });
+  });
+}
+
+Deno.test("convolutions run oneDNN's direct kernels on blocked weights, not im2col and gemm", async () => {
+  await on("onednn", () => Promise.resolve());
+  const dnnl = onednn()!;
+  const shape: ConvShape = {
+    x: [8, 28, 28, 32],
+    w: [3, 3, 32, 32],
+    y: [8, 28, 28, 32],
+    strides: [1, 1],
+    pad: [1, 1, 1, 1],
+  };
+  for (const kind of ["forward", "backward_data", "backward_weights"] as const) {
+    const impl = dnnl.convImplementation(shape, kind);
+    assert.ok(!impl.includes("gemm") && impl !== "?", `${kind}: ${impl}`);
+  }
+});
+
+Deno.test("every layout choice (DMW_DNNL_LAYOUT) gives the same convolutions", async () => {
+  for (const layout of ["plain", "all"]) {
+    const r = await new Deno.Command(Deno.execPath(), {
+      args: ["test", "-A", "--filter", "/^conv2d /", "tests/runtime/onednn_test.ts"],
+      env: { DMW_DNNL_LAYOUT: layout, NO_COLOR: "1" },
+      stdout: "piped",
+      stderr: "piped",
+    }).output();
+    const out = new TextDecoder().decode(r.stdout);
+    assert.equal(r.code, 0, `${layout}: ${out}${new TextDecoder().decode(r.stderr)}`);
+    assert.match(out, new RegExp(`ok \\| ${CONVS.length} passed \\| 0 failed`), out);
+  }
+});
+
+for (const shape of [[1], [7, 5], [64, 28, 28, 32]]) {
+  Deno.test(`SiLU [${shape}] and its gradient match cpu`, async () => {
+    const rng = new Rng(shape.length);
+    const xv = random(shape, rng).map((v) => 4 * v), rv = random(shape, rng);
+    const run = () => {
+      const x = tf.tensor(xv, shape), r = tf.tensor(rv, shape);
+      const y = silu(x);
+      const dx = tf.grad((x: tf.Tensor) => tf.sum(tf.mul(silu(x), r)))(x);
+      const out = [Float32Array.from(y.dataSync()), Float32Array.from(dx.dataSync())];
+      tf.dispose([x, r, y, dx]);
+      return Promise.resolve(out);
+    };
+    const want = await on("cpu", run);
+    const got = await on("onednn", run);
+    assert.ok(tf.getKernel(SILU, "wasm"), "the SiLU kernels are installed with oneDNN");
+    ["y", "dx"].forEach((name, i) => {
       const e = maxRelErr(got[i], want[i]);
       assert.ok(e < 1e-5, `${name}: relative error ${e}`);
     });
@@ -245,6 +301,7 @@ const C_NAMES: Record<keyof typeof DNNL, string> = {
   forward_training: "dnnl_forward_training",
   forward_inference: "dnnl_forward_inference",
   convolution_direct: "dnnl_convolution_direct",
+  eltwise_swish: "dnnl_eltwise_swish",
   engine_cpu: "dnnl_cpu",
   stream_default_flags: "dnnl_stream_default_flags",
   ARG_SRC: "DNNL_ARG_SRC",
@@ -271,7 +328,7 @@ Deno.test("the binding's enum values and buffer sizes are what the headers compi
     "#include <stdio.h>\n#include <oneapi/dnnl/dnnl.h>\nint main(void) {\n" +
       prints.join("\n") +
       '\nprintf("md %zu\\nop %zu\\narg %zu\\n", sizeof(dnnl_memory_desc_t), ' +
-      "sizeof(dnnl_convolution_desc_t), sizeof(dnnl_exec_arg_t));\nreturn 0;\n}\n",
+      'sizeof(dnnl_convolution_desc_t), sizeof(dnnl_exec_arg_t));\nprintf("elt %zu\\n", sizeof(dnnl_eltwise_desc_t));\nreturn 0;\n}\n',
   );
   const cc = await new Deno.Command("cc", {
     args: ["-o", join(dir, "enums"), join(dir, "enums.c")],
@@ -286,6 +343,7 @@ Deno.test("the binding's enum values and buffer sizes are what the headers compi
   }
   assert.ok(Number(got.md) <= MEMORY_DESC_BYTES, `sizeof(dnnl_memory_desc_t) = ${got.md}`);
   assert.ok(Number(got.op) <= OP_DESC_BYTES, `sizeof(dnnl_convolution_desc_t) = ${got.op}`);
+  assert.ok(Number(got.elt) <= OP_DESC_BYTES, `sizeof(dnnl_eltwise_desc_t) = ${got.elt}`);
   assert.equal(Number(got.arg), 16, "dnnl_exec_arg_t as the binding lays it out");
 });
 
