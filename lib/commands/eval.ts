@@ -2,11 +2,18 @@
  * `deno task eval`: evaluates a run's checkpoint. Model-specific metrics (such
  * as D3PM's bits per dimension) come from the model; the rest are computed on
  * samples, drawn once per invocation and shared by every metric asked for.
- * Prints one JSON line per metric and appends it to `<run>/evals.jsonl`.
+ * Prints one JSON line per metric, with the backend and the device it ran on,
+ * and appends it to `<run>/evals.jsonl`.
  */
 import * as fs from "node:fs";
 import { join } from "node:path";
-import { checkSampleRequest, type MetricResult, type SampleRequest } from "../models/model.ts";
+import {
+  checkSampleRequest,
+  type MetricResult,
+  pickSamplingOptions,
+  type SampleRequest,
+  type SamplingOptions,
+} from "../models/model.ts";
 import { describeDataset } from "../data/registry.ts";
 import { didYouMean } from "../runtime/text.ts";
 import { parseSets } from "../models/config.ts";
@@ -14,22 +21,17 @@ import { computeMetric, defaultMetrics, defaultSampleCount, METRICS } from "../m
 import { type BackendName, checkBackend, initBackend } from "../runtime/backend.ts";
 import { Progress } from "../runtime/progress.ts";
 import { Rng } from "../runtime/rng.ts";
+import { describeDevice } from "./device.ts";
 import { openRun } from "./run.ts";
 import { prepareOutput, writeSamples } from "./sample.ts";
 
 /** Options of {@link evalCommand}. */
-export interface EvalCommandOptions {
+export interface EvalCommandOptions extends SamplingOptions {
   run: string;
   metric: string[];
   n?: number;
-  sampler?: string;
-  steps?: number;
-  eta?: number;
   ema?: string;
   checkpoint?: number;
-  guidance?: number;
-  guidanceRescale?: number;
-  churn?: number;
   clip?: "none" | "static" | "dynamic";
   /** Also write the samples there (PNG grid, or CSV + scatter). */
   samplesOut?: string;
@@ -40,7 +42,8 @@ export interface EvalCommandOptions {
 
 /** Evaluates and prints; returns the results. */
 export async function evalCommand(opts: EvalCommandOptions): Promise<MetricResult[]> {
-  await initBackend(opts.backend);
+  const backend = await initBackend(opts.backend);
+  const where = { backend: backend.name, device: describeDevice(backend) };
   const run = await openRun(opts.run, { checkpoint: opts.checkpoint, ema: opts.ema });
   const extra = parseSets(opts.set);
   try {
@@ -62,15 +65,7 @@ export async function evalCommand(opts: EvalCommandOptions): Promise<MetricResul
       }
     }
     if (metrics.some((m) => !support.ownMetrics.includes(m))) {
-      checkSampleRequest(String(run.config.model), support, {
-        n,
-        sampler: opts.sampler,
-        steps: opts.steps,
-        eta: opts.eta,
-        guidance: opts.guidance,
-        guidanceRescale: opts.guidanceRescale,
-        churn: opts.churn,
-      });
+      checkSampleRequest(String(run.config.model), support, { n, ...pickSamplingOptions(opts) });
       if (opts.samplesOut) prepareOutput(kind, opts.samplesOut, "--samples-out");
     }
     const log = join(opts.run, "evals.jsonl");
@@ -97,12 +92,7 @@ export async function evalCommand(opts: EvalCommandOptions): Promise<MetricResul
       const progress = new Progress(`sampling ${n} for ${needSamples.join(", ")}`, 1);
       const req: SampleRequest = {
         n,
-        sampler: opts.sampler,
-        steps: opts.steps,
-        eta: opts.eta,
-        guidance: opts.guidance,
-        guidanceRescale: opts.guidanceRescale,
-        churn: opts.churn,
+        ...pickSamplingOptions(opts),
         clip: opts.clip,
         onProgress: (done, total) => {
           progress.total = total;
@@ -126,8 +116,11 @@ export async function evalCommand(opts: EvalCommandOptions): Promise<MetricResul
       }
     }
     for (const r of results) {
-      console.log(JSON.stringify(r));
-      fs.appendFileSync(log, JSON.stringify({ ...r, time: new Date().toISOString() }) + "\n");
+      console.log(JSON.stringify({ ...r, ...where }));
+      fs.appendFileSync(
+        log,
+        JSON.stringify({ ...r, ...where, time: new Date().toISOString() }) + "\n",
+      );
     }
     return results;
   } finally {

@@ -7,6 +7,7 @@ import { modelEntry } from "../models/registry.ts";
 import { type BackendName, initBackend } from "../runtime/backend.ts";
 import { Progress } from "../runtime/progress.ts";
 import { train } from "../trainer/trainer.ts";
+import { describeDevice } from "./device.ts";
 
 /** Options of {@link trainCommand}. */
 export interface TrainCommandOptions {
@@ -43,6 +44,7 @@ export async function trainCommand(opts: TrainCommandOptions): Promise<string> {
     entry,
     config,
     backend: backend.name,
+    device: describeDevice(backend),
     onResume: (step) => console.error(`resuming from the checkpoint at step ${step}`),
     onProgress: (p) =>
       progress.update(

@@ -8,7 +8,8 @@ import * as fs from "node:fs";
 import { openStore, type Store } from "../store/store.ts";
 import type { Line } from "./charts.ts";
 import { type Snapshot, SweepReader } from "./model.ts";
-import { type Preview, readPreview, sampleFiles } from "./samples.ts";
+import { evalSampleFiles } from "../sweep/results.ts";
+import { type Preview, readPreview } from "./samples.ts";
 import { MachineMonitor } from "./machine.ts";
 import { type Action, handleKey, initialUi, type Key, renderFrame, type UiState } from "./views.ts";
 
@@ -55,16 +56,12 @@ export class Controller {
   #lastDraw = 0;
   #drawn = "";
   #frame?: { key: string; lines: Line[] };
-  readonly #previews = new Map<number, { key: string; value: Preview | string }>();
+  readonly #previews = new Map<number, { version: string; value?: Preview | string }>();
   #logTail = { size: -1, line: "" };
   readonly #machine = new MachineMonitor();
   #machineTime = 0;
   #quit?: () => void;
   #refreshing = false;
-  readonly #artifacts = new Map<
-    number,
-    { version: string; list?: { kind: string; path: string }[]; error?: string }
-  >();
   /** Resolves when the user quits. */
   readonly done: Promise<void>;
   /** Redraws so far (the cost test reads it). */
@@ -158,7 +155,10 @@ export class Controller {
       ? this.#machine.read(
         snap
           ? [...snap.jobs.values()].flatMap((j) =>
-            j.row.state === "running" && j.row.pid ? [j.row.pid] : []
+            j.row.state === "running" && j.row.pid &&
+              (!j.row.host || j.row.host === Deno.hostname())
+              ? [j.row.pid]
+              : []
           )
           : [],
       )
@@ -293,52 +293,26 @@ export class Controller {
     }
   }
 
-  /** An evaluation's sample preview, read once per set of files. */
+  /** An evaluation's sample preview, read from the store once per finished evaluation. */
   #preview(jobId: number): Preview | string {
     const info = this.#snap?.jobs.get(jobId);
     if (!info) return "no such job";
     if (info.row.state !== "done") return `evaluation ${info.row.state}: no samples yet`;
     const version = `${info.row.finished}`;
-    const known = this.#artifacts.get(jobId);
-    if (known?.version !== version) {
-      // Read once per finished evaluation, outside the frame: the frame says so meanwhile.
-      this.#artifacts.set(jobId, { version });
-      this.#store.artifacts(jobId).then(
-        (list) => this.#artifacts.set(jobId, { version, list }),
-        (e: Error) => this.#artifacts.set(jobId, { version, error: e.message }),
-      ).finally(() => {
-        this.#frame = undefined;
-        this.#requestDraw();
-      });
-      return "reading the samples…";
-    }
-    if (known.error) return `samples: ${known.error}`;
-    if (!known.list) return "reading the samples…";
-    let files: string[];
-    try {
-      files = sampleFiles(known.list, info.row.runDir, info.row.key);
-    } catch (e) {
-      return `samples: ${e instanceof Error ? e.message : String(e)}`;
-    }
-    if (files.length === 0) return "the evaluation wrote no sample file";
-    const key = files.map((f) => {
-      try {
-        return `${f}@${fs.statSync(f).mtime?.getTime()}`;
-      } catch {
-        return f;
-      }
-    }).join("|");
-    const cached = this.#previews.get(jobId);
-    if (cached?.key === key) return cached.value;
-    let value: Preview | string;
-    try {
-      const e = this.#snap!.experiment;
-      const drop = Array.isArray(e.base?.drop) ? (e.base.drop as string[]) : [];
-      value = readPreview(files, e.data, drop);
-    } catch (err) {
-      value = `samples: ${err instanceof Error ? err.message : String(err)}`;
-    }
-    this.#previews.set(jobId, { key, value });
-    return value;
+    const known = this.#previews.get(jobId);
+    if (known?.version === version) return known.value ?? "reading the samples…";
+    // Read outside the frame: the frame says so meanwhile, and is drawn again once it is read.
+    this.#previews.set(jobId, { version });
+    const e = this.#snap!.experiment;
+    const drop = Array.isArray(e.base?.drop) ? (e.base.drop as string[]) : [];
+    evalSampleFiles(this.#store, jobId).then(
+      (files) =>
+        files.length ? readPreview(files, e.data, drop) : "the evaluation stored no sample file",
+    ).catch((err: Error) => `samples: ${err.message}`).then((value) => {
+      this.#previews.set(jobId, { version, value });
+      this.#frame = undefined;
+      this.#requestDraw();
+    });
+    return "reading the samples…";
   }
 }

@@ -58,6 +58,8 @@ export function parseRss(status: string): number {
 
 /** One reading of the machine. */
 export interface MachineStats {
+  /** This machine's host name (a job the store says ran elsewhere is not looked up here). */
+  host: string;
   /** Logical cores. */
   cores: number;
   /** Share of all cores busy since the previous reading (undefined on the first). */
@@ -131,6 +133,7 @@ export class MachineMonitor {
     }
     const [l1, l5, l15] = loadavg.trim().split(/\s+/).map(Number);
     const stats: MachineStats = {
+      host: Deno.hostname(),
       cores,
       cpu: last ? cpuShare(last.cpu, cpu) : undefined,
       memory: parseMemory(meminfo),

@@ -1,17 +1,16 @@
 /**
- * Sample previews of an evaluation: the files it wrote (recorded as
- * `samples` artifacts in the store, else found under the run's `samples/`
- * folder) read into an image, 2-D points or table columns, and drawn in the
+ * Sample previews of an evaluation: the files it wrote, as the store holds
+ * them (lib/sweep/results.ts `evalSampleFiles`), read into an image, 2-D
+ * points or table columns, and drawn in the
  * terminal: images in half-block greyscale, points as a density over fresh
  * draws of the data, table columns as histograms against the real table.
  */
 import { parse } from "csv-parse/sync";
 import { decode } from "fast-png";
-import * as fs from "node:fs";
-import { join } from "node:path";
 import { loadTable } from "../data/tabular.ts";
 import { isToy, sampleToy } from "../data/toy2d.ts";
 import { Rng } from "../runtime/rng.ts";
+import type { SampleFile } from "../sweep/results.ts";
 import {
   densityPlot,
   fit,
@@ -42,27 +41,9 @@ export type Preview =
 /** Bins of a numeric column's histogram. */
 const BINS = 12;
 
-/**
- * The sample files of an evaluation job: its recorded `samples` artifacts,
- * else `<runDir>/samples/<key>.{csv,png.csv,png}` that exist (2-D and table
- * CSVs first).
- */
-export function sampleFiles(
-  artifacts: { kind: string; path: string }[],
-  runDir: string,
-  key: string,
-): string[] {
-  const recorded = artifacts.filter((a) => a.kind === "samples").map((a) => a.path);
-  const found = recorded.length
-    ? recorded
-    : [".csv", ".png.csv", ".png"].map((e) => join(runDir, "samples", key + e))
-      .filter((p) => fs.existsSync(p));
-  return [...found].sort((a, b) => Number(b.endsWith(".csv")) - Number(a.endsWith(".csv")));
-}
-
-/** A PNG file as greyscale levels (the mean of its colour channels). */
-export function readGreyPng(path: string): GreyImage {
-  const png = decode(fs.readFileSync(path));
+/** A PNG as greyscale levels (the mean of its colour channels). */
+export function decodeGrey(bytes: Uint8Array): GreyImage {
+  const png = decode(bytes);
   const ch = png.channels;
   const n = png.width * png.height;
   const data = new Uint8Array(n);
@@ -82,11 +63,12 @@ export function readGreyPng(path: string): GreyImage {
  * (histograms against `data` loaded as a table), a PNG as an image. Errors
  * name the file.
  */
-export function readPreview(files: string[], data: string, drop: string[] = []): Preview {
-  const path = files[0];
-  if (!path) throw new Error("no sample files");
-  if (path.endsWith(".png")) return { kind: "image", path, image: readGreyPng(path) };
-  const rows = parse(fs.readFileSync(path, "utf8")) as string[][];
+export function readPreview(files: SampleFile[], data: string, drop: string[] = []): Preview {
+  const file = files[0];
+  if (!file) throw new Error("no sample files");
+  const path = file.name;
+  if (path.endsWith(".png")) return { kind: "image", path, image: decodeGrey(file.bytes) };
+  const rows = parse(new TextDecoder().decode(file.bytes)) as string[][];
   const [header, ...body] = rows;
   if (!header) throw new Error(`${path}: empty CSV`);
   if (header.length === 2 && header[0] === "x" && header[1] === "y") {

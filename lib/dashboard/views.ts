@@ -825,8 +825,9 @@ function bytes(n: number): string {
 
 /**
  * The machine view: this machine's CPU and memory as bars, its load, and
- * each running job with its backend and, when its process runs here, its
- * CPU (in cores) and resident memory.
+ * each running job with its backend, the host and device it runs on (from
+ * the store) and, when its process runs here, its CPU (in cores) and
+ * resident memory.
  */
 function machineLines(s: Snapshot, m: MachineStats | undefined, cols: number): Line[] {
   if (!m) return [[{ text: "this machine's /proc cannot be read: no machine panel here" }]];
@@ -873,7 +874,9 @@ function machineLines(s: Snapshot, m: MachineStats | undefined, cols: number): L
     bold: true,
   }]);
   for (const j of running) {
-    const p = j.pid ? m.processes.get(j.pid) : undefined;
+    // A pid is looked up only where the job runs on this machine: another's pids mean nothing here.
+    const here = !j.host || j.host === m.host;
+    const p = here && j.pid ? m.processes.get(j.pid) : undefined;
     lines.push([
       { text: ` ${fit(j.kind, 6)}${fit(j.key, keyW + 1)}` },
       { text: fit(j.backend ?? "—", 9), fg: 39 },
@@ -881,6 +884,15 @@ function machineLines(s: Snapshot, m: MachineStats | undefined, cols: number): L
       { text: fit(p?.cpu === undefined ? "—" : p.cpu.toFixed(2), 7, "right") },
       { text: fit(p ? bytes(p.rss) : "—", 9, "right") },
     ]);
+    lines.push([{
+      text: fit(
+        `        on ${j.host ?? "an unknown host"}${here ? " (here)" : ""} · ${
+          j.device ?? "device not reported yet"
+        }`,
+        cols,
+      ),
+      dim: true,
+    }]);
   }
   if (running.length === 0) lines.push([{ text: " no job is running", dim: true }]);
   return lines;

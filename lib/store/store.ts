@@ -108,6 +108,8 @@ export interface JobRow {
   backend: string | null;
   /** The machine that last ran it (its host name). */
   host: string | null;
+  /** What its last run computed on: the GPU adapter, or the CPU and its threads (the job's own report). */
+  device: string | null;
   /** Times it was put back in the queue by hand (a distributed queue's job ids include it). */
   round: number;
 }
@@ -214,6 +216,10 @@ export interface Store {
    * @default chunkBytes 4 MiB
    */
   putFile(job: number, name: string, path: string, chunkBytes?: number): Promise<void>;
+  /** Stores a small file of a job whole (a log tail), replacing an earlier one of that name. */
+  putBytes(job: number, name: string, data: Uint8Array): Promise<void>;
+  /** A small stored file whole (a sample file, a log tail); undefined when there is none. */
+  readFile(job: number, name: string): Promise<Uint8Array | undefined>;
   /** Writes a stored file to `path` chunk by chunk (through a temporary, renamed into place); false when there is none. */
   getFile(job: number, name: string, path: string): Promise<boolean>;
   /** The names of a job's stored files that start with `prefix`, sorted. */
@@ -270,6 +276,7 @@ CREATE TABLE IF NOT EXISTS files (job INTEGER NOT NULL, name TEXT NOT NULL, chun
 const ADDED_JOB_COLUMNS: Record<string, string> = {
   backend: "TEXT",
   host: "TEXT",
+  device: "TEXT",
   round: "INTEGER NOT NULL DEFAULT 0",
 };
 
@@ -576,6 +583,7 @@ class SqlStore implements Store, SqlExecutor {
         progress: 0,
         backend: null,
         host: null,
+        device: null,
         round: 0,
       })
       .onConflict((oc) => oc.columns(["sweep", "key"]).doNothing()).execute();
@@ -704,6 +712,27 @@ class SqlStore implements Store, SqlExecutor {
     } finally {
       fs.closeSync(fd);
     }
+  }
+
+  async putBytes(job: number, name: string, data: Uint8Array): Promise<void> {
+    await this.transaction(async (tx) => {
+      const db = (tx as SqlStore).#db;
+      await db.deleteFrom("files").where("job", "=", job).where("name", "=", name).execute();
+      await db.insertInto("files").values({ job, name, chunk: 0, data }).execute();
+    });
+  }
+
+  async readFile(job: number, name: string): Promise<Uint8Array | undefined> {
+    const rows = await this.#db.selectFrom("files").select("data").where("job", "=", job)
+      .where("name", "=", name).orderBy("chunk").execute();
+    if (rows.length === 0) return undefined;
+    const out = new Uint8Array(rows.reduce((n, r) => n + r.data.length, 0));
+    let at = 0;
+    for (const r of rows) {
+      out.set(r.data, at);
+      at += r.data.length;
+    }
+    return out;
   }
 
   async getFile(job: number, name: string, path: string): Promise<boolean> {

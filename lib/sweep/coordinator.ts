@@ -3,7 +3,8 @@
  * postgres://…`): with the plan recorded in the store, it sends training
  * jobs to the sweep's queue, sends each evaluation whose checkpoint is
  * recorded (workers send them too, as they record checkpoints), ends the
- * evaluations whose training job ended without their checkpoint, stops
+ * evaluations whose training job ended without their checkpoint (and puts
+ * them back in the queue when that training job is queued again), stops
  * training jobs by ASHA from the losses in the store, marks jobs failed whose
  * workers died and that the queue will not hand out again, and reports. It
  * never stops a job another process runs: a second coordinator of the same
@@ -20,7 +21,7 @@ import {
   type SqlExecutor,
   type Store,
 } from "../store/store.ts";
-import { Asha, evalReadiness, recordedCheckpoints } from "./executor.ts";
+import { Asha, backWithTraining, evalReadiness, recordedCheckpoints } from "./executor.ts";
 import { type ExecutorUpdate, STOP_REQUESTED } from "./jobrun.ts";
 import type { Plan } from "./planner.ts";
 import { enqueue, ensureQueue, queueJobId, queueState } from "./queue.ts";
@@ -112,6 +113,11 @@ export async function coordinate(
     const checkQueue = Date.now() - lastQueueCheck > QUEUE_CHECK_MS;
     if (checkQueue) lastQueueCheck = Date.now();
     for (const job of jobs) {
+      const ev = evalByKey.get(job.key);
+      if (ev && backWithTraining(job, byKey.get(ev.train))) {
+        await store.requeue(job.id);
+        Object.assign(job, (await store.job(job.id))!);
+      }
       const before = seen.get(job.id);
       if (!before || before.state !== job.state || before.attempts !== job.attempts) {
         if (before || job.state !== "queued") report(job, emit);
@@ -122,11 +128,10 @@ export async function coordinate(
       } else if (job.state === "queued" && job.kind === "train") {
         await send(job);
       } else if (job.state === "queued") {
-        const ev = evalByKey.get(job.key)!;
-        const train = byKey.get(ev.train);
+        const train = byKey.get(ev!.train);
         if (!train) continue;
         const { ready, end: ended } = evalReadiness(
-          ev,
+          ev!,
           train,
           await recordedCheckpoints(store, train.id),
         );

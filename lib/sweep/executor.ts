@@ -143,6 +143,19 @@ export function evalReadiness(
   };
 }
 
+/**
+ * Whether an evaluation goes back to the queue because its training job is
+ * queued or running again (a restart, `--restart-failed`, a changed
+ * training job): it never ran (no attempt) and ended only because that
+ * training job had ended without its checkpoint. One cancelled by hand
+ * (its cancel request stays recorded) stays cancelled.
+ */
+export function backWithTraining(job: JobRow, train: JobRow | undefined): boolean {
+  return !!train && (train.state === "queued" || train.state === "running") &&
+    (job.state === "failed" || job.state === "cancelled") && job.attempts === 0 &&
+    !job.cancelRequested;
+}
+
 /** The steps of a training job's recorded checkpoints. */
 export async function recordedCheckpoints(store: Store, jobId: number): Promise<Set<number>> {
   const steps = (await store.artifacts(jobId)).filter((a) => a.kind === "checkpoint")
@@ -261,11 +274,7 @@ export async function execute(opts: ExecuteOptions): Promise<{ done: number; fai
       if (running.has(job.id)) continue;
       const ev = evalByKey.get(job.key);
       const trainOf = ev && byKey.get(ev.train);
-      if (
-        trainOf && (trainOf.state === "queued" || trainOf.state === "running") &&
-        (job.state === "failed" || job.state === "cancelled") && job.attempts === 0
-      ) {
-        // It never ran: it ended with its training job, which is back in the queue (a restart).
+      if (backWithTraining(job, trainOf)) {
         await store.requeue(job.id);
         job.state = "queued";
       }

@@ -10,7 +10,7 @@
  * state.
  */
 import * as fs from "node:fs";
-import { join } from "node:path";
+import { basename, join } from "node:path";
 import {
   isConnectionError,
   type JobRow,
@@ -202,12 +202,27 @@ export function describeEval(ev: EvalJob): string {
   return `step ${ev.checkpoint}${s ? " " + s : ""}`;
 }
 
-function lastLines(text: string): string | undefined {
-  const lines = text.replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*[A-Za-z]`, "g"), "")
-    .split(/[\r\n]+/).map((l) => l.trim())
-    .filter(Boolean);
-  return lines.length ? lines.slice(-3).join(" | ") : undefined;
+/**
+ * The last `n` lines of a child's output as a terminal would show them:
+ * escape codes removed, and of a line redrawn with carriage returns (a
+ * progress bar) only its last state.
+ */
+export function logLines(text: string, n: number): string[] {
+  return text.replace(new RegExp(`${String.fromCharCode(27)}\\[[0-9;]*[A-Za-z]`, "g"), "")
+    .split("\n").map((l) => (l.split("\r").findLast((p) => p.trim()) ?? "").trimEnd())
+    .filter((l) => l.trim()).slice(-n);
 }
+
+function lastLines(text: string): string | undefined {
+  const lines = logLines(text, 3).map((l) => l.trim());
+  return lines.length ? lines.join(" | ") : undefined;
+}
+
+/** Lines of a job's output kept in the store (its file `log`) for the dashboard's run detail. */
+export const LOG_LINES = 40;
+
+/** How often a running job's log tail is written to the store, ms. */
+const LOG_EVERY_MS = 5000;
 
 async function drain(
   stream: ReadableStream<Uint8Array>,
@@ -237,8 +252,8 @@ export async function ingestEvents(
   for (const e of tail.read()) {
     const step = Number(e.step);
     if (e.type === "start" && typeof e.backend === "string") {
-      const backend = `${e.backend}${e.adapter ? ` (${e.adapter})` : ""}`;
-      await ctx.store.updateJob(job.id, { backend });
+      const device = typeof e.device === "string" ? e.device : null;
+      await ctx.store.updateJob(job.id, { backend: e.backend, device });
     } else if (e.type === "train" && Number.isFinite(step)) {
       points.push({
         job: job.id,
@@ -290,12 +305,28 @@ export async function runJob(
   await store.updateJob(job.id, { pid: child.pid });
   let stdout = "";
   let stderr = "";
+  // Both streams as they came, for the log tail the store keeps.
+  let output = "";
   // Only an evaluation's stdout carries results; a trainer's is kept as a tail.
   const keep = job.kind === "eval" ? 1 << 24 : 4000;
   const pipes = Promise.all([
-    drain(child.stdout, (t) => stdout = (stdout + t).slice(-keep)),
-    drain(child.stderr, (t) => stderr = (stderr + t).slice(-4000)),
+    drain(child.stdout, (t) => {
+      stdout = (stdout + t).slice(-keep);
+      output = (output + t).slice(-16000);
+    }),
+    drain(child.stderr, (t) => {
+      stderr = (stderr + t).slice(-4000);
+      output = (output + t).slice(-16000);
+    }),
   ]);
+  let logged = "";
+  const saveLog = async () => {
+    const text = logLines(output, LOG_LINES).join("\n");
+    if (text === logged) return;
+    await store.putBytes(job.id, "log", new TextEncoder().encode(text));
+    logged = text;
+  };
+  let logTime = Date.now();
   let exit: Deno.CommandStatus | undefined;
   const status = child.status.then((s) => exit = s);
   const started = Date.now();
@@ -372,11 +403,18 @@ export async function runJob(
       if (row?.cancelRequested === STOP_REQUESTED) kill("stopped", "SIGTERM");
       else if (row?.cancelRequested) kill("cancelled", "SIGTERM");
       if (ctx.timeout && Date.now() - started > ctx.timeout * 1000) kill("timeout", "SIGKILL");
+      if (Date.now() - logTime >= LOG_EVERY_MS) {
+        logTime = Date.now();
+        await saveLog().catch((e) => {
+          if (!isConnectionError(e)) throw e;
+        });
+      }
     }
     await pipes;
     if (killedFor === "lost") return { state: "lost" };
     const row = await retryConnection(() => store.job(job.id));
     if (row && row.attempts !== job.attempts) return { state: "lost" };
+    await retryConnection(saveLog);
     await retryConnection(async () => {
       try {
         await follow();
@@ -425,8 +463,14 @@ async function recordEval(
     } catch {
       continue;
     }
-    const { metric, value, n, spread, ...extra } = res;
+    const { metric, value, n, spread, backend, device, ...extra } = res;
     if (typeof metric !== "string") continue;
+    if (count === 0 && typeof backend === "string") {
+      await ctx.store.updateJob(job.id, {
+        backend,
+        device: typeof device === "string" ? device : null,
+      });
+    }
     const v = typeof value === "number" ? value : NaN;
     await ctx.store.putEval({
       job: job.id,
@@ -447,9 +491,12 @@ async function recordEval(
       } (${describeEval(ev)})`,
     });
   }
+  // The sample files go into the store, so that any machine's dashboard and report can show them.
   const samples = samplesPath(ev, runDir);
   for (const p of [samples, samples.replace(/\.png$/, ".csv")]) {
-    if (fs.existsSync(p)) await ctx.store.putArtifact(job.id, "samples", p);
+    if (!fs.existsSync(p)) continue;
+    await ctx.store.putFile(job.id, `samples/${basename(p)}`, p);
+    await ctx.store.putArtifact(job.id, "samples", p);
   }
   return count ? undefined : "the evaluation printed no metric line";
 }

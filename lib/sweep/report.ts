@@ -28,6 +28,7 @@ import {
   compareGrid,
   type ConfigResult,
   defaultAxes,
+  evalSampleFiles,
   showValue,
   type SweepResults,
   sweepResults,
@@ -137,13 +138,14 @@ export function lossSpec(runs: RunLosses[]): TopLevelSpec {
 /** The sample file of a configuration's evaluation: 2-D points, or an image, or none. */
 export type BestSamples =
   | { kind: "points"; path: string; points: [number, number][]; real?: [number, number][] }
-  | { kind: "png"; path: string };
+  | { kind: "png"; path: string; bytes: Uint8Array };
 
 /**
- * The first sample file the configuration's evaluation recorded that a
- * report can show: a PNG (image samples), or a CSV of columns x, y (2-D
- * points, with 2,000 draws of the data set when it is a toy set). Tables
- * and missing files give undefined.
+ * The first sample file the configuration's evaluation stored that a
+ * report can show (lib/sweep/results.ts `evalSampleFiles`): a CSV of columns
+ * x, y (2-D points, with 2,000 draws of the data set when it is a toy set),
+ * or a PNG (image samples, an MNIST grid). Tables and missing files give
+ * undefined.
  */
 export async function bestSamples(
   store: Store,
@@ -151,12 +153,11 @@ export async function bestSamples(
   data: string,
 ): Promise<BestSamples | undefined> {
   if (config.job === undefined) return undefined;
-  const files = (await store.artifacts(config.job)).filter((a) => a.kind === "samples")
-    .map((a) => a.path).filter((p) => fs.existsSync(p));
-  const png = files.find((p) => p.endsWith(".png"));
-  const csv = files.find((p) => p.endsWith(".csv"));
+  const files = await evalSampleFiles(store, config.job);
+  const png = files.find((f) => f.name.endsWith(".png"));
+  const csv = files.find((f) => f.name.endsWith(".csv"));
   if (csv) {
-    const [header, ...body] = parse(fs.readFileSync(csv, "utf8")) as string[][];
+    const [header, ...body] = parse(new TextDecoder().decode(csv.bytes)) as string[][];
     if (header?.length === 2 && header[0] === "x" && header[1] === "y") {
       const points = body.map((r) => [Number(r[0]), Number(r[1])] as [number, number]);
       let real: [number, number][] | undefined;
@@ -164,10 +165,10 @@ export async function bestSamples(
         const flat = sampleToy(data, 2000, new Rng(0xda7a));
         real = Array.from({ length: 2000 }, (_, i) => [flat[2 * i], flat[2 * i + 1]]);
       }
-      return { kind: "points", path: csv, points, real };
+      return { kind: "points", path: csv.name, points, real };
     }
   }
-  return png ? { kind: "png", path: png } : undefined;
+  return png ? { kind: "png", path: png.name, bytes: png.bytes } : undefined;
 }
 
 /** The encoding of 2-D samples (red) over draws of the data (grey, drawn first). */
@@ -358,7 +359,7 @@ export async function writeReport(opts: ReportOptions): Promise<string[]> {
     }
     const samples = best ? await bestSamples(store, best, e.data) : undefined;
     if (samples?.kind === "png") {
-      fs.copyFileSync(samples.path, join(opts.out, "samples-best.png"));
+      fs.writeFileSync(join(opts.out, "samples-best.png"), samples.bytes);
       files.push(join(opts.out, "samples-best.png"));
     } else if (samples?.kind === "points") {
       await writeBoth(opts.out, "samples-best", samplesSpec(samples, bestText!));

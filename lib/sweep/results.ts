@@ -6,6 +6,7 @@
  * each cell). One module, so the command line and the dashboard cannot
  * disagree.
  */
+import * as fs from "node:fs";
 import type { RunConfig } from "../models/model.ts";
 import type { EvalRow, Store } from "../store/store.ts";
 import { didYouMean } from "../runtime/text.ts";
@@ -19,6 +20,36 @@ export function recordedNfe(extra: string | null | undefined): number | undefine
   } catch {
     return undefined;
   }
+}
+
+/** A sample file of an evaluation: its name (`samples/<key>.csv`, or a path) and its bytes. */
+export interface SampleFile {
+  /** The stored name, or the path it was read from. */
+  name: string;
+  /** Its content. */
+  bytes: Uint8Array;
+}
+
+/**
+ * An evaluation's sample files, CSVs (2-D points, tables) first: those in
+ * the store (`samples/…`, which every machine reads), else, for a store
+ * written before sample files were stored, the recorded `samples` artifacts
+ * that exist on this machine.
+ */
+export async function evalSampleFiles(store: Store, job: number): Promise<SampleFile[]> {
+  const out: SampleFile[] = [];
+  for (const name of await store.files(job, "samples/")) {
+    const bytes = await store.readFile(job, name);
+    if (bytes) out.push({ name, bytes });
+  }
+  if (!out.length) {
+    for (const a of await store.artifacts(job)) {
+      if (a.kind === "samples" && fs.existsSync(a.path)) {
+        out.push({ name: a.path, bytes: new Uint8Array(fs.readFileSync(a.path)) });
+      }
+    }
+  }
+  return out.sort((a, b) => Number(b.name.endsWith(".csv")) - Number(a.name.endsWith(".csv")));
 }
 
 /** What the grid needs of a configuration: its parameters and its metrics. */

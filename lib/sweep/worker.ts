@@ -11,7 +11,8 @@
  * checkpoint (it resumes from there), an evaluation's checkpoint. Every
  * checkpoint a training run writes goes into the store (chunked, streamed),
  * and the evaluations of that step are sent to the queue in the transaction
- * that records it. An evaluation's sample files go into the store too.
+ * that records it. An evaluation's sample files go into the store too (as on
+ * a local sweep: lib/sweep/jobrun.ts).
  *
  * While a job runs the worker heartbeats its queue job; when the queue says
  * the job was taken from it (its heartbeat lapsed, another worker has it now)
@@ -206,13 +207,6 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
         }`,
       });
       const outcome = await runJob(ctx, claimed, spec, dir, args, abort.signal);
-      if (outcome.state === "done" && row.kind === "eval") {
-        const png = samplesPath(spec as EvalJob, dir);
-        for (const p of [png, png.replace(/\.png$/, ".csv")]) {
-          if (!fs.existsSync(p)) continue;
-          await retryConnection(() => store.putFile(row.id, relative(dir, p), p), opts.onProblem);
-        }
-      }
       const state = await retryConnection(
         () => settle(store, claimed, outcome, maxFailures, emit),
         opts.onProblem,

@@ -8,7 +8,15 @@ import { join } from "node:path";
 
 /** Events a training run writes. */
 export type TrainEvent =
-  | { type: "start"; step: number; backend: string; params: number; time: string }
+  | {
+    type: "start";
+    step: number;
+    backend: string;
+    /** What the backend computes on (the GPU adapter, or the CPU and its threads). */
+    device?: string;
+    params: number;
+    time: string;
+  }
   | {
     type: "train";
     step: number;

@@ -48,6 +48,8 @@ export interface TrainOptions {
   config: RunConfig;
   /** The backend's name, for the start event. @default tf.getBackend() */
   backend?: string;
+  /** What the backend computes on (the GPU adapter, the CPU and its threads), for the start event. */
+  device?: string;
   /** Called at every logging step. */
   onProgress?: (p: TrainProgress) => void;
   /** Called once before the first step when the run resumes from a checkpoint at `step`. */
@@ -140,6 +142,7 @@ export async function train(opts: TrainOptions): Promise<TrainResult> {
     type: "start",
     step: start,
     backend: opts.backend ?? tf.getBackend(),
+    ...(opts.device ? { device: opts.device } : {}),
     params: countParams(params),
   });
 

@@ -4,8 +4,8 @@
  * "fixture" (ddpm on 8gaussians, mmd) with 24 configurations → 2 training
  * jobs and 24 evaluations. The linear-schedule run is done with its
  * evaluations (one failed, one running, the rest done with mmd values and
- * sample CSVs); the cosine run is training at step 200 of 400 and its
- * evaluations are queued.
+ * sample CSVs in the store, not on disk); the cosine run is training at step 200 of 400 on
+ * another machine ("box-2", WebGPU on an H200) and its evaluations are queued.
  *
  * Run as a script (`deno run -A tests/dashboard/fixture.ts DIR`) it builds
  * the store in DIR and prints its path.
@@ -108,7 +108,9 @@ export async function buildFixture(
       state: "running",
       progress: 0.5,
       attempts: 1,
-      backend: "wasm",
+      backend: "webgpu",
+      device: "NVIDIA H200",
+      host: "box-2",
       pid: 999999,
       started: new Date(now - 20_000).toISOString(),
     });
@@ -155,6 +157,9 @@ export async function buildFixture(
           state: "running",
           attempts: 1,
           pid: 999998,
+          backend: "onednn",
+          device: "AMD EPYC 7B13, 2 threads",
+          host: Deno.hostname(),
           started: new Date(now - 5000).toISOString(),
         });
         runningEval = job;
@@ -169,12 +174,15 @@ export async function buildFixture(
         spread: 0.002,
         extra: JSON.stringify({ step: 400, nfe: Number(e.settings.sample_steps ?? 0) }),
       });
+      // Only in the store, as a worker on another machine leaves them: the recorded path is gone.
       const csv = join(done.runDir, "samples", `${e.key}.csv`);
       fs.mkdirSync(join(done.runDir, "samples"), { recursive: true });
       const pts = sampleToy("8gaussians", 400, new Rng(k));
       const rows = Array.from({ length: 400 }, (_, i) => [pts[2 * i], pts[2 * i + 1]]);
       fs.writeFileSync(csv, stringify([["x", "y"], ...rows]));
+      await store.putFile(job.id, `samples/${e.key}.csv`, csv);
       await store.putArtifact(job.id, "samples", csv);
+      fs.rmSync(csv);
       await store.updateJob(job.id, {
         state: "done",
         progress: 1,

@@ -71,10 +71,14 @@ Deno.test("machine monitor: shares between readings two seconds apart; the machi
   const store = await openStore(f.storePath, { readOnly: true });
   try {
     const snap = (await new SweepReader(store).refresh())!;
-    // The fixture's running training job has pid 999999, its running evaluation 999998.
+    // The fixture's running training job has pid 999999 on another machine ("box-2"), its
+    // running evaluation 999998 on this one; a process of pid 999999 here is not that job's.
     const machine = {
       ...second,
-      processes: new Map([[999999, { cpu: 0.75, rss: 350 * 2 ** 20 }]]),
+      processes: new Map([
+        [999999, { cpu: 0.75, rss: 350 * 2 ** 20 }],
+        [999998, { cpu: 0.5, rss: 120 * 2 ** 20 }],
+      ]),
     };
     for (const [cols, rows] of [[80, 24], [100, 30]]) {
       const text = renderFrame(snap, { ...initialUi(), view: "machine" }, {
@@ -89,8 +93,17 @@ Deno.test("machine monitor: shares between readings two seconds apart; the machi
       assert.match(all, /cpu +█+.* 30%/);
       assert.match(all, /memory +█+.* 25% {2}3\.8 GB of 15\.3 GB/);
       assert.match(all, /running jobs \(2\)/);
-      assert.match(all, /train +ddpm-8gaussians-\w+ +wasm +999999 +0\.75 +350 MB/);
-      assert.match(all, /eval +eval-\w+ +— +999998 +— +—/);
+      assert.match(
+        all,
+        /train +ddpm-8gaussians-\w+ +webgpu +999999 +— +— *\n +on box-2 · NVIDIA H200/,
+      );
+      assert.match(
+        all,
+        new RegExp(
+          `eval +eval-\\w+ +onednn +999998 +0\\.50 +120 MB *\\n +on ${Deno.hostname()} \\(here\\) · ` +
+            "AMD EPYC 7B13, 2 threads",
+        ),
+      );
       assert.match(text.at(-1)!, /Tab view .* q quit/);
     }
   } finally {

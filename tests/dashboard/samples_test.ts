@@ -2,12 +2,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { grey, plain } from "../../lib/dashboard/charts.ts";
-import {
-  drawPreview,
-  readPreview,
-  sampleFiles,
-  tableHistograms,
-} from "../../lib/dashboard/samples.ts";
+import { drawPreview, readPreview, tableHistograms } from "../../lib/dashboard/samples.ts";
 import { imageGrid, writePng } from "../../lib/runtime/png.ts";
 
 Deno.test("MNIST-like grid PNG: half-block greyscale, shrunk 4× and cropped", () => {
@@ -18,7 +13,7 @@ Deno.test("MNIST-like grid PNG: half-block greyscale, shrunk 4× and cropped", (
   images.fill(1, 0, 28 * 28);
   images.fill(-1, 28 * 28);
   writePng(path, imageGrid(images, 2, 28, 28));
-  const p = readPreview([path], "mnist");
+  const p = readPreview([{ name: "samples/k.png", bytes: fs.readFileSync(path) }], "mnist");
   assert.equal(p.kind, "image");
   if (p.kind !== "image") return;
   assert.deepEqual([p.image.width, p.image.height], [118, 60]);
@@ -34,10 +29,8 @@ Deno.test("MNIST-like grid PNG: half-block greyscale, shrunk 4× and cropped", (
 });
 
 Deno.test("2-D samples: a density over draws of the data", () => {
-  const dir = Deno.makeTempDirSync();
-  const path = join(dir, "s.csv");
-  fs.writeFileSync(path, "x,y\n2,2\n2,2\n-2,-2\n");
-  const p = readPreview([path], "8gaussians");
+  const bytes = new TextEncoder().encode("x,y\n2,2\n2,2\n-2,-2\n");
+  const p = readPreview([{ name: "samples/k.csv", bytes }], "8gaussians");
   assert.equal(p.kind, "points");
   if (p.kind !== "points") return;
   assert.equal(p.real!.length, 4000);
@@ -71,18 +64,6 @@ Deno.test("table samples: histograms beside the real penguins table", () => {
   assert.deepEqual(alone[1].sample, [0.5, 0.5]);
 });
 
-Deno.test("sample files: recorded artifacts first, else the run's samples folder", () => {
-  const dir = Deno.makeTempDirSync();
-  fs.mkdirSync(join(dir, "samples"));
-  fs.writeFileSync(join(dir, "samples", "k.png.csv"), "a\n1\n");
-  fs.writeFileSync(join(dir, "samples", "k.png"), "");
-  assert.deepEqual(sampleFiles([], dir, "k"), [
-    join(dir, "samples", "k.png.csv"),
-    join(dir, "samples", "k.png"),
-  ]);
-  assert.deepEqual(
-    sampleFiles([{ kind: "samples", path: "a.png" }, { kind: "samples", path: "a.csv" }], dir, "k"),
-    ["a.csv", "a.png"],
-  );
+Deno.test("no sample file: an error", () => {
   assert.throws(() => readPreview([], "mnist"), /no sample files/);
 });

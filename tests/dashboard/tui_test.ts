@@ -358,7 +358,11 @@ Deno.test({
         assert.match(s, /^memory +.* \d+% {2}[\d.]+ [MG]B of [\d.]+ [MG]B/m);
         // The fixture's running jobs are recorded with pids that no process has here.
         assert.match(s, /running jobs \(2\)/);
-        assert.match(s, /^ train +ddpm-8gaussians-\S+ +wasm +999999 +— +—/m);
+        assert.match(
+          s,
+          /^ train +ddpm-8gaussians-\S+ +webgpu +999999 +— +— *\n +on box-2 · NVIDIA H200/m,
+        );
+        assert.match(s, /^ eval +eval-\S+ +onednn +999998 +— +— *\n +on .* \(here\) · AMD EPYC/m);
         assert.match(s.trimEnd().split("\n").at(-1)!, /Tab view +Esc back +\? help +q quit/);
         p.send("q");
         assert.ok(await gone(p.pid), "q ends the dashboard");

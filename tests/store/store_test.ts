@@ -248,6 +248,46 @@ suite("files travel through the store in chunks, byte for byte; a new version re
     assert.deepEqual(fs.readdirSync(join(dir, "out")).sort(), ["a.bin", "empty"], "no temporaries");
   }));
 
+suite("small files whole: readFile joins a chunked file, putBytes replaces a file of that name", (
+  loc,
+) =>
+  withStore(loc, async (store) => {
+    const sweep = await store.upsertSweep("s", "f.yaml", "h", "{}");
+    const job = await store.ensureJob(sweep.id, "k", "eval", "{}", "r");
+    const dir = Deno.makeTempDirSync();
+    const bytes = Uint8Array.from({ length: 10_000 }, (_, i) => (i * 31) % 253);
+    fs.writeFileSync(join(dir, "s.csv"), bytes);
+    await store.putFile(job.id, "samples/k.csv", join(dir, "s.csv"), 4096);
+    assert.deepEqual(
+      await store.readFile(job.id, "samples/k.csv"),
+      bytes,
+      "three chunks, in order",
+    );
+    assert.equal(await store.readFile(job.id, "samples/none.csv"), undefined);
+    const text = (s: string) => new TextEncoder().encode(s);
+    await store.putBytes(job.id, "log", text("first attempt\n"));
+    await store.putBytes(job.id, "log", text("second\n"));
+    assert.equal(new TextDecoder().decode(await store.readFile(job.id, "log")), "second\n");
+    assert.deepEqual(await store.files(job.id), ["log", "samples/k.csv"]);
+  }));
+
+suite(
+  "a job's device is recorded beside its backend and host",
+  (loc) =>
+    withStore(loc, async (store) => {
+      const sweep = await store.upsertSweep("s", "f.yaml", "h", "{}");
+      const job = await store.ensureJob(sweep.id, "k", "train", "{}", "r");
+      assert.equal(job.device, null);
+      await store.updateJob(job.id, { backend: "webgpu", device: "nvidia hopper", host: "box-2" });
+      const seen = (await store.job(job.id))!;
+      assert.deepEqual([seen.backend, seen.device, seen.host], [
+        "webgpu",
+        "nvidia hopper",
+        "box-2",
+      ]);
+    }),
+);
+
 suite(
   "a reader in this process follows a writer in another process, incrementally, without duplicates",
   async (
@@ -315,7 +355,7 @@ Deno.test("sqlite: a missing store opened read-only is an error naming it", asyn
   await assert.rejects(openStore(path, { readOnly: true }), /none\.sqlite: no store yet/);
 });
 
-Deno.test("sqlite: a store from before the cancel_requested, backend, host and round columns is migrated on open", async () => {
+Deno.test("sqlite: a store from before the cancel_requested, backend, host, device and round columns is migrated on open", async () => {
   const path = join(Deno.makeTempDirSync(), "old.sqlite");
   const db = new DatabaseSync(path);
   db.exec(`CREATE TABLE jobs (id INTEGER PRIMARY KEY, sweep INTEGER NOT NULL, key TEXT NOT NULL,
@@ -335,6 +375,7 @@ Deno.test("sqlite: a store from before the cancel_requested, backend, host and r
     const old = (await store.jobs(1)).find((j) => j.key === "old")!;
     assert.equal(old.round, 0);
     assert.equal(old.backend, null);
+    assert.equal(old.device, null);
   });
 });
 

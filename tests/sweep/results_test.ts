@@ -1,4 +1,6 @@
 import assert from "node:assert/strict";
+import * as fs from "node:fs";
+import { join } from "node:path";
 import type { Experiment } from "../../lib/sweep/experiment.ts";
 import {
   chooseMetric,
@@ -7,6 +9,7 @@ import {
   type ConfigResult,
   defaultAxes,
   distinctValues,
+  evalSampleFiles,
   matchesFilter,
   noSweepError,
   parseFilter,
@@ -229,4 +232,38 @@ Deno.test("run filters: key=value terms, every key and any of its values; errors
     () => parseFilter("shedule=cosine", params),
     /shedule is not a parameter \(did you mean "schedule"\?\) in "shedule=cosine" \(schedule, sample_steps, sampler\)/,
   );
+});
+
+Deno.test("evalSampleFiles: the evaluation's files in the store (CSV first), else its artifacts on this machine", async () => {
+  const dir = Deno.makeTempDirSync();
+  const store = await openStore(join(dir, "s.sqlite"));
+  try {
+    const sweep = await store.upsertSweep("s", "f.yaml", "h", "{}");
+    const stored = await store.ensureJob(sweep.id, "a", "eval", "{}", join(dir, "runs", "t"));
+    const old = await store.ensureJob(sweep.id, "b", "eval", "{}", join(dir, "runs", "t"));
+    fs.writeFileSync(join(dir, "a.png"), "png bytes");
+    fs.writeFileSync(join(dir, "a.csv"), "x,y\n1,2\n");
+    await store.putFile(stored.id, "samples/a.png", join(dir, "a.png"));
+    await store.putFile(stored.id, "samples/a.csv", join(dir, "a.csv"));
+    // A path recorded on another machine: not here, so not read; the store's copies are.
+    await store.putArtifact(stored.id, "samples", "/elsewhere/runs/t/samples/a.csv");
+    const got = await evalSampleFiles(store, stored.id);
+    assert.deepEqual(got.map((f) => [f.name, new TextDecoder().decode(f.bytes)]), [
+      ["samples/a.csv", "x,y\n1,2\n"],
+      ["samples/a.png", "png bytes"],
+    ]);
+    // A store from before sample files were stored: the recorded paths that exist here.
+    await store.putArtifact(old.id, "samples", join(dir, "a.csv"));
+    await store.putArtifact(old.id, "samples", join(dir, "gone.png"));
+    assert.deepEqual((await evalSampleFiles(store, old.id)).map((f) => f.name), [
+      join(dir, "a.csv"),
+    ]);
+    // Nothing is looked for in the run's folder.
+    fs.mkdirSync(join(dir, "runs", "t", "samples"), { recursive: true });
+    fs.writeFileSync(join(dir, "runs", "t", "samples", "c.csv"), "x,y\n");
+    const none = await store.ensureJob(sweep.id, "c", "eval", "{}", join(dir, "runs", "t"));
+    assert.deepEqual(await evalSampleFiles(store, none.id), []);
+  } finally {
+    await store.close();
+  }
 });
