@@ -8,7 +8,13 @@ import * as fs from "node:fs";
 import { dirname, extname } from "node:path";
 import { stringify } from "csv-stringify/sync";
 import { sampleToy } from "../data/toy2d.ts";
-import { checkSampleRequest, type SampleOutput, type SampleRequest } from "../models/model.ts";
+import {
+  checkSampleRequest,
+  pickSamplingOptions,
+  type SampleOutput,
+  type SampleRequest,
+  type SamplingOptions,
+} from "../models/model.ts";
 import { describeDataset } from "../data/registry.ts";
 import { type BackendName, checkBackend, initBackend } from "../runtime/backend.ts";
 import { blank, boundsOf, imageGrid, type Picture, scatter, writePng } from "../runtime/png.ts";
@@ -17,19 +23,13 @@ import { Rng } from "../runtime/rng.ts";
 import { openRun } from "./run.ts";
 
 /** Options of {@link sampleCommand}. */
-export interface SampleCommandOptions {
+export interface SampleCommandOptions extends SamplingOptions {
   run: string;
   out: string;
   n?: number;
   label?: number;
-  sampler?: string;
-  steps?: number;
-  eta?: number;
   ema?: string;
   checkpoint?: number;
-  guidance?: number;
-  guidanceRescale?: number;
-  churn?: number;
   seed: number;
   backend: BackendName;
 }
@@ -43,12 +43,7 @@ export async function sampleCommand(opts: SampleCommandOptions): Promise<string[
     const data = String(run.config.data);
     const req: SampleRequest = {
       n,
-      sampler: opts.sampler,
-      steps: opts.steps,
-      eta: opts.eta,
-      guidance: opts.guidance,
-      guidanceRescale: opts.guidanceRescale,
-      churn: opts.churn,
+      ...pickSamplingOptions(opts),
       labels: opts.label !== undefined ? [opts.label] : undefined,
     };
     checkSampleRequest(String(run.config.model), run.model.sampling, req);

@@ -175,11 +175,20 @@ export const TRAIN_ONLY: SamplingSupport = {
   ownMetrics: [],
 };
 
-/** The parts of a sampling request {@link checkSampleRequest} checks. */
-export type SampleCheck = Pick<
+/** The sampling options a user sets (`--sampler`, `--steps`, `--eta`, `--churn`, `--guidance`, `--guidance-rescale`). */
+export type SamplingOptions = Pick<
   SampleRequest,
-  "n" | "sampler" | "steps" | "eta" | "guidance" | "guidanceRescale" | "churn" | "labels"
+  "sampler" | "steps" | "eta" | "guidance" | "guidanceRescale" | "churn"
 >;
+
+/** Just the {@link SamplingOptions} of a command's options, for a {@link SampleRequest}. */
+export function pickSamplingOptions(o: SamplingOptions): SamplingOptions {
+  const { sampler, steps, eta, guidance, guidanceRescale, churn } = o;
+  return { sampler, steps, eta, guidance, guidanceRescale, churn };
+}
+
+/** The parts of a sampling request {@link checkSampleRequest} checks. */
+export type SampleCheck = SamplingOptions & Pick<SampleRequest, "n" | "labels">;
 
 /**
  * Throws, naming the option, when `req` asks `model` for something its
