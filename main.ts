@@ -328,7 +328,7 @@ program.command("compare")
       "  deno task compare default default-seed1   # two sweeps side by side",
   )
   .action(async (sweeps: string[], o) => {
-    const { compareSweep, listSweeps } = await import("./lib/sweep/commands.ts");
+    const { compareSweep, listSweeps } = await import("./lib/sweep/compare.ts");
     if (o.list) {
       console.log(await listSweeps({ storePath: o.store }));
       return;

@@ -2,7 +2,8 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { compareSweep, listSweeps, runSweep } from "../../lib/sweep/commands.ts";
+import { runSweep } from "../../lib/sweep/commands.ts";
+import { compareSweep, listSweeps } from "../../lib/sweep/compare.ts";
 import { type JobRow, openStore, type Store } from "../../lib/store/store.ts";
 
 const fake = [
