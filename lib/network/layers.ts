@@ -10,6 +10,7 @@ import * as tf from "@tensorflow/tfjs-core";
 import type { Rng } from "../runtime/rng.ts";
 import { groupNormByKernels, hasGroupNormKernels } from "../runtime/kernels/group_norm.ts";
 import { hasSiluKernels, siluByKernels } from "../runtime/kernels/onednn_silu.ts";
+import { hasUpsampleKernels, upsample2xByKernels } from "../runtime/kernels/upsample.ts";
 
 /** Named parameter tensors of a network. */
 export type Weights = Record<string, tf.Tensor>;
@@ -209,9 +210,13 @@ const upsample2xWithGrad = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)
   return { value, gradFunc };
 });
 
-/** Nearest-neighbour ×2 upsampling: [B, H, W, C] → [B, 2H, 2W, C]. */
+/**
+ * Nearest-neighbour ×2 upsampling: [B, H, W, C] → [B, 2H, 2W, C]. On wasm
+ * one pass each way (lib/runtime/kernels/upsample.ts); elsewhere the copies
+ * above.
+ */
 export function upsample2x(x: tf.Tensor4D): tf.Tensor4D {
-  return upsample2xWithGrad(x) as tf.Tensor4D;
+  return hasUpsampleKernels() ? upsample2xByKernels(x) : upsample2xWithGrad(x) as tf.Tensor4D;
 }
 
 /**

@@ -10,6 +10,7 @@ import { upsample2x } from "../../lib/network/layers.ts";
 import { initBackend } from "../../lib/runtime/backend.ts";
 import { registerProjectKernels } from "../../lib/runtime/kernels/mod.ts";
 import { installerOf } from "../../lib/runtime/kernels/install.ts";
+import { UPSAMPLE2X } from "../../lib/runtime/kernels/upsample.ts";
 import { wasmBatchMatMul } from "../../lib/runtime/kernels/batch_mat_mul.ts";
 import { wasmConv2DBackpropFilter } from "../../lib/runtime/kernels/conv2d_backprop_filter.ts";
 import { wasmFusedMatMul } from "../../lib/runtime/kernels/fused_mat_mul.ts";
@@ -337,21 +338,29 @@ Deno.test("sum and mean over any axes match cpu, keepDims too", async () => {
   });
 });
 
-Deno.test("upsample2x on wasm matches cpu tiling, value and gradient", async () => {
-  const inputs = [data([2, 3, 4, 5], 85)];
-  const wasm = await on("wasm", inputs, weightedGrads((x) => upsample2x(x as tf.Tensor4D)));
-  const wasmValue = await on("wasm", inputs, (x) => upsample2x(x as tf.Tensor4D));
+Deno.test("upsample2x (wasm kernels, and the copies elsewhere) matches tiling, value and gradient", async () => {
+  assertEquals(installerOf(UPSAMPLE2X, "wasm"), "project");
   const tiled = (x: tf.Tensor) => {
     const [b, h, w, c] = x.shape; // two rank-4 tiles: tfjs tiles gradients up to rank 4
     const wide = tf.tile(tf.reshape(x, [b * h, w, 1, c]), [1, 1, 2, 1]);
     const t = tf.tile(tf.reshape(wide, [b, h, 1, 2 * w * c]), [1, 1, 2, 1]);
     return tf.reshape(t, [b, 2 * h, 2 * w, c]);
   };
-  const cpuValue = await on("cpu", inputs, tiled);
-  const cpu = await on("cpu", inputs, weightedGrads(tiled));
-  await tf.setBackend("wasm");
-  assertClose(wasmValue, cpuValue, "upsample2x value");
-  assertClose(wasm, cpu, "upsample2x gradient");
+  const ours = (x: tf.Tensor) => upsample2x(x as tf.Tensor4D);
+  for (const shape of [[2, 3, 4, 5], [1, 7, 7, 64], [3, 1, 2, 1]]) {
+    const inputs = [data(shape, 85)];
+    const cpuValue = await on("cpu", inputs, tiled);
+    const cpu = await on("cpu", inputs, weightedGrads(tiled));
+    for (const backend of ["wasm", "cpu"] as const) {
+      assertClose(await on(backend, inputs, ours), cpuValue, `${backend} [${shape}] value`);
+      assertClose(
+        await on(backend, inputs, weightedGrads(ours)),
+        cpu,
+        `${backend} [${shape}] grad`,
+      );
+    }
+    await tf.setBackend("wasm");
+  }
 });
 
 Deno.test("Slice, SplitV and Concat match cpu on every rank, axis and odd extent", async () => {

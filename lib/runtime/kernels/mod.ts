@@ -2,7 +2,7 @@
  * Project kernels that fill gaps in tfjs-backend-wasm 4.22.0 (gradients the
  * models need) and replace its slow ones (transposed BatchMatMul and
  * _FusedMatMul, Conv2DBackpropInput, Sum and Mean over non-innermost axes,
- * the copying Identity, and Slice, SplitV and Concat copying row by row) and add GroupNorm and a fused Adam update, plus tfjs-core's
+ * the copying Identity, and Slice, SplitV and Concat copying row by row) and add GroupNorm, ×2 upsampling and a fused Adam update, plus tfjs-core's
  * gradient functions, which Deno's CommonJS load of tfjs-core leaves out.
  * One list per backend, installed in one loop ({@link installKernels}).
  */
@@ -18,6 +18,7 @@ import { WASM_IDENTITY } from "./identity.ts";
 import { installKernels } from "./install.ts";
 import { WASM_REDUCTIONS } from "./reduce.ts";
 import { WASM_UNSORTED_SEGMENT_SUM } from "./unsorted_segment_sum.ts";
+import { WASM_UPSAMPLE } from "./upsample.ts";
 
 /** The wasm backend's project kernels. */
 export const WASM_KERNELS = {
@@ -29,6 +30,7 @@ export const WASM_KERNELS = {
   ...WASM_REDUCTIONS,
   ...WASM_IDENTITY,
   ...WASM_COPIES,
+  ...WASM_UPSAMPLE,
   ...WASM_GROUP_NORM,
   ...WASM_ADAM,
 };
