@@ -11,6 +11,11 @@ import type { Rng } from "../runtime/rng.ts";
 import { groupNormByKernels, hasGroupNormKernels } from "../runtime/kernels/group_norm.ts";
 import { hasSiluKernels, siluByKernels } from "../runtime/kernels/onednn_silu.ts";
 import { hasUpsampleKernels, upsample2xByKernels } from "../runtime/kernels/upsample.ts";
+import {
+  hasSinusoidalKernel,
+  SINUSOIDAL,
+  sinusoidalFrequencies,
+} from "../runtime/kernels/sinusoidal.ts";
 
 /** Named parameter tensors of a network. */
 export type Weights = Record<string, tf.Tensor>;
@@ -248,12 +253,15 @@ export function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
 
 /**
  * Sinusoidal time embedding as in DDPM: t [B] → [B, dim] = [cos(t·f), sin(t·f)]
- * with f_i = 10000^(-i / (dim/2)).
+ * with f_i = 10000^(-i / (dim/2)). On wasm one kernel with a row per distinct
+ * t cached (lib/runtime/kernels/sinusoidal.ts); elsewhere tf ops.
  */
 export function sinusoidalEmbedding(t: tf.Tensor1D, dim: number): tf.Tensor2D {
+  if (hasSinusoidalKernel()) {
+    return tf.engine().runKernel(SINUSOIDAL, { t }, { dim }) as tf.Tensor2D;
+  }
   const half = dim / 2;
-  const freqs = new Float32Array(half);
-  for (let i = 0; i < half; i++) freqs[i] = Math.exp(-Math.log(10000) * i / half);
+  const freqs = sinusoidalFrequencies(dim);
   const args = tf.mul(tf.reshape(tf.cast(t, "float32"), [-1, 1]), tf.tensor2d(freqs, [1, half])); // [B, half]
   return tf.concat([tf.cos(args), tf.sin(args)], 1) as tf.Tensor2D;
 }

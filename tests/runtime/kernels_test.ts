@@ -6,11 +6,12 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert";
-import { upsample2x } from "../../lib/network/layers.ts";
+import { sinusoidalEmbedding, upsample2x } from "../../lib/network/layers.ts";
 import { initBackend } from "../../lib/runtime/backend.ts";
 import { registerProjectKernels } from "../../lib/runtime/kernels/mod.ts";
 import { installerOf } from "../../lib/runtime/kernels/install.ts";
 import { UPSAMPLE2X } from "../../lib/runtime/kernels/upsample.ts";
+import { SINUSOIDAL } from "../../lib/runtime/kernels/sinusoidal.ts";
 import { wasmBatchMatMul } from "../../lib/runtime/kernels/batch_mat_mul.ts";
 import { wasmConv2DBackpropFilter } from "../../lib/runtime/kernels/conv2d_backprop_filter.ts";
 import { wasmFusedMatMul } from "../../lib/runtime/kernels/fused_mat_mul.ts";
@@ -361,6 +362,21 @@ Deno.test("upsample2x (wasm kernels, and the copies elsewhere) matches tiling, v
     }
     await tf.setBackend("wasm");
   }
+});
+
+Deno.test("the sinusoidal embedding kernel matches the tf ops on cpu, cached rows included", async () => {
+  assertEquals(installerOf(SINUSOIDAL, "wasm"), "project");
+  const ts = [0, 1, 999, 999, 0.5, 17.25, 3, 999, -2, 1e-3, 4096.5];
+  for (const dim of [2, 128, 320, 128]) {
+    const wasm = await on("wasm", [], () => sinusoidalEmbedding(tf.tensor1d(ts), dim));
+    const cpu = await on("cpu", [], () => sinusoidalEmbedding(tf.tensor1d(ts), dim));
+    await tf.setBackend("wasm");
+    assertClose(wasm, cpu, `dim ${dim}`, 1e-6);
+  }
+  const ints = await on("wasm", [], () => sinusoidalEmbedding(tf.tensor1d([5, 7], "int32"), 8));
+  const floats = await on("cpu", [], () => sinusoidalEmbedding(tf.tensor1d([5, 7]), 8));
+  await tf.setBackend("wasm");
+  assertClose(ints, floats, "int32 t", 1e-6);
 });
 
 Deno.test("Slice, SplitV and Concat match cpu on every rank, axis and odd extent", async () => {
