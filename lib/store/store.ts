@@ -320,7 +320,7 @@ const CONNECTION_CODES = new Set(["57P01", "57P02", "57P03", "08000", "08003", "
 export function isConnectionError(e: unknown): boolean {
   const err = e as { code?: string; message?: string };
   return CONNECTION_CODES.has(err?.code ?? "") ||
-    /ECONNREFUSED|ECONNRESET|EPIPE|Connection terminated|shutting down|starting up|not yet accepting|connection (refused|reset|closed)|Client has encountered a connection error|timeout exceeded when trying to connect/i
+    /ECONNREFUSED|ECONNRESET|EPIPE|ETIMEDOUT|EHOSTUNREACH|ENETUNREACH|EAI_AGAIN|Connection terminated|shutting down|starting up|not yet accepting|connection (refused|reset|closed)|Client has encountered a connection error|timeout exceeded when trying to connect/i
       .test(err?.message ?? "");
 }
 

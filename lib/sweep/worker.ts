@@ -24,6 +24,7 @@ import { join, relative } from "node:path";
 import type { PgBoss } from "pg-boss";
 import { fileURLToPath } from "node:url";
 import {
+  isConnectionError,
   isPostgresUrl,
   type JobRow,
   openStore,
@@ -305,7 +306,8 @@ export interface WorkerCommandOptions {
 /**
  * `deno task worker --store postgres://…`: joins every running sweep in that
  * database until Ctrl-C (its running jobs are killed; the queue hands them to
- * another worker after their heartbeat lapses).
+ * another worker after their heartbeat lapses). A database not reachable yet
+ * is waited for ({@link REACH_RETRY_MS}), with one line saying so.
  */
 export async function workerCommand(opts: WorkerCommandOptions): Promise<void> {
   const say = opts.onEvent ?? ((l: string) => console.log(l));
@@ -315,23 +317,28 @@ export async function workerCommand(opts: WorkerCommandOptions): Promise<void> {
         "a sweep on an SQLite store runs its jobs itself",
     );
   }
-  const store = await openStore(opts.storePath);
   const stop = new AbortController();
   opts.signal?.addEventListener("abort", () => stop.abort());
   const signals = opts.signal ? [] : (["SIGINT", "SIGTERM"] as const);
   const onSignal = () => stop.abort();
   for (const s of signals) Deno.addSignalListener(s, onSignal);
   const time = () => new Date().toISOString().slice(11, 19);
+  const line = (l: string) => say(`${time()} ${l}`);
+  let store: (Store & SqlExecutor) | undefined;
   try {
-    const boss = await openQueue(store, (l) => say(`${time()} ${l}`));
+    const opened = await whenReachable(() => openStore(opts.storePath), line, stop.signal);
+    if (!opened) return;
+    store = opened;
+    const boss = await whenReachable(() => openQueue(opened, line), line, stop.signal);
+    if (!boss) return;
     try {
       const concurrency = opts.concurrency || navigator.hardwareConcurrency || 2;
       say(
         `worker on ${Deno.hostname()}: ${concurrency} jobs at a time from every running sweep in ` +
-          `${store.location}`,
+          `${opened.location}`,
       );
       await runWorker({
-        store,
+        store: opened,
         boss,
         concurrency,
         runsDir: opts.runsDir,
@@ -346,8 +353,48 @@ export async function workerCommand(opts: WorkerCommandOptions): Promise<void> {
     }
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
-    await store.close();
+    await store?.close();
   }
+}
+
+/** How often a worker that cannot reach the database at its start tries again, ms. */
+export const REACH_RETRY_MS = 5000;
+
+/**
+ * Runs `open` until it does not fail for an unreachable database (a server
+ * not up yet, a network away): one line when it starts waiting, one when
+ * the database answers; other errors (a wrong password, a missing database)
+ * are thrown at once. Undefined when `signal` aborts while waiting.
+ */
+async function whenReachable<T>(
+  open: () => Promise<T>,
+  say: (line: string) => void,
+  signal: AbortSignal,
+): Promise<T | undefined> {
+  for (let waiting = false; !signal.aborted;) {
+    try {
+      const value = await open();
+      if (waiting) say(`worker on ${Deno.hostname()}: the database answers; starting`);
+      return value;
+    } catch (e) {
+      if (!isConnectionError(e)) throw e;
+      if (!waiting) {
+        say(
+          `worker on ${Deno.hostname()}: ${(e as Error).message.split("; ")[0]}; ` +
+            `trying again every ${REACH_RETRY_MS / 1000} s (Ctrl-C stops)`,
+        );
+      }
+      waiting = true;
+      await new Promise((r) => {
+        const t = setTimeout(r, REACH_RETRY_MS);
+        signal.addEventListener("abort", () => {
+          clearTimeout(t);
+          r(undefined);
+        }, { once: true });
+      });
+    }
+  }
+  return undefined;
 }
 
 /** This Deno running this project's main.ts. */

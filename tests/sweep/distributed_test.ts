@@ -11,7 +11,7 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { PgBoss } from "pg-boss";
-import { openStore, type Store } from "../../lib/store/store.ts";
+import { type JobRow, openStore, type Store } from "../../lib/store/store.ts";
 import { runSweep } from "../../lib/sweep/commands.ts";
 import { recordedCheckpoints } from "../../lib/sweep/executor.ts";
 import { queueName } from "../../lib/sweep/queue.ts";
@@ -28,8 +28,11 @@ parameters:
   sample_steps: {values: [10, 20]}
 `;
 
-/** A worker process in its own process group (a "machine"), writing its lines to `log`. */
-function startWorker(url: string, runsDir: string, log: string): Deno.ChildProcess {
+/**
+ * A worker process in its own process group (a "machine"), writing its lines to `log`; with
+ * `hold`, its training runs wait after step 100 (checkpoint written) until that file exists.
+ */
+function startWorker(url: string, runsDir: string, log: string, hold?: string): Deno.ChildProcess {
   const script = fileURLToPath(new URL("./fixtures/run_worker.ts", import.meta.url));
   return new Deno.Command("sh", {
     args: [
@@ -43,7 +46,7 @@ function startWorker(url: string, runsDir: string, log: string): Deno.ChildProce
       url,
       runsDir,
     ],
-    env: { LOG: log, FAKE_SLEEP_MS: "250" },
+    env: { LOG: log, FAKE_SLEEP_MS: "250", ...(hold ? { FAKE_HOLD: `100:${hold}` } : {}) },
     stdin: "null",
     detached: true,
   }).spawn();
@@ -58,10 +61,14 @@ function killMachine(worker: Deno.ChildProcess): void {
   }
 }
 
+/**
+ * Waits for `f` to give a value. The deadline only ends a test that would otherwise hang: it is
+ * generous, as every wait here is on a condition, and a loaded machine starts Deno slowly.
+ */
 async function until<T>(
   what: string,
   f: () => T | undefined | Promise<T | undefined>,
-  ms = 60000,
+  ms = 180_000,
 ): Promise<T> {
   const t0 = Date.now();
   while (Date.now() - t0 < ms) {
@@ -115,6 +122,30 @@ async function checkFinished(store: Store, url: string) {
   return jobs;
 }
 
+/**
+ * A sweep of `file` coordinated from this process (no local worker); `stop` aborts it and waits
+ * for it, so that a failing test never leaves it running into the next one.
+ */
+function coordinator(url: string, file: string, dir: string) {
+  const lines: string[] = [];
+  const abort = new AbortController();
+  const result = runSweep({
+    file,
+    storePath: url,
+    runsDir: join(dir, "coordinator"),
+    localWorker: false,
+    onEvent: (l) => lines.push(l),
+    signal: abort.signal,
+  });
+  // Awaited by the test or by stop(); never an unhandled rejection between the two.
+  result.catch(() => {});
+  const stop = async () => {
+    abort.abort();
+    await result.catch(() => {});
+  };
+  return { lines, result, stop };
+}
+
 async function withCluster(fn: (pg: TestPostgres, url: string, dir: string) => Promise<void>) {
   const pg = await startPostgres();
   const dir = Deno.makeTempDirSync({ prefix: "dmw-dist-" });
@@ -126,42 +157,41 @@ async function withCluster(fn: (pg: TestPostgres, url: string, dir: string) => P
   }
 }
 
+/** The running training job that has recorded its checkpoint at step 100 (where it is held). */
+async function heldTraining(store: Store): Promise<JobRow | undefined> {
+  const s = await store.sweep("dist");
+  for (const j of s ? await store.jobs(s.id) : []) {
+    if (j.kind !== "train" || j.state !== "running" || !j.pid) continue;
+    if ((await recordedCheckpoints(store, j.id)).has(100)) return j;
+  }
+  return undefined;
+}
+
 Deno.test("a worker killed mid-training: its job resumes on the other from the stored checkpoint", async () => {
   await withCluster(async (_pg, url, dir) => {
     const file = join(dir, "exp.yaml");
     fs.writeFileSync(file, EXPERIMENT);
+    const release = join(dir, "release");
     const machines = ["a", "b"].map((m) => join(dir, m));
-    const workers = machines.map((m) => startWorker(url, join(m, "runs"), `${m}.log`));
-    const lines: string[] = [];
-    const sweep = runSweep({
-      file,
-      storePath: url,
-      runsDir: join(dir, "coordinator"),
-      localWorker: false,
-      onEvent: (l) => lines.push(l),
-    });
+    const workers = machines.map((m) => startWorker(url, join(m, "runs"), `${m}.log`, release));
+    const sweep = coordinator(url, file, dir);
     const store = await openStore(url);
     try {
-      // A training job with a checkpoint in the store, still training: kill its machine.
-      const victim = await until("a training job past its first checkpoint", async () => {
-        const s = await store.sweep("dist");
-        if (!s) return undefined;
-        for (const j of await store.jobs(s.id)) {
-          if (j.kind !== "train" || j.state !== "running") continue;
-          const steps = (await store.metricsSince(j.id, 0)).map((m) => m.step);
-          if ((await recordedCheckpoints(store, j.id)).size && steps.at(-1)! < 150) return j;
-        }
-        return undefined;
-      });
+      // A training job held at step 100, its checkpoint in the store: kill its machine.
+      const victim = await until(
+        "a training job held past its checkpoint",
+        () => heldTraining(store),
+      );
       const machine = machines.findIndex((m) =>
         fs.existsSync(join(m, "runs", "dist", victim.key, `a${victim.attempts}`))
       );
       assert.ok(machine >= 0, "the job's attempt folder is on one of the machines");
       killMachine(workers[machine]);
       await workers[machine].status;
+      fs.writeFileSync(release, "");
 
-      const r = await sweep;
-      assert.deepEqual(r, { name: "dist", done: 10, failed: 0 }, lines.join("\n"));
+      const r = await sweep.result;
+      assert.deepEqual(r, { name: "dist", done: 10, failed: 0 }, sweep.lines.join("\n"));
       const jobs = await checkFinished(store, url);
       const resumed = jobs.find((j) => j.id === victim.id)!;
       assert.equal(resumed.attempts, victim.attempts + 1, "one more attempt, on the other machine");
@@ -170,13 +200,13 @@ Deno.test("a worker killed mid-training: its job resumes on the other from the s
         join(survivor, "runs", "dist", victim.key, `a${resumed.attempts}`, "invocations.log"),
         "utf8",
       );
-      const from = Number(log.match(/^train from (\d+)$/m)?.[1]);
-      assert.ok(from >= 50, `resumed from a stored checkpoint, not 0: ${log}`);
+      assert.match(log, /^train from 100$/m, "resumed from the stored checkpoint, not 0");
       assert.ok(
         !fs.existsSync(join(machines[machine], "runs", "dist", victim.key, `a${resumed.attempts}`)),
         "the retry ran in its own folder on the surviving machine",
       );
     } finally {
+      await sweep.stop();
       await store.close();
       for (const w of workers) killMachine(w);
       await Promise.all(workers.map((w) => w.status));
@@ -188,40 +218,31 @@ Deno.test("a frozen worker's job goes to the other; woken, it kills its child an
   await withCluster(async (_pg, url, dir) => {
     const file = join(dir, "exp.yaml");
     fs.writeFileSync(file, EXPERIMENT);
+    const release = join(dir, "release");
     const machines = ["a", "b"].map((m) => join(dir, m));
-    const workers = machines.map((m) => startWorker(url, join(m, "runs"), `${m}.log`));
-    const lines: string[] = [];
-    const sweep = runSweep({
-      file,
-      storePath: url,
-      runsDir: join(dir, "coordinator"),
-      localWorker: false,
-      onEvent: (l) => lines.push(l),
-    });
+    const workers = machines.map((m) => startWorker(url, join(m, "runs"), `${m}.log`, release));
+    const sweep = coordinator(url, file, dir);
     const store = await openStore(url);
     try {
-      const victim = await until("a training job past its first checkpoint", async () => {
-        const s = await store.sweep("dist");
-        for (const j of s ? await store.jobs(s.id) : []) {
-          if (j.kind !== "train" || j.state !== "running" || !j.pid) continue;
-          if ((await recordedCheckpoints(store, j.id)).size) return j;
-        }
-        return undefined;
-      });
+      // Held, so it is surely mid-training when its worker freezes.
+      const victim = await until(
+        "a training job held past its checkpoint",
+        () => heldTraining(store),
+      );
       const machine = machines.findIndex((m) =>
         fs.existsSync(join(m, "runs", "dist", victim.key, `a${victim.attempts}`))
       );
       // The worker process alone stops (its training child goes on, unheard); SIGCONT wakes it.
       Deno.kill(workers[machine].pid, "SIGSTOP");
-      const r = await sweep;
-      assert.deepEqual(r, { name: "dist", done: 10, failed: 0 }, lines.join("\n"));
+      fs.writeFileSync(release, "");
+      const r = await sweep.result;
+      assert.deepEqual(r, { name: "dist", done: 10, failed: 0 }, sweep.lines.join("\n"));
       const before = await store.metricsSince(victim.id, 0);
       Deno.kill(workers[machine].pid, "SIGCONT");
       const log = `${machines[machine]}.log`;
       await until(
         "the woken worker to give the job up",
         () => /lost train/.test(fs.readFileSync(log, "utf8")) ? true : undefined,
-        30000,
       );
       await until("its training child to be gone", () => {
         try {
@@ -230,14 +251,14 @@ Deno.test("a frozen worker's job goes to the other; woken, it kills its child an
         } catch {
           return true;
         }
-      }, 10000);
-      await new Promise((r) => setTimeout(r, 1000));
+      });
       const after = await store.job(victim.id);
       assert.equal(after!.state, "done");
       assert.equal(after!.attempts, victim.attempts + 1, "the other worker's attempt stands");
       assert.deepEqual(await store.metricsSince(victim.id, 0), before, "nothing more recorded");
       await checkFinished(store, url);
     } finally {
+      await sweep.stop();
       await store.close();
       for (const w of workers) killMachine(w);
       await Promise.all(workers.map((w) => w.status));
@@ -249,40 +270,28 @@ Deno.test("PostgreSQL restarted mid-sweep: the coordinator and the workers recon
   await withCluster(async (pg, url, dir) => {
     const file = join(dir, "exp.yaml");
     fs.writeFileSync(file, EXPERIMENT);
+    const release = join(dir, "release");
     const workers = ["a", "b"].map((m) =>
-      startWorker(url, join(dir, m, "runs"), join(dir, `${m}.log`))
+      startWorker(url, join(dir, m, "runs"), join(dir, `${m}.log`), release)
     );
-    const lines: string[] = [];
-    const sweep = runSweep({
-      file,
-      storePath: url,
-      runsDir: join(dir, "coordinator"),
-      localWorker: false,
-      onEvent: (l) => lines.push(l),
-    });
+    const sweep = coordinator(url, file, dir);
     try {
       const store = await openStore(url);
       try {
-        await until("a training step in the store", async () => {
-          const s = await store.sweep("dist");
-          const jobs = s ? await store.jobs(s.id) : [];
-          for (const j of jobs.filter((j) => j.kind === "train")) {
-            if ((await store.metricsSince(j.id, 0)).length >= 3) return true;
-          }
-          return undefined;
-        });
+        await until("a training job held past its checkpoint", () => heldTraining(store));
       } finally {
         await store.close();
       }
+      // Down until the coordinator has seen it (not for a fixed time), then up again.
       await pg.halt();
-      await new Promise((r) => setTimeout(r, 3000));
-      await pg.start();
-      const r = await sweep;
-      assert.deepEqual(r, { name: "dist", done: 10, failed: 0 }, lines.join("\n"));
-      assert.ok(
-        lines.some((l) => /coordinator: .*trying again/.test(l)),
-        `the coordinator saw the database go away:\n${lines.join("\n")}`,
+      await until(
+        "the coordinator to see the database gone",
+        () => sweep.lines.some((l) => /coordinator: .*trying again/.test(l)) || undefined,
       );
+      await pg.start();
+      fs.writeFileSync(release, "");
+      const r = await sweep.result;
+      assert.deepEqual(r, { name: "dist", done: 10, failed: 0 }, sweep.lines.join("\n"));
       for (const [i, w] of workers.entries()) {
         const exited = await Promise.race([
           w.status.then(() => true),
@@ -301,8 +310,55 @@ Deno.test("PostgreSQL restarted mid-sweep: the coordinator and the workers recon
         await store2.close();
       }
     } finally {
+      await sweep.stop();
       for (const w of workers) killMachine(w);
       await Promise.all(workers.map((w) => w.status));
+    }
+  });
+});
+
+Deno.test("a worker started while the database is down waits, says so in one line, and joins once it is up", async () => {
+  await withCluster(async (pg, url, dir) => {
+    const file = join(dir, "exp.yaml");
+    fs.writeFileSync(file, EXPERIMENT);
+    await pg.halt();
+    const log = join(dir, "a.log");
+    const worker = startWorker(url, join(dir, "a", "runs"), log);
+    let stopSweep = () => Promise.resolve();
+    try {
+      const text = () => fs.existsSync(log) ? fs.readFileSync(log, "utf8") : "";
+      await until(
+        "the worker to say it waits",
+        () => /trying again every/.test(text()) || undefined,
+      );
+      const waiting = text().trim().split("\n");
+      assert.equal(waiting.length, 1, `one line, no stack trace:\n${text()}`);
+      assert.match(
+        waiting[0],
+        /^\d\d:\d\d:\d\d worker on .*: postgres:\/\/.*: cannot open the store \(.*ECONNREFUSED.*\); trying again every 5 s \(Ctrl-C stops\)$/,
+      );
+      const exited = await Promise.race([
+        worker.status.then(() => true),
+        new Promise((r) => setTimeout(() => r(false), 200)),
+      ]);
+      assert.ok(!exited, "it waits, it does not exit");
+      await pg.start();
+      await until(
+        "the worker to start",
+        () => /the database answers; starting/.test(text()) || undefined,
+      );
+      const c = coordinator(url, file, dir);
+      stopSweep = c.stop;
+      const r = await c.result;
+      assert.deepEqual(
+        r,
+        { name: "dist", done: 10, failed: 0 },
+        `${c.lines.join("\n")}\n${text()}`,
+      );
+    } finally {
+      await stopSweep();
+      killMachine(worker);
+      await worker.status;
     }
   });
 });
