@@ -17,6 +17,7 @@ import {
 import { type Experiment, loadExperiment } from "./experiment.ts";
 import { execute, type ExecuteOptions, type ExecutorUpdate } from "./executor.ts";
 import { configRows, describePlan, type Plan, planSweep, type TrainJob } from "./planner.ts";
+import { noSweepError } from "./results.ts";
 import { coordinate } from "./coordinator.ts";
 import { openQueue } from "./queue.ts";
 import { runWorker } from "./worker.ts";
@@ -313,9 +314,7 @@ export async function watchPlain(opts: { sweep?: string; storePath?: string }): 
   const store = await openStore(opts.storePath ?? DEFAULT_STORE, { readOnly: true });
   try {
     const sweep = await store.sweep(opts.sweep);
-    if (!sweep) {
-      throw new Error(opts.sweep ? `no sweep named "${opts.sweep}"` : "no sweep in the store yet");
-    }
+    if (!sweep) throw await noSweepError(store, opts.sweep);
     const jobs = await store.jobs(sweep.id);
     const count = (s: string) => jobs.filter((j) => j.state === s).length;
     const lines = [

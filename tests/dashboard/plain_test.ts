@@ -21,6 +21,23 @@ Deno.test("plain watch of a finished sweep: its jobs once, no escape codes", asy
   assert.ok(!lines.join("").includes(ESC));
 });
 
+Deno.test("plain watch of a sweep not in the store: the store, the nearest name and the sweeps it has", async () => {
+  const f = await buildFixture(undefined, { status: "done" });
+  await assert.rejects(
+    watchPlain({ storePath: f.storePath, sweep: "fixtur" }),
+    new RegExp(
+      `^Error: no sweep named "fixtur" in the store ${f.storePath} \\(did you mean "fixture"\\?\\) ` +
+        "\\(sweeps: fixture\\)$",
+    ),
+  );
+  const empty = join(f.dir, "empty.sqlite");
+  await (await openStore(empty)).close();
+  await assert.rejects(
+    watchPlain({ storePath: empty }),
+    /^Error: no sweep in the store .*empty\.sqlite yet \(run `deno task sweep` first\)$/,
+  );
+});
+
 Deno.test("plain watch of a running sweep: one line per event until it stops", async () => {
   const f = await buildFixture();
   const lines: string[] = [];
