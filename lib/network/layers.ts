@@ -11,6 +11,7 @@ import type { Rng } from "../runtime/rng.ts";
 import { groupNormByKernels, hasGroupNormKernels } from "../runtime/kernels/group_norm.ts";
 import { hasSiluKernels, siluByKernels } from "../runtime/kernels/onednn_silu.ts";
 import { hasUpsampleKernels, upsample2xByKernels } from "../runtime/kernels/upsample.ts";
+import { denseReluByKernels, hasReluBiasGradKernel } from "../runtime/kernels/dense_relu.ts";
 import {
   hasSinusoidalKernel,
   SINUSOIDAL,
@@ -80,7 +81,10 @@ export function dense(
   const x2 = shape.length === 2
     ? (x as tf.Tensor2D)
     : tf.reshape(x, [-1, shape.at(-1)!]) as tf.Tensor2D;
-  const y = tf.fused.matMul({ a: x2, b: W, bias: w[`${name}.b`], activation }); // [N, fout]
+  const bias = w[`${name}.b`];
+  const y = activation === "relu" && hasReluBiasGradKernel()
+    ? denseReluByKernels(x2, W, bias) // stays fused under a gradient tape, unlike fused.matMul
+    : tf.fused.matMul({ a: x2, b: W, bias, activation }); // [N, fout]
   return shape.length === 2 ? y : tf.reshape(y, [...shape.slice(0, -1), W.shape[1]]);
 }
 

@@ -6,12 +6,13 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert";
-import { sinusoidalEmbedding, upsample2x } from "../../lib/network/layers.ts";
+import { dense, sinusoidalEmbedding, upsample2x } from "../../lib/network/layers.ts";
 import { initBackend } from "../../lib/runtime/backend.ts";
 import { registerProjectKernels } from "../../lib/runtime/kernels/mod.ts";
 import { installerOf } from "../../lib/runtime/kernels/install.ts";
 import { UPSAMPLE2X } from "../../lib/runtime/kernels/upsample.ts";
 import { SINUSOIDAL } from "../../lib/runtime/kernels/sinusoidal.ts";
+import { RELU_BIAS_GRAD } from "../../lib/runtime/kernels/dense_relu.ts";
 import { wasmBatchMatMul } from "../../lib/runtime/kernels/batch_mat_mul.ts";
 import { wasmConv2DBackpropFilter } from "../../lib/runtime/kernels/conv2d_backprop_filter.ts";
 import { wasmFusedMatMul } from "../../lib/runtime/kernels/fused_mat_mul.ts";
@@ -379,6 +380,28 @@ Deno.test("the sinusoidal embedding kernel matches the tf ops on cpu, cached row
   assertClose(ints, floats, "int32 t", 1e-6);
 });
 
+Deno.test("dense with ReLU stays fused under a gradient and matches cpu, value and gradients", async () => {
+  assertEquals(installerOf(RELU_BIAS_GRAD, "wasm"), "project");
+  const f = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) =>
+    dense({ "l.w": w, "l.b": b }, "l", x, "relu");
+  for (const [m, k, n] of [[7, 5, 3], [64, 33, 70], [1, 1, 1]]) {
+    const inputs = [data([m, k], 40), data([k, n], 41), data([n], 42)];
+    await agree(`dense relu [${m},${k}]·[${k},${n}]`, inputs, f);
+    await agree(`dense relu [${m},${k}]·[${k},${n}] grads`, inputs, weightedGrads(f));
+  }
+  await tf.setBackend("wasm");
+  const x = tf.tensor(data([16, 8], 43).values, [16, 8]);
+  const w = tf.tensor(data([8, 4], 44).values, [8, 4]), b = tf.tensor(data([4], 45).values, [4]);
+  const p = await tf.profile(() => {
+    const g = tf.grads((x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => tf.sum(f(x, w, b)))([x, w, b]);
+    tf.dispose(g);
+  });
+  const names = p.kernels.map((k) => k.name);
+  assert(names.includes(tf._FusedMatMul) && names.includes(RELU_BIAS_GRAD), `${names}`);
+  assert(!names.includes(tf.Relu) && !names.includes(tf.Step), `unfused: ${names}`);
+  tf.dispose([x, w, b]);
+});
+
 Deno.test("Slice, SplitV and Concat match cpu on every rank, axis and odd extent", async () => {
   assertEquals(installerOf(tf.Slice, "wasm"), "project");
   assertEquals(installerOf(tf.SplitV, "wasm"), "project");
@@ -477,6 +500,10 @@ Deno.test("project kernels leak no tensors over repeated calls", async () => {
             tf.fused.matMul({ a: tf.stack([a, a]), b: tf.stack([a, a]), transposeB: true, bias }),
           ), // [2, 7, 7]
           tf.sum(tf.mean(x, [0, 2], true)), // [1, 8, 1, 3]
+          tf.sum(upsample2x(x as tf.Tensor4D)),
+          tf.sum(dense({ "l.w": a, "l.b": tf.slice(bias, 0, 5) }, "l", tf.transpose(a), "relu")),
+          tf.sum(tf.concat(tf.split(x, [1, 2], 3), 3)),
+          tf.sum(sinusoidalEmbedding(tf.tensor1d([3, 3, 999]), 6)),
         ]),
       )
     )([x, w, table, a]);

@@ -1,0 +1,80 @@
+/**
+ * A Linear layer with ReLU (y = max(a·W + b, 0)) that stays fused while
+ * gradients are recorded. tfjs-core runs `fused.matMul` with an activation
+ * unfused whenever a gradient is being taped (its `shouldFuse`): a matrix
+ * product, a broadcasting Add of the bias and a Relu forward, and backward a
+ * Step, a Cast, a Multiply and a Sum before the two products. Here the
+ * forward pass is the `_FusedMatMul` kernel itself (oneDNN's sgemm with the
+ * bias and ReLU in one pass on the oneDNN path) and the gradient's
+ * elementwise part is one wasm kernel: dz = dy·[y > 0] and db = Σ_rows dz,
+ * summed in float64.
+ */
+import * as tf from "@tensorflow/tfjs-core";
+import type { KernelMaker } from "./install.ts";
+import "@tensorflow/tfjs-backend-wasm";
+import type { WasmBackend } from "./kernel_util.ts";
+
+/** Kernel name: inputs dy [M, N] and y [M, N] (the ReLU's output); outputs dz [M, N] and db [N]. */
+export const RELU_BIAS_GRAD = "DmwReluBiasGrad";
+
+/** This file's wasm kernel, for {@link installKernels}. */
+export const WASM_RELU_BIAS_GRAD: Record<string, KernelMaker> = {
+  [RELU_BIAS_GRAD]: () => (args: Parameters<tf.KernelFunc>[0]) => {
+    const { dy, y } = args.inputs as { dy: tf.TensorInfo; y: tf.TensorInfo };
+    const [M, N] = y.shape;
+    if (
+      y.shape.length !== 2 || dy.shape.length !== 2 || dy.shape[0] !== M || dy.shape[1] !== N ||
+      y.dtype !== "float32" || dy.dtype !== "float32"
+    ) {
+      throw new Error(`${RELU_BIAS_GRAD}: wants float32 dy and y of one shape [M, N]`);
+    }
+    const backend = args.backend as WasmBackend;
+    const dz = backend.makeOutput([M, N], "float32");
+    const db = backend.makeOutput([N], "float32");
+    // Views only after the last allocation: a growing heap detaches them.
+    const dys = backend.typedArrayFromHeap(dy), ys = backend.typedArrayFromHeap(y);
+    const dzs = backend.typedArrayFromHeap(dz);
+    const sums = new Float64Array(N);
+    for (let m = 0, o = 0; m < M; m++, o += N) {
+      for (let n = 0; n < N; n++) {
+        const g = ys[o + n] > 0 ? dys[o + n] : 0;
+        dzs[o + n] = g;
+        sums[n] += g;
+      }
+    }
+    backend.typedArrayFromHeap(db).set(sums);
+    return [dz, db];
+  },
+};
+
+/** Whether the current backend has this kernel. */
+export function hasReluBiasGradKernel(): boolean {
+  return tf.getKernel(RELU_BIAS_GRAD, tf.getBackend()) !== undefined;
+}
+
+/** max(a·W + b, 0) for a [M, K], W [K, N], b [N], fused forward and backward. */
+export const denseReluByKernels: (a: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor) => tf.Tensor2D = tf
+  .customGrad((...args) => {
+    const [a, w, b] = args as [tf.Tensor2D, tf.Tensor2D, tf.Tensor];
+    const save = args[3] as tf.GradSaveFunc;
+    const [M, K] = a.shape, [, N] = w.shape;
+    const y3 = tf.engine().runKernel(
+      tf._FusedMatMul,
+      { a: tf.reshape(a, [1, M, K]), b: tf.reshape(w, [1, K, N]), bias: b },
+      { transposeA: false, transposeB: false, activation: "relu", leakyreluAlpha: 0 },
+    ) as tf.Tensor;
+    const y = tf.reshape(y3, [M, N]);
+    save([a, w, y]);
+    return {
+      value: y,
+      gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => {
+        const [a, w, y] = saved;
+        const [dz, db] = tf.engine().runKernel(RELU_BIAS_GRAD, { dy, y }) as tf.Tensor[];
+        return [
+          tf.matMul(dz, w, false, true),
+          tf.matMul(a, dz, true, false),
+          tf.reshape(db, b.shape),
+        ];
+      },
+    };
+  }) as (a: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor) => tf.Tensor2D;
