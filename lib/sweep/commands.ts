@@ -190,6 +190,7 @@ export async function runSweep(
       if (plain) say(`${new Date().toISOString().slice(11, 19)} ${u.message}`);
     };
     const stop = new AbortController();
+    if (opts.signal?.aborted) stop.abort(); // aborted before it began: its listener would never run
     opts.signal?.addEventListener("abort", () => stop.abort());
     const signals = opts.signal ? [] : (["SIGINT", "SIGTERM"] as const);
     const onSignal = () => stop.abort();
