@@ -109,10 +109,12 @@ async function useOnednn(dnnl: Onednn, reason: string): Promise<BackendInfo> {
   const { onednnMatMulMakers } = await import("./kernels/onednn_mat_mul.ts");
   const { onednnConvMakers } = await import("./kernels/onednn_conv.ts");
   const { onednnSiluMakers } = await import("./kernels/onednn_silu.ts");
+  const { onednnReluBiasGradMakers } = await import("./kernels/dense_relu.ts");
   installKernels("wasm", "onednn", {
     ...onednnMatMulMakers(dnnl),
     ...onednnConvMakers(dnnl),
     ...onednnSiluMakers(dnnl),
+    ...onednnReluBiasGradMakers(dnnl),
   });
   const v = dnnl.version;
   return {

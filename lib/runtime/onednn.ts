@@ -48,6 +48,7 @@ export const DNNL = {
   forward_inference: 96,
   convolution_direct: 1,
   eltwise_swish: 0xdf,
+  eltwise_relu_use_dst_for_bwd: 0x100,
   engine_cpu: 1,
   stream_default_flags: 1,
   ARG_SRC: 1,
@@ -195,6 +196,11 @@ export type SiluCall =
   | { kind: "forward"; x: Float32Array; y: Float32Array }
   | { kind: "backward"; x: Float32Array; dy: Float32Array; dx: Float32Array };
 
+/** Which ReLU pass a {@link Onednn.relu} call runs, on arrays of equal length. */
+export type ReluCall =
+  | { kind: "forward"; x: Float32Array; y: Float32Array }
+  | { kind: "backward"; y: Float32Array; dy: Float32Array; dx: Float32Array };
+
 /** A loaded oneDNN. */
 export interface Onednn {
   /**
@@ -207,6 +213,11 @@ export interface Onednn {
    * dx = dy·σ(x)·(1 + x·(1 − σ(x))) from x and dy.
    */
   silu(call: SiluCall): void;
+  /**
+   * ReLU over n values: y = max(x, 0) (x and y may be one array), or the
+   * gradient dx = dy·[y > 0] from the forward pass's output y.
+   */
+  relu(call: ReluCall): void;
   /** The implementation oneDNN chose for a convolution (e.g. "jit:avx512_core"); builds it if new. */
   convImplementation(shape: ConvShape, kind: ConvCall["kind"]): string;
   /** The file it was loaded from. */
@@ -384,7 +395,9 @@ function convLayouts(): ConvLayouts {
  * The primitives the kernels run: an engine, a stream, and a cache of
  * primitives keyed by kind and shape, each run on the caller's arrays.
  */
-function primitives(s: Symbols): Pick<Onednn, "conv" | "silu" | "convImplementation"> {
+function primitives(
+  s: Symbols,
+): Pick<Onednn, "conv" | "silu" | "relu" | "convImplementation"> {
   const cell = new BigUint64Array(1);
   check(s.dnnl_engine_create(cell, DNNL.engine_cpu, 0n), "engine_create");
   const engine = outPointer(cell);
@@ -558,35 +571,51 @@ function primitives(s: Symbols): Pick<Onednn, "conv" | "silu" | "convImplementat
     return p;
   };
 
-  /** SiLU over n values as one flat [n] tensor: forward, and backward from x. */
-  const buildSilu = (n: number, kind: SiluCall["kind"]): Primitive => {
+  /**
+   * An elementwise function (α: swish's σ scale, ReLU's negative slope)
+   * over n values as one flat [n] tensor: forward
+   * (arguments `args.forward`), or backward from what the algorithm keeps
+   * (`args.backward`: the source for swish, the output for ReLU).
+   */
+  const buildEltwise = (
+    n: number,
+    alg: number,
+    alpha: number,
+    kind: "forward" | "backward",
+    args: { forward: number[]; backward: number[] },
+  ): Primitive => {
     const data = md([n], DNNL.tag_a);
     const fwd = new Uint8Array(OP_DESC_BYTES);
     check(
-      s.dnnl_eltwise_forward_desc_init(fwd, DNNL.forward_training, DNNL.eltwise_swish, data, 1, 0),
+      s.dnnl_eltwise_forward_desc_init(fwd, DNNL.forward_training, alg, data, alpha, 0),
       "eltwise_forward_desc_init",
     );
     let pd = primitiveDesc(fwd, null);
-    const args = kind === "forward"
-      ? [DNNL.ARG_SRC, DNNL.ARG_DST]
-      : [DNNL.ARG_SRC, DNNL.ARG_DIFF_DST, DNNL.ARG_DIFF_SRC];
     if (kind === "backward") {
       const op = new Uint8Array(OP_DESC_BYTES);
       check(
-        s.dnnl_eltwise_backward_desc_init(op, DNNL.eltwise_swish, data, data, 1, 0),
+        s.dnnl_eltwise_backward_desc_init(op, alg, data, data, alpha, 0),
         "eltwise_backward_desc_init",
       );
       pd = primitiveDesc(op, pd);
     }
     const p: Primitive = { user: new Map(), steps: [], impl: implName(pd) };
     const step: Step = { prim: primitive(pd), args: [] };
-    for (const arg of args) {
+    for (const arg of args[kind]) {
       const m = memory(data);
       p.user.set(arg, m);
       step.args.push([arg, m]);
     }
     p.steps.push(step);
     return p;
+  };
+  const SWISH_ARGS = {
+    forward: [DNNL.ARG_SRC, DNNL.ARG_DST],
+    backward: [DNNL.ARG_SRC, DNNL.ARG_DIFF_DST, DNNL.ARG_DIFF_SRC],
+  };
+  const RELU_ARGS = {
+    forward: [DNNL.ARG_SRC, DNNL.ARG_DST],
+    backward: [DNNL.ARG_DST, DNNL.ARG_DIFF_DST, DNNL.ARG_DIFF_SRC],
   };
 
   /** Runs the cached primitive `key` (built by `build` on first use) on the given arrays. */
@@ -647,7 +676,20 @@ function primitives(s: Symbols): Pick<Onednn, "conv" | "silu" | "convImplementat
       const data = new Map<number, Float32Array>([[DNNL.ARG_SRC, call.x]]);
       if (call.kind === "forward") data.set(DNNL.ARG_DST, call.y);
       else data.set(DNNL.ARG_DIFF_DST, call.dy).set(DNNL.ARG_DIFF_SRC, call.dx);
-      run(`silu|${call.kind}|${n}`, () => buildSilu(n, call.kind), data, `SiLU ${call.kind}`);
+      const build = () => buildEltwise(n, DNNL.eltwise_swish, 1, call.kind, SWISH_ARGS);
+      run(`silu|${call.kind}|${n}`, build, data, `SiLU ${call.kind}`);
+    },
+    relu(call) {
+      const n = call.kind === "forward" ? call.x.length : call.y.length;
+      const data = call.kind === "forward"
+        ? new Map([[DNNL.ARG_SRC, call.x], [DNNL.ARG_DST, call.y]])
+        : new Map([[DNNL.ARG_DST, call.y], [DNNL.ARG_DIFF_DST, call.dy], [
+          DNNL.ARG_DIFF_SRC,
+          call.dx,
+        ]]);
+      const build = () =>
+        buildEltwise(n, DNNL.eltwise_relu_use_dst_for_bwd, 0, call.kind, RELU_ARGS);
+      run(`relu|${call.kind}|${n}`, build, data, `ReLU ${call.kind}`);
     },
     convImplementation(shape, kind) {
       const key = convKey(shape, kind, false);

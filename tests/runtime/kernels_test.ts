@@ -12,7 +12,6 @@ import { registerProjectKernels } from "../../lib/runtime/kernels/mod.ts";
 import { installerOf } from "../../lib/runtime/kernels/install.ts";
 import { UPSAMPLE2X } from "../../lib/runtime/kernels/upsample.ts";
 import { SINUSOIDAL } from "../../lib/runtime/kernels/sinusoidal.ts";
-import { RELU_BIAS_GRAD } from "../../lib/runtime/kernels/dense_relu.ts";
 import { wasmBatchMatMul } from "../../lib/runtime/kernels/batch_mat_mul.ts";
 import { wasmConv2DBackpropFilter } from "../../lib/runtime/kernels/conv2d_backprop_filter.ts";
 import { wasmFusedMatMul } from "../../lib/runtime/kernels/fused_mat_mul.ts";
@@ -378,28 +377,6 @@ Deno.test("the sinusoidal embedding kernel matches the tf ops on cpu, cached row
   const floats = await on("cpu", [], () => sinusoidalEmbedding(tf.tensor1d([5, 7]), 8));
   await tf.setBackend("wasm");
   assertClose(ints, floats, "int32 t", 1e-6);
-});
-
-Deno.test("dense with ReLU stays fused under a gradient and matches cpu, value and gradients", async () => {
-  assertEquals(installerOf(RELU_BIAS_GRAD, "wasm"), "project");
-  const f = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) =>
-    dense({ "l.w": w, "l.b": b }, "l", x, "relu");
-  for (const [m, k, n] of [[7, 5, 3], [64, 33, 70], [1, 1, 1]]) {
-    const inputs = [data([m, k], 40), data([k, n], 41), data([n], 42)];
-    await agree(`dense relu [${m},${k}]·[${k},${n}]`, inputs, f);
-    await agree(`dense relu [${m},${k}]·[${k},${n}] grads`, inputs, weightedGrads(f));
-  }
-  await tf.setBackend("wasm");
-  const x = tf.tensor(data([16, 8], 43).values, [16, 8]);
-  const w = tf.tensor(data([8, 4], 44).values, [8, 4]), b = tf.tensor(data([4], 45).values, [4]);
-  const p = await tf.profile(() => {
-    const g = tf.grads((x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => tf.sum(f(x, w, b)))([x, w, b]);
-    tf.dispose(g);
-  });
-  const names = p.kernels.map((k) => k.name);
-  assert(names.includes(tf._FusedMatMul) && names.includes(RELU_BIAS_GRAD), `${names}`);
-  assert(!names.includes(tf.Relu) && !names.includes(tf.Step), `unfused: ${names}`);
-  tf.dispose([x, w, b]);
 });
 
 Deno.test("Slice, SplitV and Concat match cpu on every rank, axis and odd extent", async () => {

@@ -21,7 +21,8 @@ import {
   SUPPORTED_MAJOR,
 } from "../../lib/runtime/onednn.ts";
 import { SILU } from "../../lib/runtime/kernels/onednn_silu.ts";
-import { silu } from "../../lib/network/layers.ts";
+import { dense, silu } from "../../lib/network/layers.ts";
+import { RELU_BIAS_GRAD } from "../../lib/runtime/kernels/dense_relu.ts";
 import { Rng } from "../../lib/runtime/rng.ts";
 import type { RunConfig } from "../../lib/models/model.ts";
 
@@ -178,6 +179,48 @@ for (const shape of [[1], [7, 5], [64, 28, 28, 32]]) {
   });
 }
 
+Deno.test("dense with ReLU stays fused under a gradient and matches cpu, value and gradients", async () => {
+  const f = (x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) =>
+    dense({ "l.w": w, "l.b": b }, "l", x, "relu");
+  for (const [m, k, n] of [[7, 5, 3], [64, 33, 70], [1, 1, 1], [1024, 128, 256]]) {
+    const rng = new Rng(m + k + n);
+    const xv = random([m, k], rng), wv = random([k, n], rng), bv = random([n], rng);
+    const rv = random([m, n], rng);
+    const run = () => {
+      const x = tf.tensor(xv, [m, k]), w = tf.tensor(wv, [k, n]), b = tf.tensor(bv, [n]);
+      const r = tf.tensor(rv, [m, n]);
+      const y = f(x, w, b);
+      const grads = tf.grads((x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) =>
+        tf.sum(tf.mul(f(x, w, b), r))
+      )([x, w, b]);
+      const out = [y, ...grads].map((t) => Float32Array.from(t.dataSync()));
+      tf.dispose([x, w, b, r, y, ...grads]);
+      return Promise.resolve(out);
+    };
+    const want = await on("cpu", run);
+    const got = await on("onednn", run);
+    ["y", "dx", "dw", "db"].forEach((name, i) => {
+      const e = maxRelErr(got[i], want[i]);
+      assert.ok(e < 1e-5, `[${m},${k}]·[${k},${n}] ${name}: relative error ${e}`);
+    });
+    if (m * n > 1) {
+      assert.ok(want[0].some((v) => v === 0) && want[0].some((v) => v > 0), "ReLU cut and passed");
+    }
+  }
+  const kernels = await on("onednn", async () => {
+    const x = tf.ones([16, 8]), w = tf.ones([8, 4]), b = tf.zeros([4]);
+    const p = await tf.profile(() => {
+      tf.dispose(
+        tf.grads((x: tf.Tensor, w: tf.Tensor, b: tf.Tensor) => tf.sum(f(x, w, b)))([x, w, b]),
+      );
+    });
+    tf.dispose([x, w, b]);
+    return p.kernels.map((k) => k.name);
+  });
+  assert.ok(kernels.includes(tf._FusedMatMul) && kernels.includes(RELU_BIAS_GRAD), `${kernels}`);
+  assert.ok(!kernels.includes(tf.Relu) && !kernels.includes(tf.Step), `unfused: ${kernels}`);
+});
+
 Deno.test("fused conv2d with bias and ReLU matches cpu", async () => {
   const rng = new Rng(5);
   const xv = random([2, 7, 7, 3], rng), wv = random([3, 3, 3, 4], rng), bv = random([4], rng);
@@ -302,6 +345,7 @@ const C_NAMES: Record<keyof typeof DNNL, string> = {
   forward_inference: "dnnl_forward_inference",
   convolution_direct: "dnnl_convolution_direct",
   eltwise_swish: "dnnl_eltwise_swish",
+  eltwise_relu_use_dst_for_bwd: "dnnl_eltwise_relu_use_dst_for_bwd",
   engine_cpu: "dnnl_cpu",
   stream_default_flags: "dnnl_stream_default_flags",
   ARG_SRC: "DNNL_ARG_SRC",

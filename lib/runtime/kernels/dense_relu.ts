@@ -4,48 +4,59 @@
  * unfused whenever a gradient is being taped (its `shouldFuse`): a matrix
  * product, a broadcasting Add of the bias and a Relu forward, and backward a
  * Step, a Cast, a Multiply and a Sum before the two products. Here the
- * forward pass is the `_FusedMatMul` kernel itself (oneDNN's sgemm with the
- * bias and ReLU in one pass on the oneDNN path) and the gradient's
- * elementwise part is one wasm kernel: dz = dy·[y > 0] and db = Σ_rows dz,
- * summed in float64.
+ * forward pass is the `_FusedMatMul` kernel itself and the gradient's
+ * elementwise part one kernel (dz = dy·[y > 0] and db = Σ_rows dz) before
+ * the two products. The oneDNN path has that kernel; elsewhere `dense` keeps
+ * tfjs's own.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { KernelMaker } from "./install.ts";
 import "@tensorflow/tfjs-backend-wasm";
+import type { Onednn } from "../onednn.ts";
 import type { WasmBackend } from "./kernel_util.ts";
 
 /** Kernel name: inputs dy [M, N] and y [M, N] (the ReLU's output); outputs dz [M, N] and db [N]. */
 export const RELU_BIAS_GRAD = "DmwReluBiasGrad";
 
-/** This file's wasm kernel, for {@link installKernels}. */
-export const WASM_RELU_BIAS_GRAD: Record<string, KernelMaker> = {
-  [RELU_BIAS_GRAD]: () => (args: Parameters<tf.KernelFunc>[0]) => {
-    const { dy, y } = args.inputs as { dy: tf.TensorInfo; y: tf.TensorInfo };
-    const [M, N] = y.shape;
-    if (
-      y.shape.length !== 2 || dy.shape.length !== 2 || dy.shape[0] !== M || dy.shape[1] !== N ||
-      y.dtype !== "float32" || dy.dtype !== "float32"
-    ) {
-      throw new Error(`${RELU_BIAS_GRAD}: wants float32 dy and y of one shape [M, N]`);
-    }
-    const backend = args.backend as WasmBackend;
-    const dz = backend.makeOutput([M, N], "float32");
-    const db = backend.makeOutput([N], "float32");
-    // Views only after the last allocation: a growing heap detaches them.
-    const dys = backend.typedArrayFromHeap(dy), ys = backend.typedArrayFromHeap(y);
-    const dzs = backend.typedArrayFromHeap(dz);
-    const sums = new Float64Array(N);
-    for (let m = 0, o = 0; m < M; m++, o += N) {
-      for (let n = 0; n < N; n++) {
-        const g = ys[o + n] > 0 ? dys[o + n] : 0;
-        dzs[o + n] = g;
-        sums[n] += g;
+/**
+ * The gradient kernel on oneDNN, for {@link installKernels}: dz by oneDNN's
+ * ReLU backward pass from y, and db = 1ᵀ·dz as a matrix product. (As a
+ * JavaScript loop on plain wasm it was slower than the tf ops it replaces.)
+ */
+export function onednnReluBiasGradMakers(dnnl: Onednn): Record<string, KernelMaker> {
+  let ones = new Float32Array(0);
+  return {
+    [RELU_BIAS_GRAD]: () => (args: Parameters<tf.KernelFunc>[0]) => {
+      const { dy, y } = args.inputs as { dy: tf.TensorInfo; y: tf.TensorInfo };
+      const [M, N] = y.shape;
+      if (
+        y.shape.length !== 2 || dy.shape.length !== 2 || dy.shape[0] !== M ||
+        dy.shape[1] !== N || y.dtype !== "float32" || dy.dtype !== "float32"
+      ) {
+        throw new Error(`${RELU_BIAS_GRAD}: wants float32 dy and y of one shape [M, N]`);
       }
-    }
-    backend.typedArrayFromHeap(db).set(sums);
-    return [dz, db];
-  },
-};
+      const backend = args.backend as WasmBackend;
+      const dz = backend.makeOutput([M, N], "float32");
+      const db = backend.makeOutput([N], "float32");
+      const dbs = backend.typedArrayFromHeap(db);
+      if (M * N === 0) {
+        dbs.fill(0);
+        return [dz, db];
+      }
+      // Views only after the last allocation: a growing heap detaches them.
+      const dzs = backend.typedArrayFromHeap(dz);
+      dnnl.relu({
+        kind: "backward",
+        y: backend.typedArrayFromHeap(y),
+        dy: backend.typedArrayFromHeap(dy),
+        dx: dzs,
+      });
+      if (ones.length < M) ones = new Float32Array(M).fill(1);
+      dnnl.sgemm(false, false, 1, N, M, 1, ones, M, dzs, N, 0, dbs, N);
+      return [dz, db];
+    },
+  };
+}
 
 /** Whether the current backend has this kernel. */
 export function hasReluBiasGradKernel(): boolean {

@@ -2,7 +2,7 @@
  * Project kernels that fill gaps in tfjs-backend-wasm 4.22.0 (gradients the
  * models need) and replace its slow ones (transposed BatchMatMul and
  * _FusedMatMul, Conv2DBackpropInput, Sum and Mean over non-innermost axes,
- * the copying Identity, and Slice, SplitV and Concat copying row by row) and add GroupNorm, ×2 upsampling, the sinusoidal time embedding, a Linear+ReLU gradient and a fused Adam update, plus tfjs-core's
+ * the copying Identity, and Slice, SplitV and Concat copying row by row) and add GroupNorm, ×2 upsampling, the sinusoidal time embedding and a fused Adam update, plus tfjs-core's
  * gradient functions, which Deno's CommonJS load of tfjs-core leaves out.
  * One list per backend, installed in one loop ({@link installKernels}).
  */
@@ -20,7 +20,6 @@ import { WASM_REDUCTIONS } from "./reduce.ts";
 import { WASM_UNSORTED_SEGMENT_SUM } from "./unsorted_segment_sum.ts";
 import { WASM_UPSAMPLE } from "./upsample.ts";
 import { WASM_SINUSOIDAL } from "./sinusoidal.ts";
-import { WASM_RELU_BIAS_GRAD } from "./dense_relu.ts";
 
 /** The wasm backend's project kernels. */
 export const WASM_KERNELS = {
@@ -34,7 +33,6 @@ export const WASM_KERNELS = {
   ...WASM_COPIES,
   ...WASM_UPSAMPLE,
   ...WASM_SINUSOIDAL,
-  ...WASM_RELU_BIAS_GRAD,
   ...WASM_GROUP_NORM,
   ...WASM_ADAM,
 };

@@ -3,9 +3,10 @@
  * (lib/runtime/onednn.ts), computing on the wasm heap in place. One sgemm per
  * batch; transposed operands are sgemm's own flags, so the explicit
  * transposes of the wasm kernels (batch_mat_mul.ts) are gone. _FusedMatMul
- * adds a bias over the last axis and applies linear or ReLU in one pass over
- * the output; any other bias shape or activation goes to the kernel this one
- * replaced, as does a batch broadcast other than 1 against n.
+ * fills the output's rows with the bias and lets sgemm add the product
+ * (β = 1), then runs ReLU as oneDNN's eltwise pass in place; any other bias
+ * shape or activation goes to the kernel this one replaced, as does a batch
+ * broadcast other than 1 against n.
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { KernelMaker } from "./install.ts";
@@ -54,7 +55,10 @@ function planOf(a: tf.TensorInfo, b: tf.TensorInfo, ta: boolean, tb: boolean): P
   };
 }
 
-/** out = a·b per batch on oneDNN; returns the output (the caller adds bias and activation). */
+/**
+ * out = a·b (+ bias, each row) per batch on oneDNN: the rows are filled with
+ * the bias first and the product added to them. Returns the output.
+ */
 function multiply(
   dnnl: Onednn,
   backend: WasmBackend,
@@ -63,6 +67,7 @@ function multiply(
   ta: boolean,
   tb: boolean,
   p: Plan,
+  bias?: tf.TensorInfo,
 ): tf.TensorInfo {
   const out = backend.makeOutput(p.outShape, "float32");
   // Views only after the last allocation: a growing heap detaches them.
@@ -70,11 +75,17 @@ function multiply(
   const B = backend.typedArrayFromHeap(b);
   const C = backend.typedArrayFromHeap(out);
   const { m, n, k } = p;
+  if (m === 0 || n === 0) return out;
+  if (bias) {
+    C.set(backend.typedArrayFromHeap(bias));
+    for (let filled = n; filled < C.length; filled *= 2) {
+      C.copyWithin(filled, 0, Math.min(filled, C.length - filled));
+    }
+  }
   if (k === 0) {
-    C.fill(0);
+    if (!bias) C.fill(0);
     return out;
   }
-  if (m === 0 || n === 0) return out;
   for (let i = 0; i < p.batch; i++) {
     const ia = p.stepA ? i : 0, ib = p.stepB ? i : 0;
     dnnl.sgemm(
@@ -88,7 +99,7 @@ function multiply(
       ta ? m : k,
       B.subarray(ib * k * n, (ib + 1) * k * n),
       tb ? k : n,
-      0,
+      bias ? 1 : 0,
       C.subarray(i * m * n, (i + 1) * m * n),
       n,
     );
@@ -140,18 +151,11 @@ export function onednnMatMulKernels(
       attrs.transposeA ?? false,
       attrs.transposeB ?? false,
       p,
+      bias,
     );
-    const C = backend.typedArrayFromHeap(out);
-    const bv = bias ? backend.typedArrayFromHeap(bias) : undefined;
-    const relu = activation === "relu";
-    if (bv || relu) {
-      const n = p.n;
-      for (let o = 0; o < C.length; o += n) {
-        for (let j = 0; j < n; j++) {
-          const v = bv ? C[o + j] + bv[j] : C[o + j];
-          C[o + j] = relu && v < 0 ? 0 : v;
-        }
-      }
+    if (activation === "relu" && p.batch * p.m * p.n > 0) {
+      const C = backend.typedArrayFromHeap(out);
+      dnnl.relu({ kind: "forward", x: C, y: C });
     }
     return out;
   };
