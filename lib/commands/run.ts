@@ -7,6 +7,7 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import type { Weights } from "../network/layers.ts";
 import type { RunConfig, ZooModel } from "../models/model.ts";
+import { TRAINER_KEYS, typedConfig } from "../models/config.ts";
 import { modelEntry } from "../models/registry.ts";
 import { checkpointKey, listCheckpoints, loadCheckpoint } from "../trainer/checkpoint.ts";
 
@@ -41,11 +42,12 @@ export async function openRun(
   opts: { checkpoint?: number; ema?: string } = {},
 ): Promise<OpenRun> {
   const config = readRunConfig(dir);
+  const typed = typedConfig(TRAINER_KEYS, config);
   const steps = listCheckpoints(dir);
   if (steps.length === 0) throw new Error(`${dir}: the run has no checkpoint yet`);
   const step = opts.checkpoint ?? steps.at(-1)!;
   const { tensors } = loadCheckpoint(dir, step);
-  const decays = (config.ema as number[]).map(String);
+  const decays = typed.ema.map(String);
   const ema = opts.ema ??
     (decays.length ? decays.reduce((a, b) => (Number(a) > Number(b) ? a : b)) : "raw");
   const prefix = checkpointKey.weights(ema);
@@ -60,7 +62,7 @@ export async function openRun(
     if (k.startsWith(prefix)) weights[k.slice(prefix.length)] = t;
     else t.dispose();
   }
-  const model = await modelEntry(config.model as string).create(config);
+  const model = await modelEntry(typed.model).create(config);
   return {
     dir,
     config,

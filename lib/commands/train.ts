@@ -1,7 +1,7 @@
 /** `deno task train`: trains (or resumes) one run of any zoo model. */
 import { basename, join } from "node:path";
 import { describeDataset } from "../data/registry.ts";
-import { resolveConfig } from "../models/config.ts";
+import { resolveConfig, typedConfig } from "../models/config.ts";
 import type { RunConfig } from "../models/model.ts";
 import { modelEntry } from "../models/registry.ts";
 import { type BackendName, initBackend } from "../runtime/backend.ts";
@@ -37,7 +37,7 @@ export async function trainCommand(opts: TrainCommandOptions): Promise<string> {
   const backend = await initBackend(opts.backend);
   const progress = new Progress(
     `train ${opts.model} on ${basename(opts.data)}`,
-    config.steps as number,
+    typedConfig(entry.keys, config).steps,
   );
   await train({
     runDir: out,

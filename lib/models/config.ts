@@ -161,6 +161,11 @@ function typeName(v: ConfigValue): string {
   return Array.isArray(v) ? "array" : typeof v;
 }
 
+/** Each key's default value. */
+export function defaultsOf(keys: Record<string, KeySpec>): RunConfig {
+  return Object.fromEntries(Object.entries(keys).map(([k, spec]) => [k, spec.default]));
+}
+
 /**
  * Resolves a configuration: defaults of the trainer and the model, then the
  * given values, each checked. `where` prefixes messages (e.g. a file name).
@@ -171,8 +176,7 @@ export function resolveConfig(
   where = "--set",
 ): RunConfig {
   const keys: Record<string, KeySpec> = { ...TRAINER_KEYS, ...modelKeys };
-  const out: RunConfig = {};
-  for (const [k, spec] of Object.entries(keys)) out[k] = spec.default;
+  const out = defaultsOf(keys);
   for (const [k, v] of Object.entries(given)) {
     const spec = keys[k];
     if (!spec) throw new Error(`${where}: unknown key "${k}"${didYouMean(k, Object.keys(keys))}`);

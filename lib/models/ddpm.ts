@@ -12,6 +12,7 @@ import {
   CHANNELS,
   COUNT,
   COUNT0,
+  defaultsOf,
   NONNEG,
   POSITIVE,
   type TypedConfig,
@@ -448,28 +449,28 @@ export class Ddpm implements ZooModel {
  * undefined; unset keys count at their defaults.
  */
 function objectiveMismatch(config: RunConfig): string | undefined {
-  const get = (k: keyof typeof DDPM_KEYS) => config[k] ?? DDPM_KEYS[k].default;
-  const objective = get("objective") as string;
+  const c = typedConfig(DDPM_KEYS, { ...defaultsOf(DDPM_KEYS), ...config });
+  const objective = c.objective;
   const discrete = DISCRETE_OBJECTIVES.includes(objective);
-  if (get("zero_snr") && !discrete) {
+  if (c.zero_snr && !discrete) {
     return `zero_snr applies to the schedule-based objectives (eps, x0, v), not objective=${objective}`;
   }
-  if (get("zero_snr") && objective === "eps") {
+  if (c.zero_snr && objective === "eps") {
     return "zero_snr=true needs objective=v (Lin et al. 2023) or x0: at zero terminal SNR an ε-prediction cannot give x0";
   }
-  if (get("self_cond") && objective === "edm") {
+  if (c.self_cond && objective === "edm") {
     return "self_cond applies to eps, x0, v and flow, not objective=edm";
   }
-  if (!discrete && get("timesteps") !== "uniform") {
-    return `timesteps=${get("timesteps")} applies to eps, x0 and v, not objective=${objective}`;
+  if (!discrete && c.timesteps !== "uniform") {
+    return `timesteps=${c.timesteps} applies to eps, x0 and v, not objective=${objective}`;
   }
-  if (!discrete && get("weighting") !== "none") {
-    return `weighting=${get("weighting")} applies to eps, x0 and v, not objective=${objective}${
+  if (!discrete && c.weighting !== "none") {
+    return `weighting=${c.weighting} applies to eps, x0 and v, not objective=${objective}${
       objective === "edm" ? " (EDM weights its loss itself)" : ""
     }`;
   }
   const usable = samplersFor({ kind: discrete ? "discrete" : objective as "edm" | "flow" });
-  const sampler = get("sampler") as string;
+  const sampler = c.sampler;
   const taker = sampler === "auto"
     ? AUTO_SAMPLER[discrete ? "discrete" : objective as "edm" | "flow"]
     : sampler;

@@ -29,8 +29,6 @@ import {
   loadTable,
   MISSING,
   NON_NUMERIC_POLICIES,
-  type NonNumericPolicy,
-  type NumericBlankPolicy,
   selectRows,
   splitRows,
   type Table,
@@ -93,7 +91,7 @@ export const TABDDPM_KEYS = {
       "a few non-numeric cells in a numeric column: an error naming them, blank cells, or the column categorical",
     choices: NON_NUMERIC_POLICIES,
   },
-  drop: { default: [], help: 'columns to leave out, e.g. ["Name"]' },
+  drop: { default: [] as string[], help: 'columns to leave out, e.g. ["Name"]' },
   holdout: {
     default: 0.2,
     help: "fraction of rows held out of training (seeded by split_seed), for evaluation",
@@ -451,16 +449,18 @@ export interface RunTables {
  * categories. A configuration without `holdout` (a run from before the
  * split existed) trained on every row.
  */
-export function runTables(config: RunConfig): RunTables {
-  const table = loadTable(String(config.data), {
-    blanks: config.blanks as NumericBlankPolicy,
-    nonNumeric: (config.non_numeric ?? "error") as NonNumericPolicy,
-    drop: config.drop as string[],
+export function runTables(raw: RunConfig): RunTables {
+  // Keys newer than the run are absent: the loader's defaults, and no held-out rows.
+  const config: Partial<TypedConfig<typeof TABDDPM_KEYS>> = typedConfig(TABDDPM_KEYS, raw);
+  const table = loadTable(String(raw.data), {
+    blanks: config.blanks,
+    nonNumeric: config.non_numeric,
+    drop: config.drop,
     constantColumns: "drop",
   });
   let split;
   try {
-    split = splitRows(table.rows, Number(config.holdout ?? 0), Number(config.split_seed ?? 0));
+    split = splitRows(table.rows, config.holdout ?? 0, config.split_seed ?? 0);
   } catch (e) {
     throw new Error(`tabddpm: ${table.name}: holdout: ${(e as Error).message}`);
   }

@@ -23,7 +23,7 @@ import { Rng } from "../runtime/rng.ts";
 import { didYouMean } from "../runtime/text.ts";
 
 /** Keys that only affect sampling or evaluation: they never cause another training run. */
-export const EVAL_KEYS: Record<string, KeySpec> = {
+export const EVAL_KEYS = {
   sampler: { default: "", help: "sampler (the model's default when empty)" },
   sample_steps: {
     default: 0,
@@ -51,9 +51,12 @@ export const EVAL_KEYS: Record<string, KeySpec> = {
     help: "samples per evaluation (the dataset's default when 0)",
     range: COUNT0,
   },
-  metrics: { default: [], help: "metrics to compute (the dataset's default when empty)" },
+  metrics: {
+    default: [] as string[],
+    help: "metrics to compute (the dataset's default when empty)",
+  },
   eval_seed: { default: 0, help: "seed of the evaluation's sampling", range: COUNT0 },
-};
+} as const satisfies Record<string, KeySpec>;
 
 /** The sweep-level keys, beside the configuration keys. */
 const META_KEYS = [

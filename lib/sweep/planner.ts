@@ -10,7 +10,7 @@
  *   evaluated from the checkpoint at its own step.
  */
 import type { ConfigValue, RunConfig } from "../models/model.ts";
-import { TRAINER_KEYS } from "../models/config.ts";
+import { TRAINER_KEYS, type TypedConfig, typedConfig } from "../models/config.ts";
 import { MODELS } from "../models/registry.ts";
 import { EVAL_KEYS, expandConfigs, type Experiment } from "./experiment.ts";
 
@@ -118,20 +118,19 @@ export function planSweep(e: Experiment): Plan {
       if (k in EVAL_KEYS) settings[k] = v;
       else if (k !== "steps" && k !== "ema" && k !== "checkpoint_at") training[k] = v;
     }
-    const steps = (c.steps as number | undefined) ?? (TRAINER_KEYS.steps.default as number);
+    const given: Partial<TypedConfig<typeof EVAL_KEYS>> = typedConfig(EVAL_KEYS, c); // unset keys absent
+    const steps = given.steps ?? TRAINER_KEYS.steps.default;
     const groupKey = `${e.model}-${e.data.replace(/[^\w.-]+/g, "_")}-${stableKey(training)}`;
     const g = groups.get(groupKey) ?? { base: training, steps: new Set(), ema: new Set() };
     g.steps.add(steps);
-    for (const d of (c.ema as number[] | undefined) ?? (TRAINER_KEYS.ema.default as number[])) {
-      g.ema.add(d);
-    }
-    const emaEval = settings.ema_eval as string | undefined;
+    for (const d of given.ema ?? TRAINER_KEYS.ema.default) g.ema.add(d);
+    const emaEval = given.ema_eval;
     if (emaEval && emaEval !== "raw") g.ema.add(Number(emaEval));
     groups.set(groupKey, g);
     const metrics = [
       ...new Set([
         ...(e.metric.name ? [e.metric.name] : []),
-        ...((settings.metrics as string[] | undefined) ?? []),
+        ...(given.metrics ?? []),
       ]),
     ];
     const evalSettings = Object.fromEntries(

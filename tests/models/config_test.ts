@@ -7,6 +7,7 @@ import type { KeySpec } from "../../lib/models/model.ts";
 import {
   CHANNELS,
   COUNT,
+  defaultsOf,
   describeRange,
   inRange,
   OPEN_UNIT,
@@ -77,4 +78,14 @@ Deno.test("every numeric key of the trainer and the zoo declares a range its def
       for (const v of nums ?? []) assert.ok(inRange(v, spec.range), `${owner}.${k} default ${v}`);
     }
   }
+});
+
+Deno.test("defaultsOf: each key's default; resolving nothing gives the trainer's and the model's", () => {
+  const keys = { a: { default: 3, help: "a" }, b: { default: ["x"], help: "b" } };
+  assert.deepEqual(defaultsOf(keys), { a: 3, b: ["x"] });
+  const resolved = resolveConfig(keys, {});
+  assert.equal(resolved.steps, TRAINER_KEYS.steps.default);
+  assert.deepEqual(resolved.ema, TRAINER_KEYS.ema.default);
+  assert.deepEqual([resolved.a, resolved.b], [3, ["x"]]);
+  assert.equal(resolveConfig(keys, { a: 5 }).a, 5);
 });
