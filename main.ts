@@ -272,6 +272,10 @@ program.command("watch")
       "plain lines, one per event, with --no-tui or when stdout is not a terminal.",
   )
   .argument("[sweep]", "sweep name")
+  .option(
+    "--with <sweeps...>",
+    "other sweeps whose grids the dashboard's compare view lays beside this one's",
+  )
   .option("--no-tui", "plain lines instead of the dashboard")
   .option(
     "--store <path>",
@@ -281,7 +285,7 @@ program.command("watch")
   .action(async (sweep: string | undefined, o) => {
     if (o.tui && terminal()) {
       const { runDashboard } = await import("./lib/dashboard/mod.ts");
-      await runDashboard({ storePath: o.store, sweep });
+      await runDashboard({ storePath: o.store, sweep, others: o.with });
     } else {
       const { watchLines } = await import("./lib/dashboard/plain.ts");
       await watchLines({ storePath: o.store, sweep });
@@ -370,6 +374,10 @@ program.command("report")
   )
   .option("--x <param>", "the figure's x axis: nfe or sample_steps (default nfe when recorded)")
   .option(
+    "--runs <filter>",
+    "the training runs of the loss-per-band figure, by parameter (schedule=cosine; default all)",
+  )
+  .option(
     "--store <path>",
     "store: an SQLite file, or a postgres://user@host:port/db URL",
     "runs/store.sqlite",
@@ -383,6 +391,7 @@ program.command("report")
       metric: o.metric,
       by: o.by,
       x: o.x,
+      runs: o.runs,
       storePath: o.store,
     });
     console.log(`wrote ${files.join(", ")}`);

@@ -64,6 +64,25 @@ export function fit(text: string, w: number, align: "left" | "right" = "left"): 
   return align === "left" ? text + pad : pad + text;
 }
 
+/**
+ * Wraps a string into lines of at most `w` columns, breaking after a space
+ * where one falls in the line's second half, else mid-word.
+ * @example wrap("error: out of memory", 10) // ["error: out", "of memory"]
+ */
+export function wrap(text: string, w: number): string[] {
+  const out: string[] = [];
+  let rest = [...text.trimEnd()];
+  while (rest.length > w && w > 0) {
+    const space = rest.slice(0, w + 1).lastIndexOf(" ");
+    const cut = space > w / 2 ? space : w;
+    out.push(rest.slice(0, cut).join("").trimEnd());
+    rest = rest.slice(cut);
+    while (rest[0] === " ") rest = rest.slice(1);
+  }
+  out.push(rest.join(""));
+  return out;
+}
+
 /** Cuts a line of spans to `w` columns and pads it with spaces to exactly `w`. */
 export function fitLine(line: Line, w: number): Line {
   const out: Line = [];

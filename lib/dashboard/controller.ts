@@ -29,6 +29,8 @@ export interface ControllerOptions {
   storePath?: string;
   /** Sweep name. @default the most recent sweep */
   sweep?: string;
+  /** Other sweeps the compare view lays beside this one (each must be in the store). @default none */
+  others?: string[];
   /** Wait for the sweep to appear instead of failing. @default false */
   wait?: boolean;
   /** Store poll interval, ms. @default 500 */
@@ -46,7 +48,9 @@ export class Controller {
   readonly #opts: ControllerOptions;
   readonly #store: Store;
   readonly #reader: SweepReader;
+  readonly #otherReaders: SweepReader[];
   #snap?: Snapshot;
+  #others: Snapshot[] = [];
   #ui: UiState = initialUi();
   #size: { cols: number; rows: number };
   #error?: string;
@@ -57,6 +61,7 @@ export class Controller {
   #drawn = "";
   #frame?: { key: string; lines: Line[] };
   readonly #previews = new Map<number, { version: string; value?: Preview | string }>();
+  readonly #outputs = new Map<number, { version: string; value?: string[] | string }>();
   #logTail = { size: -1, line: "" };
   readonly #machine = new MachineMonitor();
   #machineTime = 0;
@@ -88,6 +93,7 @@ export class Controller {
     this.#size = opts.size ?? { cols: 100, rows: 30 };
     this.#store = store;
     this.#reader = new SweepReader(this.#store, { sweep: opts.sweep, wait: opts.wait });
+    this.#otherReaders = (opts.others ?? []).map((sweep) => new SweepReader(store, { sweep }));
     this.done = new Promise((resolve) => this.#quit = resolve);
   }
 
@@ -168,6 +174,7 @@ export class Controller {
     const frameKey = () =>
       JSON.stringify([
         snap?.version,
+        this.#others.map((o) => o.version),
         this.#ui,
         this.#size,
         clock,
@@ -180,6 +187,8 @@ export class Controller {
       ...this.#size,
       series: (id) => this.#reader.series(id),
       preview: (id) => this.#preview(id),
+      output: (id) => this.#output(id),
+      others: this.#others,
       machine,
       status,
       waiting: this.#error ??
@@ -197,11 +206,17 @@ export class Controller {
     this.#refreshing = true;
     try {
       const before = this.#snap;
+      const othersBefore = this.#others.map((o) => o.version).join();
       this.#snap = (await this.#reader.refresh()) ?? this.#snap;
+      const others: Snapshot[] = [];
+      for (const r of this.#otherReaders) others.push((await r.refresh())!);
+      this.#others = others;
+      const othersMoved = others.map((o) => o.version).join() !== othersBefore;
       this.#error = undefined;
       const clockMoved = !!this.#snap?.live &&
         Math.floor(Date.now() / 1000) !== Math.floor(this.#lastDraw / 1000);
-      return this.#snap?.version !== before?.version || clockMoved || this.#logChanged();
+      return this.#snap?.version !== before?.version || othersMoved || clockMoved ||
+        this.#logChanged();
     } catch (e) {
       if (!this.#snap && !this.#opts.wait) throw e;
       this.#error = `store: ${e instanceof Error ? e.message : String(e)}`;
@@ -291,6 +306,34 @@ export class Controller {
     } catch {
       return false;
     }
+  }
+
+  /**
+   * A job's last output lines (its stored file `log`), read again when the
+   * job moves on, and every five seconds while it runs.
+   */
+  #output(jobId: number): string[] | string {
+    const row = this.#snap?.jobs.get(jobId)?.row;
+    if (!row) return "no such job";
+    const version = `${row.state}:${row.attempts}:${row.finished}:${
+      row.state === "running" ? Math.floor(Date.now() / 5000) : ""
+    }`;
+    const known = this.#outputs.get(jobId);
+    if (known?.version === version) return known.value ?? "reading its output…";
+    this.#outputs.set(jobId, { version, value: known?.value });
+    this.#store.readFile(jobId, "log").then(
+      (bytes) =>
+        bytes
+          ? new TextDecoder().decode(bytes).split("\n")
+          : row.attempts
+          ? "no output stored for it"
+          : "it has not run",
+    ).catch((err: Error) => `output: ${err.message}`).then((value) => {
+      this.#outputs.set(jobId, { version, value });
+      this.#frame = undefined;
+      this.#requestDraw();
+    });
+    return known?.value ?? "reading its output…";
   }
 
   /** An evaluation's sample preview, read from the store once per finished evaluation. */

@@ -20,6 +20,8 @@ export interface DashboardOptions {
   storePath?: string;
   /** Sweep name. @default the most recent sweep */
   sweep?: string;
+  /** Other sweeps whose grids the compare view lays beside this one's. @default none */
+  others?: string[];
   /** Wait for the sweep to appear in the store (a sweep just launched). @default false */
   wait?: boolean;
   /** The sweep process this dashboard started, shown in the status line. */

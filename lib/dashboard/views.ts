@@ -21,6 +21,7 @@ import {
   type Span,
   width,
   withAxes,
+  wrap,
 } from "./charts.ts";
 import {
   bestRow,
@@ -36,6 +37,7 @@ import {
 import {
   compareGrid,
   defaultAxes,
+  distinctValues,
   type FilterTerm,
   matchesFilter,
   parseFilter,
@@ -44,6 +46,7 @@ import {
 import { drawPreview, type Preview } from "./samples.ts";
 import type { MachineStats } from "./machine.ts";
 import type { TrainJob } from "../sweep/planner.ts";
+import type { JobRow } from "../store/store.ts";
 
 /** The screens. */
 export type View = "overview" | "detail" | "compare" | "machine";
@@ -77,6 +80,8 @@ export interface UiState {
   editing?: string;
   /** Training jobs pinned with `p`, whose losses the run detail overlays. @default none */
   pinned?: number[];
+  /** The run detail shows its job's output (`o`) where it shows samples. @default false */
+  output?: boolean;
   /** The last message (a result, or why a key did nothing). */
   message?: string;
 }
@@ -227,6 +232,7 @@ export function handleKey(
       ? `sorted by ${snap.metric || "metric"}, best first`
       : "in plan order";
   } else if (key === "l" && ui.view === "detail") next.log = !ui.log;
+  else if (key === "o" && ui.view === "detail") next.output = !ui.output;
   else if (key === "p" && row) {
     const id = row.train?.id;
     if (id === undefined) next.message = "p: this configuration has no training job to pin";
@@ -282,6 +288,10 @@ export interface FrameContext {
   machine?: MachineStats;
   /** The samples of an evaluation job: a preview, or why there is none. */
   preview?: (jobId: number) => Preview | string;
+  /** The last lines a job printed (as the store keeps them), or why there are none. */
+  output?: (jobId: number) => string[] | string;
+  /** Other sweeps whose grids the compare view lays beside this one's. @default none */
+  others?: Snapshot[];
   /** A line shown while there is nothing else to say (e.g. where the sweep runs). */
   status?: string;
   /** Shown instead of the body while there is no snapshot. */
@@ -321,7 +331,7 @@ export function renderFrame(
   else if (ui.view === "overview") ({ lines: body, scroll } = overviewLines(snap, ui, cols, bodyH));
   else if (ui.view === "detail") body = detailLines(snap, ui, ctx, cols, bodyH);
   else if (ui.view === "machine") body = machineLines(snap, ctx.machine, cols);
-  else body = compareLines(snap, ui, cols, bodyH);
+  else body = compareLines(snap, ui, cols, bodyH, ctx.others ?? []);
   const tabs: Line = [{ text: " " }];
   for (const v of VIEWS) {
     const name = v === "overview"
@@ -599,7 +609,7 @@ function detailLines(
   const left = pins.length
     ? pinnedPanel(s, r, pins, ui.log, ctx, leftW, h)
     : lossPanel(s, r, ui.log, ctx, leftW, h);
-  const right = evalPanel(s, r, ctx, rightW, h);
+  const right = evalPanel(s, r, ui, ctx, rightW, h);
   const out = [...title];
   for (let i = 0; i < h; i++) {
     out.push([...fitLine(left[i] ?? [], leftW), { text: "│", dim: true }, ...(right[i] ?? [])]);
@@ -705,7 +715,26 @@ function lossPanel(
   return lines;
 }
 
-function evalPanel(s: Snapshot, r: RunRow, ctx: FrameContext, w: number, h: number): Line[] {
+/**
+ * The job whose output the run detail shows in place of the samples: a
+ * failed one (its training, else its evaluation) always, else with `o` the
+ * job the row waits on (the one that ran last).
+ */
+function outputJob(r: RunRow, asked: boolean): JobRow | undefined {
+  if (r.train?.state === "failed") return asked ? undefined : r.train;
+  if (r.eval?.state === "failed") return asked ? undefined : r.eval;
+  if (!asked) return undefined;
+  return r.stage === "eval" && r.eval?.attempts ? r.eval : r.train;
+}
+
+function evalPanel(
+  s: Snapshot,
+  r: RunRow,
+  ui: UiState,
+  ctx: FrameContext,
+  w: number,
+  h: number,
+): Line[] {
   const { x, series } = r.train ? evalSeries(s, r.train.key) : { x: "steps", series: [] };
   const chartH = Math.max(3, Math.floor(h / 2) - 3);
   const lines: Line[] = [[
@@ -731,9 +760,25 @@ function evalPanel(s: Snapshot, r: RunRow, ctx: FrameContext, w: number, h: numb
   });
   lines.push(legend);
   const previewH = h - lines.length - 1;
+  const shown = outputJob(r, ui.output ?? false);
+  if (shown) {
+    lines.push([
+      { text: ` output of ${shown.key}`, bold: true },
+      { text: ` (attempt ${shown.attempts}, ${shown.state})`, dim: true },
+    ]);
+    if (previewH <= 0) return lines;
+    const out = ctx.output ? ctx.output(shown.id) : "no output";
+    if (typeof out === "string") lines.push([{ text: ` ${out}`, dim: true }]);
+    else {
+      // Wrapped, not cut: the end of an error line is often what says why.
+      const wrapped = out.flatMap((l) => wrap(l, w - 1));
+      for (const l of wrapped.slice(-previewH)) lines.push([{ text: ` ${l}` }]);
+    }
+    return lines;
+  }
   const ev = r.eval;
   const label = ev ? `samples of eval ${ev.key}` : "samples";
-  lines.push([{ text: ` ${label}`, bold: true }]);
+  lines.push([{ text: ` ${label}`, bold: true }, { text: "  o: output", dim: true }]);
   if (previewH <= 0) return lines;
   const p = ev && ctx.preview ? ctx.preview(ev.id) : "no evaluation job";
   if (typeof p === "string") lines.push([{ text: ` ${p}`, dim: true }]);
@@ -741,7 +786,20 @@ function evalPanel(s: Snapshot, r: RunRow, ctx: FrameContext, w: number, h: numb
   return lines;
 }
 
-function compareLines(s: Snapshot, ui: UiState, cols: number, bodyH: number): Line[] {
+/**
+ * The compare view: the metric in a grid of two parameters, the best over
+ * the others in each cell, colour-scaled. With other sweeps, their grids
+ * follow on the same columns (rows labelled by sweep), on one colour scale,
+ * each sweep's best starred; a sweep compared by another metric or goal is
+ * named and left out.
+ */
+function compareLines(
+  s: Snapshot,
+  ui: UiState,
+  cols: number,
+  bodyH: number,
+  others: Snapshot[],
+): Line[] {
   const [rp, cp] = axesOf(s, ui);
   if (!rp || !cp) {
     return [[{
@@ -750,70 +808,104 @@ function compareLines(s: Snapshot, ui: UiState, cols: number, bodyH: number): Li
       }`,
     }]];
   }
-  const rows = filteredRows(s, ui);
-  const g = compareGrid(rows, rp, cp, s.metric, s.minimize);
-  const others = s.varying.filter((k) => k !== rp && k !== cp);
+  const comparable = others.filter((o) => o.metric === s.metric && o.minimize === s.minimize);
+  const sweeps = [s, ...comparable];
+  const several = sweeps.length > 1;
+  const rowsOf = sweeps.map((sw) => filteredRows(sw, ui));
+  const all = rowsOf.flat();
+  const values = {
+    rows: distinctValues(all.map((r) => r.params[rp])),
+    cols: distinctValues(all.map((r) => r.params[cp])),
+  };
+  const grids = rowsOf.map((rows) => compareGrid(rows, rp, cp, s.metric, s.minimize, values));
+  const others2 = [...new Set(sweeps.flatMap((sw) => sw.varying))].filter((k) =>
+    k !== rp && k !== cp
+  );
   const lines: Line[] = [[
     { text: `${s.metric} (${s.minimize ? "lower" : "higher"} is better)`, bold: true },
     {
       text: `: ${rp} × ${cp}${
-        others.length ? `, best over ${others.join(", ")} per cell` : ""
-      }; ★ best`,
+        others2.length ? `, best over ${others2.join(", ")} per cell` : ""
+      }; ★ ${several ? "each sweep's best" : "best"}`,
       dim: true,
     },
   ], []];
+  const label = (k: number, rv: string) => several ? `${sweeps[k].sweep.name} ${rv}` : rv;
+  const labels = grids.flatMap((g, k) => g.rowValues.map((rv) => label(k, rv)));
   const labelW = Math.min(
     Math.floor(cols / 3),
-    Math.max(`${rp} \\ ${cp}`.length, ...g.rowValues.map((v) => v.length)) + 1,
+    Math.max(`${rp} \\ ${cp}`.length, ...labels.map((v) => v.length)) + 1,
   );
-  const cellW = Math.max(8, ...g.colValues.map((v) => v.length + 1));
+  const cellW = Math.max(8, ...values.cols.map((v) => v.length + 1));
   const fits = Math.max(1, Math.floor((cols - labelW) / cellW));
-  const colVals = g.colValues.slice(0, fits);
+  const colVals = values.cols.slice(0, fits);
   lines.push([
     { text: fit(`${rp} \\ ${cp}`, labelW), bold: true },
     ...colVals.map((c) => ({ text: fit(c, cellW, "right"), bold: true })),
-    { text: g.colValues.length > fits ? " …" : "", dim: true },
+    { text: values.cols.length > fits ? " …" : "", dim: true },
   ]);
-  const span = g.max - g.min;
-  const rowsFit = Math.max(1, bodyH - 6);
-  g.rowValues.slice(0, rowsFit).forEach((rv, i) => {
-    const line: Line = [{ text: fit(rv, labelW) }];
-    colVals.forEach((_, j) => {
-      const v = g.cells[i][j];
-      if (v === undefined) {
-        line.push({ text: fit("—", cellW, "right"), dim: true });
-        return;
-      }
-      const t = span > 0 ? (v - g.min) / span : 0;
-      const isBest = g.best?.[0] === i && g.best?.[1] === j;
-      const text = `${isBest ? "★" : ""}${short(v, cellW - 2)}`;
-      line.push({ text: " ".repeat(Math.max(1, cellW - 1 - text.length)) });
-      line.push({
-        text: text + " ",
-        fg: scaleColour(s.minimize ? t : 1 - t),
-        bold: isBest,
-        inverse: isBest,
+  const min = Math.min(...grids.map((g) => g.min));
+  const span = Math.max(...grids.map((g) => g.max)) - min;
+  const footer = sweeps.length + 2 + (others.length - comparable.length);
+  const rowsFit = Math.max(1, bodyH - 4 - footer);
+  const table: Line[] = [];
+  grids.forEach((g, k) =>
+    g.rowValues.forEach((rv, i) => {
+      const line: Line = [{ text: fit(label(k, rv), labelW) }];
+      colVals.forEach((_, j) => {
+        const v = g.cells[i][j];
+        if (v === undefined) {
+          line.push({ text: fit("—", cellW, "right"), dim: true });
+          return;
+        }
+        const t = span > 0 ? (v - min) / span : 0;
+        const isBest = g.best?.[0] === i && g.best?.[1] === j;
+        const text = `${isBest ? "★" : ""}${short(v, cellW - 2)}`;
+        line.push({ text: " ".repeat(Math.max(1, cellW - 1 - text.length)) });
+        line.push({
+          text: text + " ",
+          fg: scaleColour(s.minimize ? t : 1 - t),
+          bold: isBest,
+          inverse: isBest,
+        });
       });
-    });
-    lines.push(line);
-  });
-  if (g.rowValues.length > rowsFit) {
-    lines.push([{ text: `… ${g.rowValues.length - rowsFit} more rows`, dim: true }]);
+      table.push(line);
+    })
+  );
+  lines.push(...table.slice(0, rowsFit));
+  if (table.length > rowsFit) {
+    lines.push([{ text: `… ${table.length - rowsFit} more rows`, dim: true }]);
   }
   lines.push([]);
-  if (g.best) {
+  grids.forEach((g, k) => {
+    const name = several ? ` in ${sweeps[k].sweep.name}` : "";
+    if (!g.best) {
+      lines.push([{ text: `no ${s.metric}${name} yet`, dim: true }]);
+      return;
+    }
     const [bi, bj] = g.best;
     const v = g.cells[bi][bj]!;
-    const row = rows[g.members[bi][bj]!];
+    const row = rowsOf[k][g.members[bi][bj]!];
+    const rest = sweeps[k].varying.filter((p) => p !== rp && p !== cp);
     lines.push([{
-      text: `best: ${rp}=${g.rowValues[bi]} ${cp}=${g.colValues[bj]}${
-        row && others.length
-          ? ` ${others.map((k) => `${k}=${showValue(row.params[k])}`).join(" ")}`
+      text: `best ${s.metric} ${short(v, 8)}${name}: ${rp}=${g.rowValues[bi]} ${cp}=${
+        g.colValues[bj]
+      }${
+        row && rest.length
+          ? ` ${rest.map((p) => `${p}=${showValue(row.params[p])}`).join(" ")}`
           : ""
-      } → ${short(v, 8)}`,
+      }`,
       fg: 76,
     }]);
-  } else lines.push([{ text: `no ${s.metric} yet`, dim: true }]);
+  });
+  for (const o of others.filter((o) => !comparable.includes(o))) {
+    lines.push([{
+      text: `sweep ${o.sweep.name} is compared by ${o.metric} (${
+        o.minimize ? "lower" : "higher"
+      } is better), not ${s.metric}: left out`,
+      fg: 178,
+    }]);
+  }
   lines.push([{ text: `colour: green best … red worst; x and y pick the parameters`, dim: true }]);
   return lines;
 }
@@ -907,6 +999,7 @@ export function helpLines(): Line[] {
     ["Tab", "next view: overview → run detail → compare → machine (CPU, memory, jobs)"],
     ["s", "sort the runs by the sweep's metric / plan order"],
     ["l", "run detail: log or linear loss scale"],
+    ["o", "run detail: the job's last output lines (a failed job's by itself) / its samples"],
     ["p", "pin / unpin the run's training: the run detail overlays the pinned runs' losses"],
     ["x  y", "compare: change the row / column parameter"],
     ["/", "filter the runs (overview, compare): schedule=cosine sampler=ddim; empty: all"],
@@ -973,8 +1066,10 @@ function footerLine(ui: UiState, cols: number): Line {
       "q",
       "quit",
     ]];
-  // "/ filter" and "p pin" join the keys where the line has room for them (the help has them all).
+  // "o output", "/ filter" and "p pin" join the keys where the line has room for them (the help
+  // has them all).
   const optional: [string, string][] = ui.help || ui.confirm ? [] : [
+    ...(ui.view === "detail" ? [["o", "output"] as [string, string]] : []),
     ...(ui.view === "overview" || ui.view === "compare"
       ? [["/", "filter"] as [string, string]]
       : []),

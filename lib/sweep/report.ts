@@ -29,6 +29,8 @@ import {
   type ConfigResult,
   defaultAxes,
   evalSampleFiles,
+  matchesFilter,
+  parseFilter,
   showValue,
   type SweepResults,
   sweepResults,
@@ -46,6 +48,12 @@ export interface ReportOptions {
   by?: string;
   /** The figure's x axis. @default as `compare --plot` */
   x?: string;
+  /**
+   * The training runs the loss-per-band figure shows, as a filter of their
+   * parameters (`schedule=cosine lr=0.001`, as the dashboard's `/`).
+   * @default every training run
+   */
+  runs?: string;
   /** An open store to read (left open); otherwise `storePath` is opened read-only. */
   store?: Store;
   /** Store file or postgres:// URL, when no `store` is given. @default "runs/store.sqlite" */
@@ -66,14 +74,38 @@ export function bandName(i: number, n: number): string {
   return `t ${edge(i / n)}–${edge((i + 1) / n)}`;
 }
 
-/** The loss per timestep band over training of each training job of a sweep. */
-export async function runLosses(store: Store, sweep: SweepResults): Promise<RunLosses[]> {
+/**
+ * The loss per timestep band over training of each training job of a sweep,
+ * or of those whose parameters match `runs` (a filter, as the dashboard's
+ * `/`; an error names a bad term or a filter that keeps none).
+ */
+export async function runLosses(
+  store: Store,
+  sweep: SweepResults,
+  runs?: string,
+): Promise<RunLosses[]> {
   const row = await store.sweep(sweep.name);
-  const jobs = (await store.jobs(row!.id)).filter((j) => j.kind === "train");
-  const configs = jobs.map((j) => (JSON.parse(j.spec) as TrainJob).config);
+  let jobs = (await store.jobs(row!.id)).filter((j) => j.kind === "train");
+  let configs = jobs.map((j) => (JSON.parse(j.spec) as TrainJob).config);
+  // Labels by what differs between all the sweep's runs, also when only some are shown.
   const differ = sweep.varying.filter((k) =>
     new Set(configs.map((c) => JSON.stringify(c[k]))).size > 1
   );
+  if (runs) {
+    const keys = [...new Set(configs.flatMap((c) => Object.keys(c)))];
+    let terms;
+    try {
+      terms = parseFilter(runs, keys);
+    } catch (e) {
+      throw new Error(`--runs ${runs}: ${(e as Error).message}`);
+    }
+    const keep = configs.map((c) => matchesFilter(c, terms));
+    jobs = jobs.filter((_, i) => keep[i]);
+    configs = configs.filter((_, i) => keep[i]);
+    if (!jobs.length) {
+      throw new Error(`--runs ${runs}: no training run of sweep ${sweep.name} matches`);
+    }
+  }
   const out: RunLosses[] = [];
   for (const [n, job] of jobs.entries()) {
     const label = differ.length
@@ -378,17 +410,29 @@ export async function writeReport(opts: ReportOptions): Promise<string[]> {
     // Beside the curves: the samples at each line's best point (2-D points), when there are lines.
     const lines = data?.by ? seriesBest(data) : [];
     const panels: SamplePanel[] = [];
+    const grids: { title: string; file: string }[] = [];
     for (const p of lines) {
       const config = sweep.results.find((r) => r.params === p.params);
       const got = config ? await bestSamples(store, config, e.data) : undefined;
+      const title = `${p.series}: ${Number(p.value.toPrecision(3))} at ${
+        data!.x === "nfe" ? "NFE" : data!.x
+      } ${p.x}${p.best ? " (best)" : ""}`;
+      if (got?.kind === "png") {
+        // Image samples (an MNIST grid) as the evaluation wrote them, one file a line.
+        const file = `samples-${grids.length + 1}.png`;
+        fs.writeFileSync(join(opts.out, file), got.bytes);
+        files.push(join(opts.out, file));
+        grids.push({ title, file });
+      }
       if (got?.kind !== "points") continue;
-      panels.push({
-        title: `${p.series}: ${Number(p.value.toPrecision(3))} at ${
-          data!.x === "nfe" ? "NFE" : data!.x
-        } ${p.x}${p.best ? " (best)" : ""}`,
-        points: got.points,
-        real: got.real?.slice(0, 500),
-      });
+      panels.push({ title, points: got.points, real: got.real?.slice(0, 500) });
+    }
+    if (grids.length > 1) {
+      md.push(
+        `## Samples at each ${data!.by}'s best point`,
+        "",
+        ...grids.flatMap((g) => [`**${g.title}**`, "", `![${g.title}](${g.file})`, ""]),
+      );
     }
     if (panels.length > 1) {
       await writeBoth(opts.out, "samples-by-line", panelsSpec(panels, data!.by!));
@@ -400,11 +444,19 @@ export async function writeReport(opts: ReportOptions): Promise<string[]> {
         "",
       );
     }
-    const losses = await runLosses(store, sweep);
+    const losses = await runLosses(store, sweep, opts.runs);
     if (losses.some((r) => r.points.length > 0)) {
       await writeBoth(opts.out, "loss", lossSpec(losses));
       files.push(join(opts.out, "loss.svg"), join(opts.out, "loss.png"));
-      md.push("## Training", "", "![training loss per timestep band](loss.png)", "");
+      md.push(
+        "## Training",
+        "",
+        opts.runs
+          ? `The runs with ${opts.runs} (${losses.length} of the sweep's training runs).\n`
+          : "",
+        "![training loss per timestep band](loss.png)",
+        "",
+      );
     }
     const { file, base, parameters, metric: m, method } = e;
     md.push(
@@ -417,8 +469,8 @@ export async function writeReport(opts: ReportOptions): Promise<string[]> {
       "```",
       "",
       `Made by \`deno task report ${sweep.name} --out ${opts.out}${
-        store.location === DEFAULT_STORE ? "" : ` --store ${store.location}`
-      }\`.`,
+        opts.runs ? ` --runs '${opts.runs}'` : ""
+      }${store.location === DEFAULT_STORE ? "" : ` --store ${store.location}`}\`.`,
       "",
     );
     const readme = join(opts.out, "README.md");

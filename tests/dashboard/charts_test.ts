@@ -17,6 +17,7 @@ import {
   sparkline,
   toAnsi,
   withAxes,
+  wrap,
 } from "../../lib/dashboard/charts.ts";
 
 Deno.test("braille chart: a rising segment in one cell, linear and log scale", () => {
@@ -131,4 +132,17 @@ Deno.test("numbers, durations, colours and fitting", () => {
     { text: "d" },
   ]);
   assert.equal(plain(fitLine([{ text: "a" }], 3)), "a  ");
+});
+
+Deno.test("wrap: at a space in the line's second half, else mid-word; never wider than asked", () => {
+  assert.deepEqual(wrap("error: out of memory", 10), ["error: out", "of memory"]);
+  assert.deepEqual(wrap("RangeError:xyz", 5), ["Range", "Error", ":xyz"]);
+  assert.deepEqual(wrap("short", 10), ["short"]);
+  assert.deepEqual(wrap("", 10), [""]);
+  const long = "error: Uncaught (in promise) RangeError: fake out of memory at sampling step 37";
+  for (const w of [20, 38, 48]) {
+    const lines = wrap(long, w);
+    assert.ok(lines.every((l) => l.length <= w), lines.join("|"));
+    assert.equal(lines.join(" "), long);
+  }
 });

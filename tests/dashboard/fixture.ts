@@ -3,7 +3,7 @@
  * and the real planner so its schema and keys are those of a sweep: sweep
  * "fixture" (ddpm on 8gaussians, mmd) with 24 configurations → 2 training
  * jobs and 24 evaluations. The linear-schedule run is done with its
- * evaluations (one failed, one running, the rest done with mmd values and
+ * evaluations (one failed, its output stored, one running, the rest done with mmd values and
  * sample CSVs in the store, not on disk); the cosine run is training at step 200 of 400 on
  * another machine ("box-2", WebGPU on an H200) and its evaluations are queued.
  *
@@ -34,6 +34,13 @@ parameters:
   ema_eval: {values: [raw, 0.999]}
 `;
 
+/** The output the failed evaluation left in the store (its file `log`). */
+export const FAILED_LOG = [
+  "backend: wasm, 2 threads — asked for with --backend wasm",
+  "sampling 1000 for mmd 40%",
+  "error: Uncaught (in promise) RangeError: fake out of memory at sampling step 37",
+].join("\n");
+
 /** What a test needs to know about the recorded store. */
 export interface Fixture {
   /** Folder holding everything. */
@@ -62,10 +69,19 @@ export function fixtureMmd(s: EvalJob["settings"]): number {
 /** Builds the recorded store in `dir` (a fresh temporary folder by default). */
 export async function buildFixture(
   dir = Deno.makeTempDirSync({ prefix: "dmw-dash-" }),
-  opts: { status?: string } = {},
+  opts: {
+    /** The sweep's status. @default "running" */
+    status?: string;
+    /** Another sweep in the same folder's store: its name, and what it adds to every mmd. */
+    name?: string;
+    offset?: number;
+  } = {},
 ): Promise<Fixture> {
-  const file = join(dir, "fixture.yaml");
-  fs.writeFileSync(file, FIXTURE_YAML);
+  const file = join(dir, `${opts.name ?? "fixture"}.yaml`);
+  fs.writeFileSync(
+    file,
+    FIXTURE_YAML.replace(/^name: fixture$/m, `name: ${opts.name ?? "fixture"}`),
+  );
   const { experiment } = loadExperiment(file);
   const plan = planSweep(experiment);
   const storePath = join(dir, "store.sqlite");
@@ -149,6 +165,7 @@ export async function buildFixture(
           started: iso(41),
           finished: iso(42),
         });
+        await store.putBytes(job.id, "log", new TextEncoder().encode(FAILED_LOG));
         failed = job;
         continue;
       }
@@ -165,7 +182,7 @@ export async function buildFixture(
         runningEval = job;
         continue;
       }
-      const value = fixtureMmd(e.settings);
+      const value = Number((fixtureMmd(e.settings) + (opts.offset ?? 0)).toFixed(5));
       await store.putEval({
         job: job.id,
         metric: "mmd",

@@ -408,3 +408,87 @@ Deno.test({
     }
   },
 });
+
+Deno.test({
+  name:
+    "tmux 100×30 and 80×24: a failed job's output in the run detail, o toggles output and samples",
+  fn: async () => {
+    needTmux();
+    const f = await buildFixture(undefined, { status: "done" });
+    try {
+      for (const [cols, rows] of [[100, 30], [80, 24]]) {
+        const p = new Pane(`output${cols}`, watchCommand(f.storePath, "CI=true"), cols, rows);
+        await p.waitFor([/▸ +0 linear/], `overview at ${cols}×${rows}`);
+        p.send("j", "Enter");
+        // The failed evaluation's last lines, from the store, without leaving the dashboard.
+        let s = await p.waitFor(
+          [
+            new RegExp(`output of ${f.evals.failed.key}`),
+            /RangeError/,
+            /sampling step 37 *│?$/m,
+          ],
+          "a failed job shows its output",
+        );
+        assert.match(s, /sampling 1000 for mmd 40%/);
+        if (cols === 100) {
+          assert.match(s, /output of eval-\S+ \(attempt 2, failed\)/);
+          assert.match(s.trimEnd().split("\n").at(-1)!, / o output /);
+        }
+        p.send("o");
+        s = await p.waitFor([/samples of eval/, /evaluation failed: no samples yet/], "o: samples");
+        assert.doesNotMatch(s, /RangeError/);
+        // On a run that did not fail, o asks for its output: this one stored none.
+        p.send("k");
+        await p.waitFor(
+          [/#0 schedule=linear/, /output of eval-\S+/, /no output stored for it/],
+          "o stays on: the done evaluation's output",
+        );
+        p.send("o");
+        s = await p.waitFor([/#0 schedule=linear/, /samples of eval/], "o again: samples");
+        assert.match(s, /[░▒▓█]/, "2-D samples as a density, from the store");
+        p.send("q");
+        assert.ok(await gone(p.pid), "q ends the dashboard");
+      }
+    } finally {
+      killServer();
+    }
+  },
+});
+
+Deno.test({
+  name:
+    "tmux 100×30 and 80×24: watch --with lays another sweep's grid beside this one's in compare",
+  fn: async () => {
+    needTmux();
+    const f = await buildFixture(undefined, { status: "done" });
+    await buildFixture(f.dir, { status: "done", name: "fixture2", offset: 0.005 });
+    try {
+      for (const [cols, rows] of [[100, 30], [80, 24]]) {
+        const p = new Pane(
+          `with${cols}`,
+          `${watchCommand(f.storePath, "CI=true")} --with fixture2`,
+          cols,
+          rows,
+        );
+        await p.waitFor([/▸ +0 linear/], `overview at ${cols}×${rows}`);
+        p.send("Tab", "Tab");
+        // By hand: linear's best per column is DDIM with EMA, 0.01 + 0.2/steps (+ 0.005 in
+        // fixture2); cosine recorded nothing. Each sweep's best is starred.
+        const s = await p.waitFor(
+          [/^fixture2 linear/m, /^best mmd 0\.017 in fixture2/m],
+          "compare with two sweeps",
+        );
+        assert.match(s, /^schedule \\ sample_steps +10 +50 +100/m);
+        assert.match(s, /^fixture linear +0\.03 +0\.014 +★0\.012/m);
+        assert.match(s, /^fixture cosine +— +— +—/m);
+        assert.match(s, /^fixture2 linear +0\.035 +0\.019 +★0\.017/m);
+        assert.match(s, /^best mmd 0\.012 in fixture: schedule=linear sample_steps=100/m);
+        assert.match(s, /^best mmd 0\.017 in fixture2: schedule=linear sample_steps=100/m);
+        p.send("q");
+        assert.ok(await gone(p.pid), "q ends the dashboard");
+      }
+    } finally {
+      killServer();
+    }
+  },
+});

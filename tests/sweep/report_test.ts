@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
+import { Buffer } from "node:buffer";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { openStore } from "../../lib/store/store.ts";
 import { runSweep } from "../../lib/sweep/commands.ts";
 import { bandName, writeReport } from "../../lib/sweep/report.ts";
 import { buildFixture, fixtureMmd } from "../dashboard/fixture.ts";
@@ -160,4 +162,74 @@ Deno.test("report: the best configuration's 2-D samples over the data, from the 
   // The fixture's running training job logged steps 10–200, the done one 10–400: two panels.
   const loss = fs.readFileSync(join(out, "loss.svg"), "utf8");
   assert.ok(loss.includes(">schedule=linear<") && loss.includes(">schedule=cosine<"));
+});
+
+Deno.test("report --runs: the loss-per-band figure of the chosen runs; MNIST-like grids at each line's best point", async () => {
+  const dir = Deno.makeTempDirSync({ prefix: "dmw-report-" });
+  const file = join(dir, "grids.yaml");
+  // The fake worker: mmd = 1/checkpoint step + sample_steps/1000; FAKE_SAMPLES=png writes each
+  // evaluation's samples as an image grid, grey by its sampling steps.
+  fs.writeFileSync(
+    file,
+    `name: grids
+model: ddpm
+data: 8gaussians
+metric: {name: mmd, goal: minimize}
+steps: 100
+metrics: [mmd]
+parameters:
+  schedule: {values: [linear, cosine]}
+  sampler: {values: [ddpm, ddim]}
+  sample_steps: {values: [10, 40]}
+`,
+  );
+  const storePath = join(dir, "store.sqlite");
+  const r = await runSweep({
+    file,
+    storePath,
+    runsDir: join(dir, "runs"),
+    concurrency: 2,
+    workerCommand: ["env", "FAKE_SAMPLES=png", ...fake],
+    onEvent: () => {},
+  });
+  assert.equal(r.failed, 0);
+  const out = join(dir, "report");
+  const files = await writeReport({ storePath, out, runs: "schedule=cosine" });
+  const md = fs.readFileSync(join(out, "README.md"), "utf8");
+  // By hand: every line's best point is at 10 steps (0.01 + 0.01); one grid per sampler.
+  assert.match(
+    md,
+    /## Samples at each sampler's best point\n\n\*\*ddpm: 0\.02 at NFE 10( \(best\))?\*\*\n\n!\[[^\]]*\]\(samples-1\.png\)\n\n\*\*ddim: 0\.02 at NFE 10( \(best\))?\*\*\n\n!\[[^\]]*\]\(samples-2\.png\)/,
+  );
+  assert.ok(
+    files.includes(join(out, "samples-1.png")) && files.includes(join(out, "samples-best.png")),
+  );
+  // The grid is the evaluation's own PNG, from the store: 2 images of 4×4 at 10 steps.
+  const store = await openStore(storePath, { readOnly: true });
+  try {
+    const jobs = await store.jobs((await store.sweep("grids"))!.id);
+    const at10 = jobs.filter((j) =>
+      j.kind === "eval" && JSON.parse(j.spec).settings.sample_steps === 10
+    );
+    const stored = await Promise.all(at10.map((j) => store.readFile(j.id, `samples/${j.key}.png`)));
+    assert.ok(
+      stored.some((b) => b && Buffer.from(b).equals(fs.readFileSync(join(out, "samples-1.png")))),
+    );
+  } finally {
+    await store.close();
+  }
+  // --runs: only the cosine training run's losses, and the README says so.
+  const loss = fs.readFileSync(join(out, "loss.svg"), "utf8");
+  assert.ok(loss.includes(">schedule=cosine<"), "the chosen run");
+  assert.ok(!loss.includes(">schedule=linear<"), "the other run is left out");
+  assert.match(md, /The runs with schedule=cosine \(1 of the sweep's training runs\)\./);
+  assert.match(md, /Made by `deno task report grids --out .* --runs 'schedule=cosine' --store /);
+  await assert.rejects(
+    writeReport({ storePath, out, runs: "schedul=cosine" }),
+    /--runs schedul=cosine: .*did you mean "schedule"/,
+  );
+  await assert.rejects(
+    writeReport({ storePath, out, runs: "schedule=sigmoid" }),
+    /--runs schedule=sigmoid: no training run of sweep grids matches/,
+  );
 });
