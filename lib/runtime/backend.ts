@@ -110,11 +110,13 @@ async function useOnednn(dnnl: Onednn, reason: string): Promise<BackendInfo> {
   const { onednnConvMakers } = await import("./kernels/onednn_conv.ts");
   const { onednnSiluMakers } = await import("./kernels/onednn_silu.ts");
   const { onednnReluBiasGradMakers } = await import("./kernels/dense_relu.ts");
+  const { onednnReductionMakers } = await import("./kernels/onednn_reduce.ts");
   installKernels("wasm", "onednn", {
     ...onednnMatMulMakers(dnnl),
     ...onednnConvMakers(dnnl),
     ...onednnSiluMakers(dnnl),
     ...onednnReluBiasGradMakers(dnnl),
+    ...onednnReductionMakers(dnnl),
   });
   const v = dnnl.version;
   return {

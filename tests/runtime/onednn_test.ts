@@ -221,6 +221,44 @@ Deno.test("dense with ReLU stays fused under a gradient and matches cpu, value a
   assert.ok(!kernels.includes(tf.Relu) && !kernels.includes(tf.Step), `unfused: ${kernels}`);
 });
 
+Deno.test("Sum and Mean over leading axes (by sgemm) and any other axes match cpu", async () => {
+  const rng = new Rng(77);
+  const shape = [4, 5, 1, 6, 7];
+  const xv = random(shape, rng);
+  const cases: [number[], boolean][] = [
+    [[0, 1, 2, 3], false],
+    [[0, 1, 3], true],
+    [[0], false],
+    [[0, 1], true],
+    [[1, 2], false],
+    [[4], false],
+    [[0, 4], true],
+    [[0, 1, 2, 3, 4], false],
+  ];
+  for (const [axes, keepDims] of cases) {
+    const run = () => {
+      const x = tf.tensor(xv, shape);
+      const s = tf.sum(x, axes, keepDims), m = tf.mean(x, axes, keepDims);
+      const out = [s, m].map((t) => ({ shape: t.shape, v: Float32Array.from(t.dataSync()) }));
+      tf.dispose([x, s, m]);
+      return Promise.resolve(out);
+    };
+    const want = await on("cpu", run);
+    const got = await on("onednn", run);
+    ["sum", "mean"].forEach((name, i) => {
+      assert.deepEqual(got[i].shape, want[i].shape, `${name} over ${axes}`);
+      const e = maxRelErr(got[i].v, want[i].v);
+      assert.ok(e < 1e-5, `${name} over ${axes} (keepDims ${keepDims}): relative error ${e}`);
+    });
+  }
+  const ints = await on(
+    "onednn",
+    () => Promise.resolve(tf.sum(tf.tensor2d([[1, 2], [3, 4]], undefined, "int32"), 0)),
+  );
+  assert.deepEqual(Array.from(ints.dataSync()), [4, 6], "int32 goes to the wasm kernel");
+  ints.dispose();
+});
+
 Deno.test("fused conv2d with bias and ReLU matches cpu", async () => {
   const rng = new Rng(5);
   const xv = random([2, 7, 7, 3], rng), wv = random([3, 3, 3, 4], rng), bv = random([4], rng);

@@ -34,13 +34,13 @@ export function originalWasmReduction(name: typeof tf.Sum | typeof tf.Mean): tf.
 }
 
 /** A run of adjacent axes, all reduced or all kept, merged into one. */
-interface Block {
+export interface Block {
   size: number;
   reduced: boolean;
 }
 
 /** Merges `shape` into alternating kept/reduced blocks, dropping axes of size 1. */
-function blocksOf(shape: number[], axes: number[]): Block[] {
+export function blocksOf(shape: number[], axes: number[]): Block[] {
   const blocks: Block[] = [];
   shape.forEach((size, i) => {
     if (size === 1) return;
