@@ -18,6 +18,17 @@ import {
   type Weights,
 } from "./layers.ts";
 
+/**
+ * The time embedding both denoisers add to their input: a two-layer MLP
+ * (`temb1`, `temb2`) over sinusoidal features of `dEmb`, plus the label's
+ * embedding (`label`) when the network has one and a label is given.
+ * t [B] → [B, width of temb2].
+ */
+function embedTime(w: Weights, t: tf.Tensor1D, dEmb: number, cond?: tf.Tensor1D): tf.Tensor {
+  const e = dense(w, "temb2", silu(dense(w, "temb1", sinusoidalEmbedding(t, dEmb))));
+  return cond && w["label.w"] ? tf.add(e, embed(w, "label", cond)) : e;
+}
+
 /** Configuration of {@link MLPDiffusion}. */
 export interface MLPConfig {
   /** Data dimension (input and output). */
@@ -61,9 +72,7 @@ export class MLPDiffusion implements Network {
   /** x [B, dIn + extraIn], t [B] → ε̂ [B, dIn]. */
   apply(w: Weights, x: tf.Tensor, t: tf.Tensor1D, cond?: tf.Tensor1D): tf.Tensor {
     const { dEmb, layers } = this.config;
-    let e = dense(w, "temb2", silu(dense(w, "temb1", sinusoidalEmbedding(t, dEmb)))); // [B, dEmb]
-    if (cond && w["label.w"]) e = tf.add(e, embed(w, "label", cond));
-    let h = tf.add(dense(w, "proj", x), e); // [B, dEmb]
+    let h = tf.add(dense(w, "proj", x), embedTime(w, t, dEmb, cond)); // [B, dEmb]
     for (let i = 0; i < layers.length; i++) h = dense(w, `mlp${i}`, h, "relu");
     return dense(w, "out", h); // [B, dIn]
   }
@@ -130,9 +139,7 @@ export class ResNetDiffusion implements Network {
   /** x [B, dIn], t [B] → [B, dIn]. */
   apply(w: Weights, x: tf.Tensor, t: tf.Tensor1D, cond?: tf.Tensor1D): tf.Tensor {
     const { dEmb, blocks } = this.config;
-    let e = dense(w, "temb2", silu(dense(w, "temb1", sinusoidalEmbedding(t, dEmb)))); // [B, dMain]
-    if (cond && w["label.w"]) e = tf.add(e, embed(w, "label", cond));
-    let h = tf.add(dense(w, "first", x), e); // [B, dMain]
+    let h = tf.add(dense(w, "first", x), embedTime(w, t, dEmb, cond)); // [B, dMain]
     for (let i = 0; i < blocks; i++) {
       const z = dense(w, `block${i}.lin1`, layerNorm(w, `block${i}.norm`, h), "relu"); // [B, dHidden]
       h = tf.add(h, dense(w, `block${i}.lin2`, z));
