@@ -429,11 +429,11 @@ program.command("bench")
     "--case <names>",
     `cases to run, comma-separated: ${
       BENCH_CASE_NAMES.join(", ")
-    } (default: all; on webgpu the four BENCH.md cases PyTorch also runs)`,
+    } (default: all; on webgpu the four the PyTorch reference also runs: README, Benchmarks)`,
   )
   .option(
     "--dry-run",
-    "the four BENCH.md cases at tiny sizes: checks the path end to end (e.g. on llvmpipe); " +
+    "the four cases the PyTorch reference also runs, at tiny sizes: checks the path end to end (e.g. on llvmpipe); " +
       'its records say "dry_run": true and compare with nothing',
   )
   .option("--profile", "training cases also report their 15 slowest kernels (kernel_ms)")

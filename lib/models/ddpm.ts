@@ -110,7 +110,7 @@ export const DDPM_KEYS = {
   ch: { default: 32, help: "UNet base channels", range: CHANNELS },
   train_size: {
     default: 50000,
-    help: "2-D data: size of the training set drawn from the seed",
+    help: "2-D data: size of the training set, drawn with the run's seed",
     range: COUNT,
   },
   sampler: {

@@ -76,7 +76,7 @@ export const SCORE_KEYS = {
   label_in_time: {
     default: true,
     help:
-      "also add the label embedding to the time embedding (the seed conditions through cross-attention only)",
+      "also add the label embedding to the time embedding (false: the label reaches the network through cross-attention only)",
   },
   context_tokens: {
     default: 4,

@@ -6,8 +6,8 @@ import { countParams } from "../../lib/network/layers.ts";
 import { Rng } from "../../lib/runtime/rng.ts";
 import { useBackend } from "../helpers.ts";
 
-// The parameter counts of shared/BENCH.md (from peers/pytorch_bench.py), so
-// that `deno task bench` times the same models as the PyTorch reference.
+// The PyTorch reference's parameter counts (README, Benchmarks), so that
+// `deno task bench` times the same models as the reference.
 for (const [data, expected] of [["8gaussians", 198_530], ["mnist", 732_129]] as const) {
   Deno.test(`network: the ${data} DDPM network has the reference's ${expected} parameters`, async () => {
     await useBackend("cpu");
