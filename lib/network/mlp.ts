@@ -136,7 +136,7 @@ export class ResNetDiffusion implements Network {
     return w;
   }
 
-  /** x [B, dIn], t [B] → [B, dIn]. */
+  /** x [B, dIn + extraIn], t [B] → [B, dIn]. */
   apply(w: Weights, x: tf.Tensor, t: tf.Tensor1D, cond?: tf.Tensor1D): tf.Tensor {
     const { dEmb, blocks } = this.config;
     let h = tf.add(dense(w, "first", x), embedTime(w, t, dEmb, cond)); // [B, dMain]
