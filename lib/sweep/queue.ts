@@ -44,7 +44,9 @@ export interface QueueData {
  * pool (raw statements, so its multi-statement maintenance queries get every
  * result), in its own `pgboss` schema (created on first use). Heartbeats are
  * checked every 2 s, so a dead worker's job is handed out again about
- * {@link HEARTBEAT_SECONDS} + 2 s after its last heartbeat. Errors pg-boss
+ * {@link HEARTBEAT_SECONDS} + 2 s after its last heartbeat. A process that
+ * loses the race to install pg-boss's schema in a fresh database (another
+ * started at the same moment) starts again on the schema the other made. Errors pg-boss
  * reports in the background (the database restarting) go to `onError`; the
  * pool reconnects on the next query.
  */
@@ -57,20 +59,30 @@ export async function openQueue(
       `${store.location}: the job queue needs a PostgreSQL store (--store postgres://…)`,
     );
   }
-  const boss = new PgBoss({
-    db: store,
-    superviseIntervalSeconds: 2,
-    monitorIntervalSeconds: 2,
-    maintenanceIntervalSeconds: 300,
-    schedule: false,
-  });
-  boss.on("error", (e) => onError(`${store.location}: queue: ${(e as Error).message}`));
-  try {
-    await boss.start();
-  } catch (e) {
-    throw new Error(`${store.location}: cannot start the job queue (${(e as Error).message})`);
+  for (let attempt = 1;; attempt++) {
+    const boss = new PgBoss({
+      db: store,
+      superviseIntervalSeconds: 2,
+      monitorIntervalSeconds: 2,
+      maintenanceIntervalSeconds: 300,
+      schedule: false,
+    });
+    boss.on("error", (e) => onError(`${store.location}: queue: ${(e as Error).message}`));
+    try {
+      await boss.start();
+      return boss;
+    } catch (e) {
+      await boss.stop({ graceful: false, timeout: 1000 }).catch(() => {});
+      // Two processes installing pg-boss's schema in a fresh database at once: one of them loses
+      // the race on the schema's name (a unique violation); the other's schema is there now.
+      const err = e as { code?: string; message?: string };
+      if ((err.code === "23505" || /duplicate key value/.test(err.message ?? "")) && attempt < 5) {
+        await new Promise((r) => setTimeout(r, 200 * attempt));
+        continue;
+      }
+      throw new Error(`${store.location}: cannot start the job queue (${(e as Error).message})`);
+    }
   }
-  return boss;
 }
 
 /**
