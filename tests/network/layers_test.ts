@@ -5,7 +5,8 @@
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
 import { groupNorm, groupNormSilu, noGradient } from "../../lib/network/layers.ts";
-import { hasGroupNormKernels } from "../../lib/runtime/kernels/group_norm.ts";
+import { GROUP_NORM, hasGroupNormKernels } from "../../lib/runtime/kernels/group_norm.ts";
+import { installerOf } from "../../lib/runtime/kernels/install.ts";
 import { Rng } from "../../lib/runtime/rng.ts";
 import { useBackend } from "../helpers.ts";
 
@@ -39,9 +40,10 @@ function maxRelErr(a: tf.Tensor, b: tf.Tensor): number {
 const CASES: [number[], number][] = [[[2, 5, 3, 8], 4], [[3, 4, 4, 6], 2], [[1, 7, 7, 4], 4]];
 const silu64 = (y: number) => y / (1 + Math.exp(-y));
 
-// wasm runs the project kernels (lib/runtime/kernels/group_norm.ts), cpu the
-// tf ops with the closed-form gradient; both against the same references.
-for (const backend of ["wasm", "cpu"] as const) {
+// wasm and onednn run the project kernels (lib/runtime/kernels/group_norm.ts;
+// onednn with its SiLU kernel after them), cpu the tf ops with the
+// closed-form gradient; all against the same references.
+for (const backend of ["wasm", "onednn", "cpu"] as const) {
   for (const [shape, groups] of CASES) {
     for (const withSilu of [false, true]) {
       const what = withSilu ? "groupNormSilu" : "groupNorm";
@@ -49,7 +51,8 @@ for (const backend of ["wasm", "cpu"] as const) {
         `${backend} ${what} ${shape} / ${groups} groups: value in float64, gradients as autodiff`,
         async () => {
           await useBackend(backend);
-          assert.equal(hasGroupNormKernels(), backend === "wasm");
+          assert.equal(hasGroupNormKernels(), backend !== "cpu");
+          if (backend !== "cpu") assert.equal(installerOf(GROUP_NORM, "wasm"), "project");
           const layer = withSilu ? groupNormSilu : groupNorm;
           const rng = new Rng(shape.reduce((p, q) => p * 31 + q, groups));
           const C = shape[3];
