@@ -818,14 +818,14 @@ function compareLines(
     cols: distinctValues(all.map((r) => r.params[cp])),
   };
   const grids = rowsOf.map((rows) => compareGrid(rows, rp, cp, s.metric, s.minimize, values));
-  const others2 = [...new Set(sweeps.flatMap((sw) => sw.varying))].filter((k) =>
+  const bestOver = [...new Set(sweeps.flatMap((sw) => sw.varying))].filter((k) =>
     k !== rp && k !== cp
   );
   const lines: Line[] = [[
     { text: `${s.metric} (${s.minimize ? "lower" : "higher"} is better)`, bold: true },
     {
       text: `: ${rp} × ${cp}${
-        others2.length ? `, best over ${others2.join(", ")} per cell` : ""
+        bestOver.length ? `, best over ${bestOver.join(", ")} per cell` : ""
       }; ★ ${several ? "each sweep's best" : "best"}`,
       dim: true,
     },

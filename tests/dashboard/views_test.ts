@@ -300,3 +300,33 @@ Deno.test("controller: at most 10 redraws a second however fast keys come", asyn
     await c.stop();
   }
 });
+
+Deno.test("compare with other sweeps: one compared by another metric or goal is named and left out", async () => {
+  const { snap, close } = await snapshot("done");
+  try {
+    const ui = { ...initialUi(), view: "compare" as const };
+    const other = (name: string, fields: Partial<Snapshot>) => ({
+      ...snap,
+      sweep: { ...snap.sweep, name },
+      ...fields,
+    });
+    const text = renderFrame(snap, ui, {
+      cols: 100,
+      rows: 30,
+      series: () => [],
+      others: [
+        other("same", {}),
+        other("fidsweep", { metric: "fid" }),
+        other("up", { minimize: false }),
+      ],
+    }).lines.map(plain).join("\n");
+    // The same sweep again: its rows under this one's, the same cells, each best starred.
+    assert.match(text, /^fixture linear +0\.03 +0\.014 +★0\.012/m);
+    assert.match(text, /^same linear +0\.03 +0\.014 +★0\.012/m);
+    assert.match(text, /sweep fidsweep is compared by fid \(lower is better\), not mmd: left out/);
+    assert.match(text, /sweep up is compared by mmd \(higher is better\), not mmd: left out/);
+    assert.doesNotMatch(text, /^fidsweep /m);
+  } finally {
+    await close();
+  }
+});
