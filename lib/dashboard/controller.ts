@@ -8,7 +8,7 @@ import * as fs from "node:fs";
 import { openStore, type Store } from "../store/store.ts";
 import type { Line } from "./charts.ts";
 import { type Snapshot, SweepReader } from "./model.ts";
-import { evalSampleFiles } from "../sweep/results.ts";
+import { evalSampleFiles, noSweepError } from "../sweep/results.ts";
 import { type Preview, readPreview } from "./samples.ts";
 import { MachineMonitor } from "./machine.ts";
 import { type Action, handleKey, initialUi, type Key, renderFrame, type UiState } from "./views.ts";
@@ -74,12 +74,16 @@ export class Controller {
 
   /**
    * Opens the store read-only (a missing store file is an error naming it)
-   * and reads the sweep once (an unknown sweep is an error unless `wait`).
+   * and reads the sweep once (an unknown sweep is an error unless `wait`; an
+   * unknown one of `others` always).
    */
   static async open(opts: ControllerOptions = {}): Promise<Controller> {
     const store = await openStore(opts.storePath ?? "runs/store.sqlite", { readOnly: true });
     const c = new Controller(opts, store);
     try {
+      for (const name of opts.others ?? []) {
+        if (!await store.sweep(name)) throw await noSweepError(store, name);
+      }
       await c.#refresh();
     } catch (e) {
       await store.close();

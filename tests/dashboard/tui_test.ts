@@ -487,6 +487,18 @@ Deno.test({
         p.send("q");
         assert.ok(await gone(p.pid), "q ends the dashboard");
       }
+      // A sweep not in the store: an error naming it and the nearest one, no dashboard.
+      const bad = new Pane(
+        "withbad",
+        `CI=true '${Deno.execPath()}' run -A main.ts watch fixture --store '${f.storePath}' ` +
+          "--with fixtur2; sleep 30",
+        100,
+        30,
+      );
+      await bad.waitFor(
+        [/no sweep named "fixtur2" in the store .*\(did you mean "fixture2"\?\)/],
+        "--with an unknown sweep",
+      );
     } finally {
       killServer();
     }
