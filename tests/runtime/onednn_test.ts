@@ -9,6 +9,10 @@ import * as tf from "@tensorflow/tfjs-core";
 import * as fs from "node:fs";
 import { join } from "node:path";
 import { resolveConfig } from "../../lib/models/config.ts";
+import { openRun } from "../../lib/commands/run.ts";
+import { computeMetric } from "../../lib/metrics/suite.ts";
+import { DDPM_ENTRY } from "../../lib/models/ddpm.ts";
+import { train } from "../../lib/trainer/trainer.ts";
 import { modelEntry } from "../../lib/models/registry.ts";
 import { initBackend } from "../../lib/runtime/backend.ts";
 import {
@@ -257,6 +261,32 @@ Deno.test("Sum and Mean over leading axes (by sgemm) and any other axes match cp
   );
   assert.deepEqual(Array.from(ints.dataSync()), [4, 6], "int32 goes to the wasm kernel");
   ints.dispose();
+});
+
+Deno.test("a 1,000-step 2-D DDPM trained on oneDNN samples within the documented MMD threshold", async () => {
+  const sampleMmd = (dir: string, ema: string) =>
+    on("onednn", async () => {
+      const run = await openRun(dir, { ema });
+      try {
+        const s = await run.model.sample(
+          run.weights,
+          { n: 1000, sampler: "ddim", steps: 100 },
+          new Rng(1),
+        );
+        return (await computeMetric("mmd", s, { data: "8gaussians", seed: 0 })).value;
+      } finally {
+        run.close();
+      }
+    });
+  const dir = Deno.makeTempDirSync({ prefix: "dmw-onednn-ddpm-" });
+  const config = {
+    model: "ddpm",
+    data: "8gaussians",
+    ...resolveConfig(DDPM_ENTRY.keys, { steps: 1000, ema: [0.999], checkpoint_every: 1000 }),
+  };
+  await on("onednn", () => train({ runDir: dir, entry: DDPM_ENTRY, config }));
+  const mmd = await sampleMmd(dir, "0.999");
+  assert.ok(mmd < 0.04, `MMD ${mmd} ≥ 0.04 (tests/models/ddpm_test.ts's threshold on wasm)`);
 });
 
 Deno.test("fused conv2d with bias and ReLU matches cpu", async () => {
