@@ -308,68 +308,88 @@ Deno.test({
   },
 });
 
+/**
+ * Runs `fn` on the dashboard of the recorded store at 100×30 and at 80×24 (`CI` set in both),
+ * each from the overview; then q must end it.
+ */
+async function atBothSizes(
+  name: string,
+  storePath: string,
+  fn: (p: Pane, cols: number) => Promise<void>,
+  args = "",
+): Promise<void> {
+  try {
+    for (const [cols, rows] of [[100, 30], [80, 24]]) {
+      const p = new Pane(
+        `${name}${cols}`,
+        `${watchCommand(storePath, "CI=true")}${args}`,
+        cols,
+        rows,
+      );
+      await p.waitFor([/▸ +0 linear/], `overview at ${cols}×${rows}`);
+      await fn(p, cols);
+      p.send("q");
+      assert.ok(await gone(p.pid), "q ends the dashboard");
+    }
+  } finally {
+    killServer();
+  }
+}
+
 Deno.test({
   name: "tmux 100×30 and 80×24: / filters the runs by parameter, in the overview and compare",
   fn: async () => {
     needTmux();
     const f = await buildFixture(undefined, { status: "done" });
-    try {
-      for (const [cols, rows] of [[100, 30], [80, 24]]) {
-        const p = new Pane(`filter${cols}`, watchCommand(f.storePath, "CI=true"), cols, rows);
-        await p.waitFor([/▸ +0 linear/], `overview at ${cols}×${rows}`);
-        p.send("/");
-        await p.waitFor([/^filter: key=value terms/m, /^ \/▏ +⏎ apply +Esc cancel/m], "/ opens");
-        p.send("-l", "sampler=ddimm");
-        p.send("BSpace");
-        await p.waitFor([/^ \/sampler=ddim▏ /m], "typing and backspace");
-        p.send("-l", " schedule=linear");
-        p.send("Enter");
-        let s = await p.waitFor(
-          [/filter 6\/24: s/, /filter sampler=ddim schedule=linear: 6 of 24 runs/],
-          "Enter applies the filter",
-        );
-        // By hand: the plan is schedule × steps × sampler × EMA (EMA fastest), so linear with
-        // DDIM (the second sampler) is 4·steps + 2 + EMA: 2, 3, 6, 7, 10, 11.
-        const table = s.split("\n").filter((l) => /^[▸ ] +\d+ /.test(l));
-        assert.deepEqual(
-          table.map((l) => Number(l.match(/^[▸ ] +(\d+) /)![1])),
-          [2, 3, 6, 7, 10, 11],
-        );
-        assert.ok(table.every((l) => / linear .* ddim /.test(l)), table.join("\n"));
-        p.send("Tab", "Tab");
-        s = await p.waitFor([/schedule \\ sample_steps/, /filter 6\/24/], "compare, filtered");
-        assert.doesNotMatch(s, /cosine/);
-        assert.match(s, /linear +0\.03 +0\.014 +★0\.012/);
-        p.send("/");
-        p.send("-l", " shedule=x");
-        p.send("Enter");
-        await p.waitFor(
-          [/^shedule is not a parameter \(did you mean "schedule"\?\)/m, /shedule=x▏/],
-          "a bad key, and the text stays to be fixed",
-        );
-        p.send("Escape");
-        await p.waitFor([/filter kept: sampler=ddim schedule=linear/], "Esc keeps the filter");
-        // Tab from compare: the machine view, its CPU share once a second reading is in.
-        p.send("Tab");
-        s = await p.waitFor(
-          [/this machine {2}\d+ cores · load [\d.]+ [\d.]+ [\d.]+/, /^cpu +[█-▏]*░* +\d+%/m],
-          "Tab: the machine view",
-        );
-        assert.match(s, /^memory +.* \d+% {2}[\d.]+ [MG]B of [\d.]+ [MG]B/m);
-        // The fixture's running jobs are recorded with pids that no process has here.
-        assert.match(s, /running jobs \(2\)/);
-        assert.match(
-          s,
-          /^ train +ddpm-8gaussians-\S+ +webgpu +999999 +— +— *\n +on box-2 · NVIDIA H200/m,
-        );
-        assert.match(s, /^ eval +eval-\S+ +onednn +999998 +— +— *\n +on .* \(here\) · AMD EPYC/m);
-        assert.match(s.trimEnd().split("\n").at(-1)!, /Tab view +Esc back +\? help +q quit/);
-        p.send("q");
-        assert.ok(await gone(p.pid), "q ends the dashboard");
-      }
-    } finally {
-      killServer();
-    }
+    await atBothSizes("filter", f.storePath, async (p) => {
+      p.send("/");
+      await p.waitFor([/^filter: key=value terms/m, /^ \/▏ +⏎ apply +Esc cancel/m], "/ opens");
+      p.send("-l", "sampler=ddimm");
+      p.send("BSpace");
+      await p.waitFor([/^ \/sampler=ddim▏ /m], "typing and backspace");
+      p.send("-l", " schedule=linear");
+      p.send("Enter");
+      let s = await p.waitFor(
+        [/filter 6\/24: s/, /filter sampler=ddim schedule=linear: 6 of 24 runs/],
+        "Enter applies the filter",
+      );
+      // By hand: the plan is schedule × steps × sampler × EMA (EMA fastest), so linear with
+      // DDIM (the second sampler) is 4·steps + 2 + EMA: 2, 3, 6, 7, 10, 11.
+      const table = s.split("\n").filter((l) => /^[▸ ] +\d+ /.test(l));
+      assert.deepEqual(
+        table.map((l) => Number(l.match(/^[▸ ] +(\d+) /)![1])),
+        [2, 3, 6, 7, 10, 11],
+      );
+      assert.ok(table.every((l) => / linear .* ddim /.test(l)), table.join("\n"));
+      p.send("Tab", "Tab");
+      s = await p.waitFor([/schedule \\ sample_steps/, /filter 6\/24/], "compare, filtered");
+      assert.doesNotMatch(s, /cosine/);
+      assert.match(s, /linear +0\.03 +0\.014 +★0\.012/);
+      p.send("/");
+      p.send("-l", " shedule=x");
+      p.send("Enter");
+      await p.waitFor(
+        [/^shedule is not a parameter \(did you mean "schedule"\?\)/m, /shedule=x▏/],
+        "a bad key, and the text stays to be fixed",
+      );
+      p.send("Escape");
+      await p.waitFor([/filter kept: sampler=ddim schedule=linear/], "Esc keeps the filter");
+      // Tab from compare: the machine view, its CPU share once a second reading is in.
+      p.send("Tab");
+      s = await p.waitFor(
+        [/this machine {2}\d+ cores · load [\d.]+ [\d.]+ [\d.]+/, /^cpu +[█-▏]*░* +\d+%/m],
+        "Tab: the machine view",
+      );
+      assert.match(s, /^memory +.* \d+% {2}[\d.]+ [MG]B of [\d.]+ [MG]B/m);
+      // The fixture's running jobs are recorded with pids that no process has here.
+      assert.match(s, /running jobs \(2\)/);
+      assert.match(
+        s,
+        /^ train +ddpm-8gaussians-\S+ +webgpu +999999 +— +— *\n +on box-2 · NVIDIA H200/m,
+      );
+      assert.match(s, /^ eval +eval-\S+ +onednn +999998 +— +— *\n +on .* \(here\) · AMD EPYC/m);
+      assert.match(s.trimEnd().split("\n").at(-1)!, /Tab view +Esc back +\? help +q quit/);
+    });
   },
 });
 
@@ -378,34 +398,26 @@ Deno.test({
   fn: async () => {
     needTmux();
     const f = await buildFixture(undefined, { status: "done" });
-    try {
-      for (const [cols, rows] of [[100, 30], [80, 24]]) {
-        const p = new Pane(`pin${cols}`, watchCommand(f.storePath, "CI=true"), cols, rows);
-        await p.waitFor([/▸ +0 linear/], `overview at ${cols}×${rows}`);
-        p.send("p");
-        await p.waitFor([/pinned training run schedule=linear \(1 pinned/], "p pins");
-        p.send("G", "p");
-        await p.waitFor([/pinned training run schedule=cosine \(2 pinned/], "p pins another");
-        p.send("g");
-        // Every configuration of a pinned training run (12 each here) is marked with a dot.
-        await p.waitFor(
-          [/▸ +0 linear/, /^● +1 linear/m, /^● +12 cosine/m],
-          "pinned rows are marked",
-        );
-        p.send("Enter");
-        const s = await p.waitFor(
-          [/training loss, pinned runs \(log\)/, /^▸━ schedule=linear/m, /^ ━ schedule=cosine/m],
-          "the run detail overlays the pinned runs",
-        );
-        assert.match(s, /[\u2801-\u28ff]/, "braille lines");
-        p.send("p");
-        await p.waitFor([/unpinned training run schedule=linear \(1 pinned/], "p unpins");
-        p.send("q");
-        assert.ok(await gone(p.pid), "q ends the dashboard");
-      }
-    } finally {
-      killServer();
-    }
+    await atBothSizes("pin", f.storePath, async (p) => {
+      p.send("p");
+      await p.waitFor([/pinned training run schedule=linear \(1 pinned/], "p pins");
+      p.send("G", "p");
+      await p.waitFor([/pinned training run schedule=cosine \(2 pinned/], "p pins another");
+      p.send("g");
+      // Every configuration of a pinned training run (12 each here) is marked with a dot.
+      await p.waitFor(
+        [/▸ +0 linear/, /^● +1 linear/m, /^● +12 cosine/m],
+        "pinned rows are marked",
+      );
+      p.send("Enter");
+      const s = await p.waitFor(
+        [/training loss, pinned runs \(log\)/, /^▸━ schedule=linear/m, /^ ━ schedule=cosine/m],
+        "the run detail overlays the pinned runs",
+      );
+      assert.match(s, /[\u2801-\u28ff]/, "braille lines");
+      p.send("p");
+      await p.waitFor([/unpinned training run schedule=linear \(1 pinned/], "p unpins");
+    });
   },
 });
 
@@ -415,43 +427,35 @@ Deno.test({
   fn: async () => {
     needTmux();
     const f = await buildFixture(undefined, { status: "done" });
-    try {
-      for (const [cols, rows] of [[100, 30], [80, 24]]) {
-        const p = new Pane(`output${cols}`, watchCommand(f.storePath, "CI=true"), cols, rows);
-        await p.waitFor([/▸ +0 linear/], `overview at ${cols}×${rows}`);
-        p.send("j", "Enter");
-        // The failed evaluation's last lines, from the store, without leaving the dashboard.
-        let s = await p.waitFor(
-          [
-            new RegExp(`output of ${f.evals.failed.key}`),
-            /RangeError/,
-            /sampling step 37 *│?$/m,
-          ],
-          "a failed job shows its output",
-        );
-        assert.match(s, /sampling 1000 for mmd 40%/);
-        if (cols === 100) {
-          assert.match(s, /output of eval-\S+ \(attempt 2, failed\)/);
-          assert.match(s.trimEnd().split("\n").at(-1)!, / o output /);
-        }
-        p.send("o");
-        s = await p.waitFor([/samples of eval/, /evaluation failed: no samples yet/], "o: samples");
-        assert.doesNotMatch(s, /RangeError/);
-        // On a run that did not fail, o asks for its output: this one stored none.
-        p.send("k");
-        await p.waitFor(
-          [/#0 schedule=linear/, /output of eval-\S+/, /no output stored for it/],
-          "o stays on: the done evaluation's output",
-        );
-        p.send("o");
-        s = await p.waitFor([/#0 schedule=linear/, /samples of eval/], "o again: samples");
-        assert.match(s, /[░▒▓█]/, "2-D samples as a density, from the store");
-        p.send("q");
-        assert.ok(await gone(p.pid), "q ends the dashboard");
+    await atBothSizes("output", f.storePath, async (p, cols) => {
+      p.send("j", "Enter");
+      // The failed evaluation's last lines, from the store, without leaving the dashboard.
+      let s = await p.waitFor(
+        [
+          new RegExp(`output of ${f.evals.failed.key}`),
+          /RangeError/,
+          /sampling step 37 *│?$/m,
+        ],
+        "a failed job shows its output",
+      );
+      assert.match(s, /sampling 1000 for mmd 40%/);
+      if (cols === 100) {
+        assert.match(s, /output of eval-\S+ \(attempt 2, failed\)/);
+        assert.match(s.trimEnd().split("\n").at(-1)!, / o output /);
       }
-    } finally {
-      killServer();
-    }
+      p.send("o");
+      s = await p.waitFor([/samples of eval/, /evaluation failed: no samples yet/], "o: samples");
+      assert.doesNotMatch(s, /RangeError/);
+      // On a run that did not fail, o asks for its output: this one stored none.
+      p.send("k");
+      await p.waitFor(
+        [/#0 schedule=linear/, /output of eval-\S+/, /no output stored for it/],
+        "o stays on: the done evaluation's output",
+      );
+      p.send("o");
+      s = await p.waitFor([/#0 schedule=linear/, /samples of eval/], "o again: samples");
+      assert.match(s, /[░▒▓█]/, "2-D samples as a density, from the store");
+    });
   },
 });
 
@@ -462,31 +466,22 @@ Deno.test({
     needTmux();
     const f = await buildFixture(undefined, { status: "done" });
     await buildFixture(f.dir, { status: "done", name: "fixture2", offset: 0.005 });
+    await atBothSizes("with", f.storePath, async (p) => {
+      p.send("Tab", "Tab");
+      // By hand: linear's best per column is DDIM with EMA, 0.01 + 0.2/steps (+ 0.005 in
+      // fixture2); cosine recorded nothing. Each sweep's best is starred.
+      const s = await p.waitFor(
+        [/^fixture2 linear/m, /^best mmd 0\.017 in fixture2/m],
+        "compare with two sweeps",
+      );
+      assert.match(s, /^schedule \\ sample_steps +10 +50 +100/m);
+      assert.match(s, /^fixture linear +0\.03 +0\.014 +★0\.012/m);
+      assert.match(s, /^fixture cosine +— +— +—/m);
+      assert.match(s, /^fixture2 linear +0\.035 +0\.019 +★0\.017/m);
+      assert.match(s, /^best mmd 0\.012 in fixture: schedule=linear sample_steps=100/m);
+      assert.match(s, /^best mmd 0\.017 in fixture2: schedule=linear sample_steps=100/m);
+    }, " --with fixture2");
     try {
-      for (const [cols, rows] of [[100, 30], [80, 24]]) {
-        const p = new Pane(
-          `with${cols}`,
-          `${watchCommand(f.storePath, "CI=true")} --with fixture2`,
-          cols,
-          rows,
-        );
-        await p.waitFor([/▸ +0 linear/], `overview at ${cols}×${rows}`);
-        p.send("Tab", "Tab");
-        // By hand: linear's best per column is DDIM with EMA, 0.01 + 0.2/steps (+ 0.005 in
-        // fixture2); cosine recorded nothing. Each sweep's best is starred.
-        const s = await p.waitFor(
-          [/^fixture2 linear/m, /^best mmd 0\.017 in fixture2/m],
-          "compare with two sweeps",
-        );
-        assert.match(s, /^schedule \\ sample_steps +10 +50 +100/m);
-        assert.match(s, /^fixture linear +0\.03 +0\.014 +★0\.012/m);
-        assert.match(s, /^fixture cosine +— +— +—/m);
-        assert.match(s, /^fixture2 linear +0\.035 +0\.019 +★0\.017/m);
-        assert.match(s, /^best mmd 0\.012 in fixture: schedule=linear sample_steps=100/m);
-        assert.match(s, /^best mmd 0\.017 in fixture2: schedule=linear sample_steps=100/m);
-        p.send("q");
-        assert.ok(await gone(p.pid), "q ends the dashboard");
-      }
       // A sweep not in the store: an error naming it and the nearest one, no dashboard.
       const bad = new Pane(
         "withbad",
