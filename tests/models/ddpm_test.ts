@@ -7,6 +7,7 @@ import { DDPM_ENTRY } from "../../lib/models/ddpm.ts";
 import { Rng } from "../../lib/runtime/rng.ts";
 import { train } from "../../lib/trainer/trainer.ts";
 import { assertClose, useBackend } from "../helpers.ts";
+import { mnistShortRun } from "./mnist_short_run.ts";
 
 await useBackend("wasm");
 
@@ -58,40 +59,12 @@ for (const schedule of ["linear", "cosine"]) {
  * make FID large; it compares, it is not the documented run's figure).
  */
 Deno.test("mnist: a short UNet run's samples beat an untrained network's by FID and IS", async () => {
-  const config = (steps: number, lr: number) => ({
-    model: "ddpm",
-    data: "mnist",
-    ...resolveConfig(DDPM_ENTRY.keys, {
-      steps,
-      lr,
-      ch: 8,
-      batch: 16,
-      warmup: 50,
-      ema: [0.999],
-      checkpoint_every: steps,
-    }),
-  });
-  const scores = async (dir: string, ema: string) => {
-    const s = await sampleRun(dir, ema, 200, 20);
-    const opts = { data: "mnist", seed: 0 };
-    return {
-      fid: (await computeMetric("fid", s, opts)).value,
-      is: (await computeMetric("is", s, opts)).value,
-    };
-  };
-  const dir = Deno.makeTempDirSync({ prefix: "dmw-ddpm-mnist-" });
-  const untrainedDir = Deno.makeTempDirSync({ prefix: "dmw-ddpm-mnist-untrained-" });
-  await train({ runDir: dir, entry: DDPM_ENTRY, config: config(400, 2e-3) });
-  await train({ runDir: untrainedDir, entry: DDPM_ENTRY, config: config(1, 0) });
-  const trained = await scores(dir, "0.999");
-  const untrained = await scores(untrainedDir, "raw");
+  const { trained, untrained } = await mnistShortRun();
   console.log(
     `mnist short run: trained ${JSON.stringify(trained)}, untrained ${JSON.stringify(untrained)}`,
   );
   assert.ok(trained.fid < 0.7 * untrained.fid, `FID ${trained.fid} vs untrained ${untrained.fid}`);
   assert.ok(trained.is > untrained.is + 0.5, `IS ${trained.is} vs untrained ${untrained.is}`);
-  Deno.removeSync(dir, { recursive: true });
-  Deno.removeSync(untrainedDir, { recursive: true });
 });
 
 // The other objectives on the same MLP: 500 steps each, sampled with the EMA weights.

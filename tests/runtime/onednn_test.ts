@@ -13,6 +13,7 @@ import { openRun } from "../../lib/commands/run.ts";
 import { computeMetric } from "../../lib/metrics/suite.ts";
 import { DDPM_ENTRY } from "../../lib/models/ddpm.ts";
 import { train } from "../../lib/trainer/trainer.ts";
+import { mnistShortRun } from "../models/mnist_short_run.ts";
 import { modelEntry } from "../../lib/models/registry.ts";
 import { initBackend } from "../../lib/runtime/backend.ts";
 import {
@@ -287,6 +288,13 @@ Deno.test("a 1,000-step 2-D DDPM trained on oneDNN samples within the documented
   await on("onednn", () => train({ runDir: dir, entry: DDPM_ENTRY, config }));
   const mmd = await sampleMmd(dir, "0.999");
   assert.ok(mmd < 0.04, `MMD ${mmd} ≥ 0.04 (tests/models/ddpm_test.ts's threshold on wasm)`);
+});
+
+Deno.test("the short MNIST UNet run on oneDNN beats an untrained network by FID and IS", async () => {
+  const { trained, untrained } = await on("onednn", mnistShortRun);
+  console.log(`onednn: trained ${JSON.stringify(trained)}, untrained ${JSON.stringify(untrained)}`);
+  assert.ok(trained.fid < 0.7 * untrained.fid, `FID ${trained.fid} vs untrained ${untrained.fid}`);
+  assert.ok(trained.is > untrained.is + 0.5, `IS ${trained.is} vs untrained ${untrained.is}`);
 });
 
 Deno.test("fused conv2d with bias and ReLU matches cpu", async () => {
