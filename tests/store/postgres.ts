@@ -164,3 +164,22 @@ export async function startPostgres(): Promise<TestPostgres> {
     },
   };
 }
+
+/**
+ * Runs `fn` with a fresh database of a throwaway cluster (its URL), a
+ * temporary folder (`prefix`), and the cluster itself (to halt and start it);
+ * the cluster stops and the folder goes whatever happens.
+ */
+export async function withCluster(
+  prefix: string,
+  fn: (url: string, dir: string, pg: TestPostgres) => Promise<void>,
+): Promise<void> {
+  const pg = await startPostgres();
+  const dir = Deno.makeTempDirSync({ prefix });
+  try {
+    await fn(await pg.newDatabase(), dir, pg);
+  } finally {
+    await pg.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -15,7 +15,7 @@ import { type JobRow, openStore, type Store } from "../../lib/store/store.ts";
 import { runSweep } from "../../lib/sweep/commands.ts";
 import { recordedCheckpoints } from "../../lib/sweep/executor.ts";
 import { queueName } from "../../lib/sweep/queue.ts";
-import { startPostgres, type TestPostgres } from "../store/postgres.ts";
+import { withCluster } from "../store/postgres.ts";
 
 const EXPERIMENT = `name: dist
 model: ddpm
@@ -146,17 +146,6 @@ function coordinator(url: string, file: string, dir: string) {
   return { lines, result, stop };
 }
 
-async function withCluster(fn: (pg: TestPostgres, url: string, dir: string) => Promise<void>) {
-  const pg = await startPostgres();
-  const dir = Deno.makeTempDirSync({ prefix: "dmw-dist-" });
-  try {
-    await fn(pg, await pg.newDatabase(), dir);
-  } finally {
-    await pg.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
-}
-
 /** The running training job that has recorded its checkpoint at step 100 (where it is held). */
 async function heldTraining(store: Store): Promise<JobRow | undefined> {
   const s = await store.sweep("dist");
@@ -168,7 +157,7 @@ async function heldTraining(store: Store): Promise<JobRow | undefined> {
 }
 
 Deno.test("a worker killed mid-training: its job resumes on the other from the stored checkpoint", async () => {
-  await withCluster(async (_pg, url, dir) => {
+  await withCluster("dmw-dist-", async (url, dir) => {
     const file = join(dir, "exp.yaml");
     fs.writeFileSync(file, EXPERIMENT);
     const release = join(dir, "release");
@@ -215,7 +204,7 @@ Deno.test("a worker killed mid-training: its job resumes on the other from the s
 });
 
 Deno.test("a frozen worker's job goes to the other; woken, it kills its child and records nothing", async () => {
-  await withCluster(async (_pg, url, dir) => {
+  await withCluster("dmw-dist-", async (url, dir) => {
     const file = join(dir, "exp.yaml");
     fs.writeFileSync(file, EXPERIMENT);
     const release = join(dir, "release");
@@ -267,7 +256,7 @@ Deno.test("a frozen worker's job goes to the other; woken, it kills its child an
 });
 
 Deno.test("PostgreSQL restarted mid-sweep: the coordinator and the workers reconnect and finish", async () => {
-  await withCluster(async (pg, url, dir) => {
+  await withCluster("dmw-dist-", async (url, dir, pg) => {
     const file = join(dir, "exp.yaml");
     fs.writeFileSync(file, EXPERIMENT);
     const release = join(dir, "release");
@@ -318,7 +307,7 @@ Deno.test("PostgreSQL restarted mid-sweep: the coordinator and the workers recon
 });
 
 Deno.test("a worker started while the database is down waits, says so in one line, and joins once it is up", async () => {
-  await withCluster(async (pg, url, dir) => {
+  await withCluster("dmw-dist-", async (url, dir, pg) => {
     const file = join(dir, "exp.yaml");
     fs.writeFileSync(file, EXPERIMENT);
     await pg.halt();

@@ -16,7 +16,7 @@ import { loadExperiment } from "../../lib/sweep/experiment.ts";
 import { configRows, planSweep } from "../../lib/sweep/planner.ts";
 import { openQueue, queueState } from "../../lib/sweep/queue.ts";
 import { evalSampleFiles } from "../../lib/sweep/results.ts";
-import { startPostgres } from "../store/postgres.ts";
+import { withCluster } from "../store/postgres.ts";
 
 const fake = [
   "env",
@@ -28,11 +28,7 @@ const fake = [
 ];
 
 Deno.test("a sweep runs on a PostgreSQL store; compare, list and watch read it by URL", async () => {
-  const pg = await startPostgres();
-  let dir: string | undefined;
-  try {
-    const url = await pg.newDatabase();
-    dir = Deno.makeTempDirSync({ prefix: "dmw-pgsweep-" });
+  await withCluster("dmw-pgsweep-", async (url, dir) => {
     const file = join(dir, "exp.yaml");
     fs.writeFileSync(
       file,
@@ -118,22 +114,17 @@ parameters:
     assert.match(grid, /linear\s+0\.02000\*/);
     assert.match(await listSweeps({ storePath: url }), /pgs\s+done\s+6\/6/);
     assert.match(await watchPlain({ storePath: url, sweep: "pgs" }), /sweep pgs \(done\): 6 done/);
-  } finally {
-    await pg.stop();
-    if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 Deno.test("ASHA on a PostgreSQL store: the coordinator stops the worst run through the store", async () => {
-  const pg = await startPostgres();
-  const dir = Deno.makeTempDirSync({ prefix: "dmw-pgasha-" });
   Deno.env.set("FAKE_SLEEP_MS", "60");
   try {
-    const url = await pg.newDatabase();
-    const file = join(dir, "exp.yaml");
-    fs.writeFileSync(
-      file,
-      `name: asha
+    await withCluster("dmw-pgasha-", async (url, dir) => {
+      const file = join(dir, "exp.yaml");
+      fs.writeFileSync(
+        file,
+        `name: asha
 model: ddpm
 data: 8gaussians
 metric: {name: mmd, goal: minimize}
@@ -142,46 +133,42 @@ early_terminate: {type: asha, min_iter: 50, eta: 2}
 parameters:
   lr: {values: [0.001, 0.002, 0.004]}
 `,
-    );
-    const lines: string[] = [];
-    const r = await runSweep({
-      file,
-      storePath: url,
-      runsDir: join(dir, "runs"),
-      concurrency: 3,
-      workerCommand: fake,
-      onEvent: (l) => lines.push(l),
+      );
+      const lines: string[] = [];
+      const r = await runSweep({
+        file,
+        storePath: url,
+        runsDir: join(dir, "runs"),
+        concurrency: 3,
+        workerCommand: fake,
+        onEvent: (l) => lines.push(l),
+      });
+      assert.equal(r.failed, 0, lines.join("\n"));
+      const store = await openStore(url);
+      try {
+        const jobs = await store.jobs((await store.sweep("asha"))!.id);
+        const train = (lr: number) =>
+          jobs.find((j) => j.kind === "train" && JSON.parse(j.spec).config.lr === lr)!;
+        assert.equal(train(0.001).state, "done", "the best run is never stopped");
+        assert.equal(train(0.004).state, "stopped", lines.join("\n"));
+        assert.ok(lines.some((l) => /asha: stop .* at step \d+/.test(l)));
+        const stoppedAt = (await store.metricsSince(train(0.004).id, 0)).at(-1)!.step;
+        assert.ok(stoppedAt < 200, `stopped before its last step (at ${stoppedAt})`);
+        const evalOf = jobs.find((j) =>
+          j.kind === "eval" && JSON.parse(j.spec).train === train(0.004).key
+        )!;
+        assert.equal(evalOf.state, "cancelled", "a stopped run's evaluation is cancelled");
+      } finally {
+        await store.close();
+      }
     });
-    assert.equal(r.failed, 0, lines.join("\n"));
-    const store = await openStore(url);
-    try {
-      const jobs = await store.jobs((await store.sweep("asha"))!.id);
-      const train = (lr: number) =>
-        jobs.find((j) => j.kind === "train" && JSON.parse(j.spec).config.lr === lr)!;
-      assert.equal(train(0.001).state, "done", "the best run is never stopped");
-      assert.equal(train(0.004).state, "stopped", lines.join("\n"));
-      assert.ok(lines.some((l) => /asha: stop .* at step \d+/.test(l)));
-      const stoppedAt = (await store.metricsSince(train(0.004).id, 0)).at(-1)!.step;
-      assert.ok(stoppedAt < 200, `stopped before its last step (at ${stoppedAt})`);
-      const evalOf = jobs.find((j) =>
-        j.kind === "eval" && JSON.parse(j.spec).train === train(0.004).key
-      )!;
-      assert.equal(evalOf.state, "cancelled", "a stopped run's evaluation is cancelled");
-    } finally {
-      await store.close();
-    }
   } finally {
     Deno.env.delete("FAKE_SLEEP_MS");
-    await pg.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
   }
 });
 
 Deno.test("the coordinator puts evaluations back in the queue when their training job is queued again", async () => {
-  const pg = await startPostgres();
-  const dir = Deno.makeTempDirSync({ prefix: "dmw-pgback-" });
-  try {
-    const url = await pg.newDatabase();
+  await withCluster("dmw-pgback-", async (url, dir) => {
     const file = join(dir, "exp.yaml");
     fs.writeFileSync(
       file,
@@ -252,8 +239,5 @@ parameters:
     } finally {
       await store.close();
     }
-  } finally {
-    await pg.stop();
-    fs.rmSync(dir, { recursive: true, force: true });
-  }
+  });
 });

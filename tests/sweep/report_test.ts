@@ -16,6 +16,24 @@ const fake = [
   fileURLToPath(new URL("./fixtures/fake_worker.ts", import.meta.url)),
 ];
 
+/** Runs the experiment `yaml` with the fake worker (`env`: its variables) in a fresh folder. */
+async function fakeSweep(name: string, yaml: string, env: string[] = []) {
+  const dir = Deno.makeTempDirSync({ prefix: "dmw-report-" });
+  const file = join(dir, `${name}.yaml`);
+  fs.writeFileSync(file, yaml);
+  const storePath = join(dir, "store.sqlite");
+  const r = await runSweep({
+    file,
+    storePath,
+    runsDir: join(dir, "runs"),
+    concurrency: 2,
+    workerCommand: env.length ? ["env", ...env, ...fake] : fake,
+    onEvent: () => {},
+  });
+  assert.equal(r.failed, 0);
+  return { dir, storePath };
+}
+
 Deno.test("band names as the dashboard shows them", () => {
   assert.deepEqual([0, 1, 2, 3].map((i) => bandName(i, 4)), [
     "t .00–.25",
@@ -26,12 +44,10 @@ Deno.test("band names as the dashboard shows them", () => {
 });
 
 Deno.test("report: README with grid, figures and configuration of a known sweep", async () => {
-  const dir = Deno.makeTempDirSync({ prefix: "dmw-report-" });
-  const file = join(dir, "rep.yaml");
   // The fake worker: mmd = 1/checkpoint step + sample_steps/1000, spread 0.01; bands 1, 2, 3, 4;
   // its loss is lr/0.001 / step.
-  fs.writeFileSync(
-    file,
+  const { dir, storePath } = await fakeSweep(
+    "rep",
     `name: rep
 description: two schedules by mmd
 model: ddpm
@@ -45,16 +61,6 @@ parameters:
   sample_steps: {values: [10, 100]}
 `,
   );
-  const storePath = join(dir, "store.sqlite");
-  const r = await runSweep({
-    file,
-    storePath,
-    runsDir: join(dir, "runs"),
-    concurrency: 2,
-    workerCommand: fake,
-    onEvent: () => {},
-  });
-  assert.equal(r.failed, 0);
   const out = join(dir, "report");
   // Through the command line, as a user runs it.
   const cmd = await new Deno.Command(Deno.execPath(), {
@@ -165,12 +171,10 @@ Deno.test("report: the best configuration's 2-D samples over the data, from the 
 });
 
 Deno.test("report --runs: the loss-per-band figure of the chosen runs; MNIST-like grids at each line's best point", async () => {
-  const dir = Deno.makeTempDirSync({ prefix: "dmw-report-" });
-  const file = join(dir, "grids.yaml");
   // The fake worker: mmd = 1/checkpoint step + sample_steps/1000; FAKE_SAMPLES=png writes each
   // evaluation's samples as an image grid, grey by its sampling steps.
-  fs.writeFileSync(
-    file,
+  const { dir, storePath } = await fakeSweep(
+    "grids",
     `name: grids
 model: ddpm
 data: 8gaussians
@@ -182,17 +186,8 @@ parameters:
   sampler: {values: [ddpm, ddim]}
   sample_steps: {values: [10, 40]}
 `,
+    ["FAKE_SAMPLES=png"],
   );
-  const storePath = join(dir, "store.sqlite");
-  const r = await runSweep({
-    file,
-    storePath,
-    runsDir: join(dir, "runs"),
-    concurrency: 2,
-    workerCommand: ["env", "FAKE_SAMPLES=png", ...fake],
-    onEvent: () => {},
-  });
-  assert.equal(r.failed, 0);
   const out = join(dir, "report");
   const files = await writeReport({ storePath, out, runs: "schedule=cosine" });
   const md = fs.readFileSync(join(out, "README.md"), "utf8");
