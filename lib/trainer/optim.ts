@@ -5,7 +5,7 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { Weights } from "../network/layers.ts";
-import { ADAM, hasAdamKernel } from "../runtime/kernels/adam.ts";
+import { ADAM, adamInputs, hasAdamKernel } from "../runtime/kernels/adam.ts";
 
 /** Optimizer settings. */
 export interface OptimizerConfig {
@@ -60,24 +60,28 @@ export class Adam {
     const bc2 = 1 - beta2 ** this.t;
     const stepSize = lr * Math.sqrt(bc2) / bc1;
     if (hasAdamKernel()) {
+      const names = Object.keys(params).filter((name) => grads[name]);
+      const operands = names.map((name): [tf.Variable, tf.Variable, tf.Variable, tf.Tensor] => [
+        params[name],
+        this.moments[`m/${name}`],
+        this.moments[`v/${name}`],
+        grads[name],
+      ]);
       const attrs = {
         beta1,
         beta2,
         stepSize,
         epsHat: eps * Math.sqrt(bc2),
         decay: kind === "adamw" ? lr * weightDecay : 0,
+        count: names.length,
       };
-      for (const [name, p] of Object.entries(params)) {
-        const g = grads[name];
-        if (!g) continue;
-        const m = this.moments[`m/${name}`];
-        const v = this.moments[`v/${name}`];
-        const out = tf.engine().runKernel(ADAM, { p, m, v, g }, attrs) as tf.Tensor[];
-        p.assign(out[0]);
-        m.assign(out[1]);
-        v.assign(out[2]);
-        tf.dispose(out);
-      }
+      const out = tf.engine().runKernel(ADAM, adamInputs(operands), attrs) as tf.Tensor[];
+      operands.forEach(([p, m, v], i) => {
+        p.assign(out[3 * i]);
+        m.assign(out[3 * i + 1]);
+        v.assign(out[3 * i + 2]);
+      });
+      tf.dispose(out);
       return;
     }
     tf.tidy(() => {

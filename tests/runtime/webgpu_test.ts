@@ -224,18 +224,30 @@ Deno.test("the fused Adam and AdamW kernels on webgpu match cpu's ops over three
   const grads = [0, 1, 2].map(() => Float32Array.from({ length: 300 }, () => rng.normal() * 0.1));
   for (const kind of ["adam", "adamw"] as const) {
     const run = async () => {
-      const params = { w: tf.variable(tf.tensor1d(p0)) };
+      // Two parameters, one kernel call: the first 100 values as [10, 10], the rest as [200].
+      const params = {
+        a: tf.variable(tf.tensor2d(p0.slice(0, 100), [10, 10])),
+        b: tf.variable(tf.tensor1d(p0.slice(100))),
+      };
       const adam = new Adam(params, { kind, weightDecay: 0.1 });
       for (const g of grads) {
-        const t = tf.tensor1d(g);
-        adam.apply(params, { w: t }, 0.01);
-        t.dispose();
+        const t = { a: tf.tensor2d(g.slice(0, 100), [10, 10]), b: tf.tensor1d(g.slice(100)) };
+        adam.apply(params, t, 0.01);
+        tf.dispose(Object.values(t));
       }
-      const out = [params.w, adam.moments["m/w"], adam.moments["v/w"]];
-      const values = await Promise.all(out.map((t) => t.data()));
+      const out = [
+        params.a,
+        params.b,
+        ..."mv".split("").flatMap((k) => [
+          adam.moments[`${k}/a`],
+          adam.moments[`${k}/b`],
+        ]),
+      ];
+      const flat = (await Promise.all(out.map((t) => t.data()))).map((v) => Float32Array.from(v));
+      const values = [0, 2, 4].map((i) => Float32Array.from([...flat[i], ...flat[i + 1]]));
       adam.dispose();
-      params.w.dispose();
-      return { values: values.map((v) => Float32Array.from(v)), kernel: hasAdamKernel() };
+      Object.values(params).forEach((p) => p.dispose());
+      return { values, kernel: hasAdamKernel() };
     };
     const want = await on("cpu", run);
     const got = await on("webgpu", run);

@@ -35,34 +35,48 @@ function reference(
 const P0 = [0.5, -1.25, 2, 0, 1e-3];
 const GRADS = [[0.1, -0.2, 0.3, 0, 5], [-0.1, 0.05, 0.3, 1e-4, -5], [0.2, 0.2, -0.3, 0, 0.5]];
 
+// Two parameters updated (one kernel call for both where the backend has it) and a third without a gradient.
+const U0 = [0.3, -0.7, 1.5, -2];
+const UGRADS = [[1, 0.5, -0.25, 2], [0, -1, 0.75, 2], [0.3, 0.3, 0.3, -4]];
+
 for (const backend of ["wasm", "cpu"] as const) {
   for (const kind of ["adam", "adamw"] as const) {
     Deno.test(`${kind} on ${backend} matches the textbook update over three steps`, async () => {
       await useBackend(backend);
       assert.equal(hasAdamKernel(), backend === "wasm", "wasm runs the fused kernel");
-      const params = { w: tf.variable(tf.tensor1d(P0)) };
+      const params = {
+        w: tf.variable(tf.tensor1d(P0)),
+        u: tf.variable(tf.tensor2d(U0, [2, 2])),
+        frozen: tf.variable(tf.tensor1d([7, 8])),
+      };
       const adam = new Adam(params, { kind, weightDecay: 0.1 });
       const before = tf.memory().numTensors;
-      for (const g of GRADS) {
-        const grad = tf.tensor1d(g);
-        adam.apply(params, { w: grad }, 0.01);
-        grad.dispose();
+      for (const [k, g] of GRADS.entries()) {
+        const grads = { w: tf.tensor1d(g), u: tf.tensor2d(UGRADS[k], [2, 2]) };
+        adam.apply(params, grads, 0.01);
+        tf.dispose(Object.values(grads));
       }
       assert.equal(tf.memory().numTensors, before, "an update leaves no tensors behind");
-      const want = reference(P0, GRADS, 0.01, kind, 0.1);
-      const got = {
-        p: [...await params.w.data()],
-        m: [...await adam.moments["m/w"].data()],
-        v: [...await adam.moments["v/w"].data()],
-      };
-      for (const key of ["p", "m", "v"] as const) {
-        got[key].forEach((x, i) => {
-          const w = want[key][i];
-          assert.ok(Math.abs(x - w) <= 1e-5 * Math.abs(w) + 1e-8, `${key}[${i}] ${x} vs ${w}`);
-        });
+      for (const [name, p0, grads] of [["w", P0, GRADS], ["u", U0, UGRADS]] as const) {
+        const want = reference([...p0], grads.map((g) => [...g]), 0.01, kind, 0.1);
+        const got = {
+          p: [...await params[name].data()],
+          m: [...await adam.moments[`m/${name}`].data()],
+          v: [...await adam.moments[`v/${name}`].data()],
+        };
+        for (const key of ["p", "m", "v"] as const) {
+          got[key].forEach((x, i) => {
+            const w = want[key][i];
+            assert.ok(
+              Math.abs(x - w) <= 1e-5 * Math.abs(w) + 1e-8,
+              `${name} ${key}[${i}] ${x} vs ${w}`,
+            );
+          });
+        }
       }
+      assert.deepEqual([...await params.frozen.data()], [7, 8], "no gradient, no update");
       adam.dispose();
-      params.w.dispose();
+      Object.values(params).forEach((p) => p.dispose());
     });
   }
 }

@@ -1,9 +1,9 @@
 /**
- * One Adam (or AdamW) update of a parameter as a single kernel: on wasm a
- * pass over p, m, v and g on the heap writing p', m', v'; on WebGPU three
- * dispatches (one per output). As tf ops the update is about a dozen kernels
- * per parameter (some 660 a step for the MNIST UNet), each a pass over the
- * data with its own dispatch.
+ * One Adam (or AdamW) update of every parameter as a single kernel: on wasm
+ * a pass over each parameter's p, m, v and g on the heap writing p', m',
+ * v'; on WebGPU three dispatches per parameter (one per output). As tf ops
+ * the update is about a dozen kernels per parameter (some 660 a step for the
+ * MNIST UNet), each a pass over the data with its own dispatch.
  *
  *   m' = β1·m + (1 − β1)·g
  *   v' = β2·v + (1 − β2)·g²
@@ -19,7 +19,10 @@ import "@tensorflow/tfjs-backend-wasm";
 import type { WasmBackend } from "./kernel_util.ts";
 import { elementwiseProgram, type WebGpuBackendLike, type WebGpuProgram } from "./webgpu.ts";
 
-/** Kernel name: inputs p, m, v, g; outputs p', m', v'. */
+/**
+ * Kernel name: inputs p0, m0, v0, g0, p1, … (attribute `count` parameters);
+ * outputs p'0, m'0, v'0, p'1, ….
+ */
 export const ADAM = "DmwAdam";
 
 /** The attributes of {@link ADAM}. */
@@ -29,32 +32,54 @@ export interface AdamAttrs {
   stepSize: number;
   epsHat: number;
   decay: number;
+  /** How many parameters the inputs hold. */
+  count: number;
+}
+
+/** The i-th parameter's p, m, v and g among the kernel's inputs, checked. */
+function operands(inputs: tf.NamedTensorInfoMap, i: number): tf.TensorInfo[] {
+  const t = ["p", "m", "v", "g"].flatMap((k) => inputs[`${k}${i}`] ?? []);
+  if (
+    t.length !== 4 ||
+    t.some((x) => x.dtype !== "float32" || !tf.util.arraysEqual(x.shape, t[0].shape))
+  ) {
+    throw new Error(`${ADAM}: p${i}, m${i}, v${i} and g${i} must be float32 of one shape`);
+  }
+  return t;
+}
+
+/** The inputs of one update of `params` (name → [p, m, v, g]), and its attributes. */
+export function adamInputs(
+  params: [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor][],
+): tf.NamedTensorMap {
+  const inputs: tf.NamedTensorMap = {};
+  params.forEach(([p, m, v, g], i) => {
+    Object.assign(inputs, { [`p${i}`]: p, [`m${i}`]: m, [`v${i}`]: v, [`g${i}`]: g });
+  });
+  return inputs;
 }
 
 /** The wasm kernel function. */
 export function wasmAdam(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
   const backend = args.backend as WasmBackend;
-  const { p, m, v, g } = args.inputs as Record<string, tf.TensorInfo>;
-  const { beta1, beta2, stepSize, epsHat, decay } = args.attrs as unknown as AdamAttrs;
-  for (const t of [p, m, v, g]) {
-    if (t.dtype !== "float32" || !tf.util.arraysEqual(t.shape, p.shape)) {
-      throw new Error(`${ADAM}: p, m, v and g must be float32 of one shape`);
-    }
-  }
-  const outs = [p, m, v].map(() => backend.makeOutput(p.shape, "float32"));
-  // Views only after the last allocation: a growing heap detaches them.
-  const [P, M, V, G] = [p, m, v, g].map((t) => backend.typedArrayFromHeap(t));
-  const [P2, M2, V2] = outs.map((t) => backend.typedArrayFromHeap(t));
+  const { beta1, beta2, stepSize, epsHat, decay, count } = args.attrs as unknown as AdamAttrs;
+  const params = Array.from({ length: count }, (_, i) => operands(args.inputs, i));
+  const outs = params.map(([p]) => [0, 1, 2].map(() => backend.makeOutput(p.shape, "float32")));
   const c1 = 1 - beta1, c2 = 1 - beta2;
-  for (let i = 0; i < P.length; i++) {
-    const gi = G[i];
-    const mi = beta1 * M[i] + c1 * gi;
-    const vi = beta2 * V[i] + c2 * gi * gi;
-    M2[i] = mi;
-    V2[i] = vi;
-    P2[i] = P[i] - stepSize * mi / (Math.sqrt(vi) + epsHat) - decay * P[i];
-  }
-  return outs;
+  params.forEach((ins, k) => {
+    // Views only after the last allocation: a growing heap detaches them.
+    const [P, M, V, G] = ins.map((t) => backend.typedArrayFromHeap(t));
+    const [P2, M2, V2] = outs[k].map((t) => backend.typedArrayFromHeap(t));
+    for (let i = 0; i < P.length; i++) {
+      const gi = G[i];
+      const mi = beta1 * M[i] + c1 * gi;
+      const vi = beta2 * V[i] + c2 * gi * gi;
+      M2[i] = mi;
+      V2[i] = vi;
+      P2[i] = P[i] - stepSize * mi / (Math.sqrt(vi) + epsHat) - decay * P[i];
+    }
+  });
+  return outs.flat();
 }
 
 /** The fused update on wasm, for {@link installKernels}. */
@@ -93,16 +118,18 @@ function adamProgram(which: "p" | "m" | "v", shape: number[]): WebGpuProgram {
 /** The WebGPU kernel function. */
 export function webgpuAdam(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
   const backend = args.backend as unknown as WebGpuBackendLike;
-  const { p, m, v, g } = args.inputs as Record<string, tf.TensorInfo>;
   const a = args.attrs as unknown as AdamAttrs;
   const uniforms = [a.beta1, a.beta2, a.stepSize, a.epsHat, a.decay].map((x) => ({
     type: "float32",
     data: [x],
   }));
-  const inputs = { p: [p, m, v, g], m: [m, g], v: [v, g] };
-  return (["p", "m", "v"] as const).map((which) =>
-    backend.runWebGPUProgram(adamProgram(which, p.shape), inputs[which], "float32", uniforms)
-  );
+  return Array.from({ length: a.count }, (_, i) => {
+    const [p, m, v, g] = operands(args.inputs, i);
+    const inputs = { p: [p, m, v, g], m: [m, g], v: [v, g] };
+    return (["p", "m", "v"] as const).map((which) =>
+      backend.runWebGPUProgram(adamProgram(which, p.shape), inputs[which], "float32", uniforms)
+    );
+  }).flat();
 }
 
 /** The fused update on WebGPU, for {@link installKernels}. */
