@@ -6,7 +6,7 @@
  * sweep stops running.
  */
 import { openStore } from "../store/store.ts";
-import { watchPlain } from "../sweep/commands.ts";
+import { watchPlain } from "../sweep/status.ts";
 import { short } from "./charts.ts";
 import { type Snapshot, SweepReader } from "./model.ts";
 

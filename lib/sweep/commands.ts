@@ -1,7 +1,7 @@
 /**
  * `deno task sweep`: load and plan an experiment, record it in the store and
  * run it (resuming whatever an earlier, interrupted invocation left), here or
- * through a PostgreSQL store's workers; and the plain `watch` lines.
+ * through a PostgreSQL store's workers.
  */
 import { acquireSweepLock } from "./lock.ts";
 import { createHash } from "node:crypto";
@@ -17,7 +17,6 @@ import {
 import { type Experiment, loadExperiment } from "./experiment.ts";
 import { execute, type ExecuteOptions, type ExecutorUpdate } from "./executor.ts";
 import { configRows, describePlan, type Plan, planSweep, type TrainJob } from "./planner.ts";
-import { noSweepError } from "./results.ts";
 import { coordinate } from "./coordinator.ts";
 import { openQueue } from "./queue.ts";
 import { runWorker } from "./worker.ts";
@@ -307,39 +306,5 @@ async function runDistributed(
     }
   } finally {
     await boss.stop({ timeout: 2000 }).catch(() => {});
-  }
-}
-
-/** Plain `watch`: prints the sweep's job states and latest numbers once. */
-export async function watchPlain(opts: { sweep?: string; storePath?: string }): Promise<string> {
-  const store = await openStore(opts.storePath ?? DEFAULT_STORE, { readOnly: true });
-  try {
-    const sweep = await store.sweep(opts.sweep);
-    if (!sweep) throw await noSweepError(store, opts.sweep);
-    const jobs = await store.jobs(sweep.id);
-    const count = (s: string) => jobs.filter((j) => j.state === s).length;
-    const lines = [
-      `sweep ${sweep.name} (${sweep.status}): ${count("done")} done, ${count("running")} running, ${
-        count("queued")
-      } queued, ${count("failed")} failed`,
-    ];
-    const evals = await store.evalsForSweep(sweep.id);
-    for (const j of jobs) {
-      const last = j.kind === "train" ? (await store.metricsSince(j.id, 0)).at(-1) : undefined;
-      const ev = evals.filter((e) => e.job === j.id).map((e) =>
-        `${e.metric}=${e.value.toPrecision(4)}`
-      ).join(" ");
-      lines.push(
-        `  ${j.kind.padEnd(5)} ${j.state.padEnd(9)} ${
-          (j.progress * 100).toFixed(0).padStart(3)
-        }%  ${j.key}` +
-          `${last ? `  step ${last.step} loss ${last.loss.toFixed(4)}` : ""}${ev ? `  ${ev}` : ""}${
-            j.error ? `  (${j.error})` : ""
-          }`,
-      );
-    }
-    return lines.join("\n");
-  } finally {
-    await store.close();
   }
 }

@@ -4,7 +4,8 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { watchLines } from "../../lib/dashboard/plain.ts";
 import { openStore } from "../../lib/store/store.ts";
-import { runSweep, watchPlain } from "../../lib/sweep/commands.ts";
+import { runSweep } from "../../lib/sweep/commands.ts";
+import { watchPlain } from "../../lib/sweep/status.ts";
 import { buildFixture } from "./fixture.ts";
 
 const ESC = String.fromCharCode(27);

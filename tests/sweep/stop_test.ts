@@ -9,7 +9,8 @@ import * as fs from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { openStore } from "../../lib/store/store.ts";
-import { runSweep, watchPlain } from "../../lib/sweep/commands.ts";
+import { runSweep } from "../../lib/sweep/commands.ts";
+import { watchPlain } from "../../lib/sweep/status.ts";
 
 const EXPERIMENT = `name: stoppable
 model: ddpm
