@@ -12,10 +12,6 @@ import { openStore } from "../../lib/store/store.ts";
 import { runSweep } from "../../lib/sweep/commands.ts";
 import { watchPlain } from "../../lib/sweep/status.ts";
 import { compareSweep, listSweeps } from "../../lib/sweep/compare.ts";
-import { coordinate } from "../../lib/sweep/coordinator.ts";
-import { loadExperiment } from "../../lib/sweep/experiment.ts";
-import { configRows, planSweep } from "../../lib/sweep/planner.ts";
-import { openQueue, queueState } from "../../lib/sweep/queue.ts";
 import { evalSampleFiles } from "../../lib/sweep/results.ts";
 import { withCluster } from "../store/postgres.ts";
 
@@ -166,79 +162,4 @@ parameters:
   } finally {
     Deno.env.delete("FAKE_SLEEP_MS");
   }
-});
-
-Deno.test("the coordinator puts evaluations back in the queue when their training job is queued again", async () => {
-  await withCluster("dmw-pgback-", async (url, dir) => {
-    const file = join(dir, "exp.yaml");
-    fs.writeFileSync(
-      file,
-      `name: back
-model: ddpm
-data: 8gaussians
-steps: 100
-parameters:
-  sample_steps: {values: [10, 20, 50]}
-`,
-    );
-    const { experiment } = loadExperiment(file);
-    const plan = planSweep(experiment);
-    const store = await openStore(url);
-    try {
-      const sweep = await store.upsertSweep("back", file, "h", JSON.stringify(experiment));
-      await store.setConfigs(sweep.id, configRows(plan));
-      const t = plan.train[0];
-      const train = await store.ensureJob(sweep.id, t.key, "train", JSON.stringify(t), "r");
-      const evals = [];
-      for (const e of plan.eval) {
-        evals.push(await store.ensureJob(sweep.id, e.key, "eval", JSON.stringify(e), "r"));
-      }
-      // As a sweep left them: the training failed, its evaluations ended with it (never run),
-      // one of them cancelled by hand before that.
-      await store.updateJob(train.id, { state: "failed", attempts: 2, error: "crash" });
-      const why = `its training job ${t.key} is failed`;
-      await store.updateJob(evals[0].id, { state: "failed", error: why });
-      await store.updateJob(evals[1].id, { state: "failed", error: why });
-      await store.updateJob(evals[2].id, { state: "cancelled", cancelRequested: 1 });
-      // `r` on the training job in the dashboard, while the coordinator runs.
-      await store.requeue(train.id);
-      await store.setSweepStatus(sweep.id, "running");
-      const boss = await openQueue(store, () => {});
-      const stop = new AbortController();
-      const lines: string[] = [];
-      const run = coordinate({
-        store,
-        boss,
-        sweepId: sweep.id,
-        plan,
-        pollMs: 100,
-        onUpdate: (u) => lines.push(u.message),
-        signal: stop.signal,
-      });
-      try {
-        const t0 = Date.now();
-        while (Date.now() - t0 < 60_000) {
-          const [a, b] = [await store.job(evals[0].id), await store.job(evals[1].id)];
-          if (a!.state === "queued" && b!.state === "queued") break;
-          await new Promise((r) => setTimeout(r, 100));
-        }
-        for (const e of evals.slice(0, 2)) {
-          const now = (await store.job(e.id))!;
-          assert.deepEqual(
-            [now.state, now.round, now.error],
-            ["queued", 1, null],
-            lines.join("\n"),
-          );
-        }
-        assert.equal((await store.job(evals[2].id))!.state, "cancelled", "cancelled by hand stays");
-        assert.equal(await queueState(boss, (await store.job(train.id))!), "created");
-      } finally {
-        stop.abort();
-        await run;
-        await boss.stop({ timeout: 2000 });
-      }
-    } finally {
-      await store.close();
-    }
-  });
 });
