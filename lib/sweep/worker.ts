@@ -385,6 +385,7 @@ async function whenReachable<T>(
         );
       }
       waiting = true;
+      if (signal.aborted) break; // stopped while the line was printed: no wait
       await new Promise((r) => {
         const t = setTimeout(r, REACH_RETRY_MS);
         signal.addEventListener("abort", () => {
