@@ -5,13 +5,9 @@ import { fileURLToPath } from "node:url";
 import { runSweep } from "../../lib/sweep/commands.ts";
 import { compareSweep, listSweeps } from "../../lib/sweep/compare.ts";
 import { type JobRow, openStore, type Store } from "../../lib/store/store.ts";
+import { fakeWorker } from "./fixtures/fake_command.ts";
 
-const fake = [
-  Deno.execPath(),
-  "run",
-  "-A",
-  fileURLToPath(new URL("./fixtures/fake_worker.ts", import.meta.url)),
-];
+const fake = fakeWorker();
 
 function setup(yaml: string) {
   const dir = Deno.makeTempDirSync({ prefix: "dmw-sweep-" });

@@ -9,7 +9,6 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { type JobRow, openStore, type Store } from "../../lib/store/store.ts";
 import {
   checkpointStep,
@@ -28,17 +27,11 @@ import {
   trainArgs,
 } from "../../lib/sweep/jobrun.ts";
 import type { EvalJob, TrainJob } from "../../lib/sweep/planner.ts";
+import { fakeWorker } from "./fixtures/fake_command.ts";
 
 const ESC = String.fromCharCode(27);
 
-const fake = [
-  "env",
-  "FAKE_SAMPLES=1",
-  Deno.execPath(),
-  "run",
-  "-A",
-  fileURLToPath(new URL("./fixtures/fake_worker.ts", import.meta.url)),
-];
+const fake = fakeWorker("FAKE_SAMPLES=1");
 
 /** A child that runs `script` in sh with the job's arguments as $1, $2, …. */
 const sh = (script: string) => ["sh", "-c", script, "sh"];

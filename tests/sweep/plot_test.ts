@@ -1,19 +1,14 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { runSweep } from "../../lib/sweep/commands.ts";
 import { compareSweep, loadSweeps } from "../../lib/sweep/compare.ts";
 import { figureData, figureSpec, renderSvg, svgToPng } from "../../lib/sweep/plot.ts";
 import { openStore } from "../../lib/store/store.ts";
 import type { ConfigResult, SweepResults } from "../../lib/sweep/results.ts";
+import { fakeWorker } from "./fixtures/fake_command.ts";
 
-const fake = [
-  Deno.execPath(),
-  "run",
-  "-A",
-  fileURLToPath(new URL("./fixtures/fake_worker.ts", import.meta.url)),
-];
+const fake = fakeWorker();
 
 /**
  * Two small sweeps run by the fake worker, whose evaluation reports

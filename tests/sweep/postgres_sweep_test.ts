@@ -7,22 +7,15 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { openStore } from "../../lib/store/store.ts";
 import { runSweep } from "../../lib/sweep/commands.ts";
 import { watchPlain } from "../../lib/sweep/status.ts";
 import { compareSweep, listSweeps } from "../../lib/sweep/compare.ts";
 import { evalSampleFiles } from "../../lib/sweep/results.ts";
 import { withCluster } from "../store/postgres.ts";
+import { fakeWorker } from "./fixtures/fake_command.ts";
 
-const fake = [
-  "env",
-  "FAKE_SAMPLES=1",
-  Deno.execPath(),
-  "run",
-  "-A",
-  fileURLToPath(new URL("./fixtures/fake_worker.ts", import.meta.url)),
-];
+const fake = fakeWorker("FAKE_SAMPLES=1");
 
 Deno.test("a sweep runs on a PostgreSQL store; compare, list and watch read it by URL", async () => {
   await withCluster("dmw-pgsweep-", async (url, dir) => {

@@ -7,14 +7,10 @@ import { openStore } from "../../lib/store/store.ts";
 import { runSweep } from "../../lib/sweep/commands.ts";
 import { bandName, writeReport } from "../../lib/sweep/report.ts";
 import { buildFixture, fixtureMmd } from "../dashboard/fixture.ts";
+import { fakeWorker } from "./fixtures/fake_command.ts";
 
 const main = fileURLToPath(new URL("../../main.ts", import.meta.url));
-const fake = [
-  Deno.execPath(),
-  "run",
-  "-A",
-  fileURLToPath(new URL("./fixtures/fake_worker.ts", import.meta.url)),
-];
+const fake = fakeWorker();
 
 /** Runs the experiment `yaml` with the fake worker (`env`: its variables) in a fresh folder. */
 async function fakeSweep(name: string, yaml: string, env: string[] = []) {

@@ -11,6 +11,7 @@ import { fileURLToPath } from "node:url";
 import { openStore } from "../../lib/store/store.ts";
 import { runSweep } from "../../lib/sweep/commands.ts";
 import { watchPlain } from "../../lib/sweep/status.ts";
+import { fakeWorker } from "./fixtures/fake_command.ts";
 
 const EXPERIMENT = `name: stoppable
 model: ddpm
@@ -21,12 +22,7 @@ parameters:
   schedule: {values: [linear, cosine]}
 `;
 
-const fake = [
-  Deno.execPath(),
-  "run",
-  "-A",
-  fileURLToPath(new URL("./fixtures/fake_worker.ts", import.meta.url)),
-];
+const fake = fakeWorker();
 
 /** A sweep process (fixtures/run_sweep.ts) with slow fake training steps. */
 function sweepProcess(file: string, storePath: string, runsDir: string): Deno.ChildProcess {

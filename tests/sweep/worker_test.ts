@@ -11,21 +11,14 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { join } from "node:path";
-import { fileURLToPath } from "node:url";
 import { type JobRow, openStore } from "../../lib/store/store.ts";
 import { enqueue, ensureQueue, openQueue, queueState } from "../../lib/sweep/queue.ts";
 import { REACH_RETRY_MS, runWorker, workerCommand } from "../../lib/sweep/worker.ts";
 import type { EvalJob, TrainJob } from "../../lib/sweep/planner.ts";
 import { withCluster } from "../store/postgres.ts";
+import { fakeWorker } from "./fixtures/fake_command.ts";
 
-const fake = [
-  "env",
-  "FAKE_SAMPLES=1",
-  Deno.execPath(),
-  "run",
-  "-A",
-  fileURLToPath(new URL("./fixtures/fake_worker.ts", import.meta.url)),
-];
+const fake = fakeWorker("FAKE_SAMPLES=1");
 
 Deno.test("workerCommand: an SQLite store is refused, naming what a worker needs", async () => {
   await assert.rejects(
