@@ -8,15 +8,12 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { Rng } from "../runtime/rng.ts";
-import { groupNormByKernels, hasGroupNormKernels } from "../runtime/kernels/group_norm.ts";
-import { hasSiluKernels, siluByKernels } from "../runtime/kernels/onednn_silu.ts";
-import { hasUpsampleKernels, upsample2xByKernels } from "../runtime/kernels/upsample.ts";
-import { denseReluByKernels, hasReluBiasGradKernel } from "../runtime/kernels/dense_relu.ts";
-import {
-  hasSinusoidalKernel,
-  SINUSOIDAL,
-  sinusoidalFrequencies,
-} from "../runtime/kernels/sinusoidal.ts";
+import { GROUP_NORM, groupNormByKernels } from "../runtime/kernels/group_norm.ts";
+import { hasKernel } from "../runtime/kernels/install.ts";
+import { SILU, siluByKernels } from "../runtime/kernels/onednn_silu.ts";
+import { UPSAMPLE2X, upsample2xByKernels } from "../runtime/kernels/upsample.ts";
+import { denseReluByKernels, RELU_BIAS_GRAD } from "../runtime/kernels/dense_relu.ts";
+import { SINUSOIDAL, sinusoidalFrequencies } from "../runtime/kernels/sinusoidal.ts";
 
 /** Named parameter tensors of a network. */
 export type Weights = Record<string, tf.Tensor>;
@@ -82,7 +79,7 @@ export function dense(
     ? (x as tf.Tensor2D)
     : tf.reshape(x, [-1, shape.at(-1)!]) as tf.Tensor2D;
   const bias = w[`${name}.b`];
-  const y = activation === "relu" && hasReluBiasGradKernel()
+  const y = activation === "relu" && hasKernel(RELU_BIAS_GRAD)
     ? denseReluByKernels(x2, W, bias) // stays fused under a gradient tape, unlike fused.matMul
     : tf.fused.matMul({ a: x2, b: W, bias, activation }); // [N, fout]
   return shape.length === 2 ? y : tf.reshape(y, [...shape.slice(0, -1), W.shape[1]]);
@@ -108,7 +105,7 @@ export function conv(w: Weights, name: string, x: tf.Tensor4D, stride: 1 | 2 = 1
  * (lib/runtime/kernels/onednn_silu.ts); elsewhere tf ops.
  */
 export function silu<T extends tf.Tensor>(x: T): T {
-  return (hasSiluKernels() ? siluByKernels(x) : tf.mul(x, tf.sigmoid(x))) as T;
+  return (hasKernel(SILU) ? siluByKernels(x) : tf.mul(x, tf.sigmoid(x))) as T;
 }
 
 /**
@@ -135,7 +132,7 @@ function groupNormOp(
   groups: number,
   withSilu: boolean,
 ): tf.Tensor4D {
-  const y = hasGroupNormKernels()
+  const y = hasKernel(GROUP_NORM)
     ? groupNormByKernels(x, gamma, beta, { groups, eps: 1e-5 })
     : groupNormByOps(x, gamma, beta, groups);
   return withSilu ? silu(y) : y;
@@ -225,7 +222,7 @@ const upsample2xWithGrad = tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)
  * above.
  */
 export function upsample2x(x: tf.Tensor4D): tf.Tensor4D {
-  return hasUpsampleKernels() ? upsample2xByKernels(x) : upsample2xWithGrad(x) as tf.Tensor4D;
+  return hasKernel(UPSAMPLE2X) ? upsample2xByKernels(x) : upsample2xWithGrad(x) as tf.Tensor4D;
 }
 
 /**
@@ -261,7 +258,7 @@ export function mergeHeads(x: tf.Tensor4D): tf.Tensor3D {
  * t cached (lib/runtime/kernels/sinusoidal.ts); elsewhere tf ops.
  */
 export function sinusoidalEmbedding(t: tf.Tensor1D, dim: number): tf.Tensor2D {
-  if (hasSinusoidalKernel()) {
+  if (hasKernel(SINUSOIDAL)) {
     return tf.engine().runKernel(SINUSOIDAL, { t }, { dim }) as tf.Tensor2D;
   }
   const half = dim / 2;

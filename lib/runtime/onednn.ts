@@ -218,6 +218,11 @@ export interface Onednn {
    * gradient dx = dy·[y > 0] from the forward pass's output y.
    */
   relu(call: ReluCall): void;
+  /**
+   * out[c] = scale·Σ_r x[r, c] for a row-major x [rows, cols]: one sgemm,
+   * a row of ones times x (bias gradients, sums over leading axes).
+   */
+  columnSums(x: Float32Array, rows: number, cols: number, out: Float32Array, scale: number): void;
   /** The implementation oneDNN chose for a convolution (e.g. "jit:avx512_core"); builds it if new. */
   convImplementation(shape: ConvShape, kind: ConvCall["kind"]): string;
   /** The file it was loaded from. */
@@ -304,7 +309,8 @@ export function loadOnednn(threads: number): Onednn | { error: string } {
     }
     const s = lib.symbols;
     const prims = primitives(s);
-    loaded = {
+    let ones = new Float32Array(0);
+    const dnnl: Onednn = {
       path,
       version,
       threads,
@@ -329,8 +335,13 @@ export function loadOnednn(threads: number): Onednn | { error: string } {
           throw new Error(`dnnl_sgemm(${m}×${k} · ${k}×${n}) failed with status ${status}`);
         }
       },
+      columnSums(x, rows, cols, out, scale) {
+        if (ones.length < rows) ones = new Float32Array(rows).fill(1);
+        dnnl.sgemm(false, false, 1, cols, rows, scale, ones, rows, x, cols, 0, out, cols);
+      },
     };
-    return loaded;
+    loaded = dnnl;
+    return dnnl;
   }
   loaded = { error: `no oneDNN library (${failures.join("; ")})` };
   return loaded;
@@ -618,6 +629,13 @@ function primitives(
     backward: [DNNL.ARG_DST, DNNL.ARG_DIFF_DST, DNNL.ARG_DIFF_SRC],
   };
 
+  /** The primitive cached as `key`, built by `build` on first use. */
+  const cached = (key: string, build: () => Primitive) => {
+    let p = cache.get(key);
+    if (!p) cache.set(key, p = build());
+    return p;
+  };
+
   /** Runs the cached primitive `key` (built by `build` on first use) on the given arrays. */
   const run = (
     key: string,
@@ -625,11 +643,7 @@ function primitives(
     data: Map<number, Float32Array>,
     what: string,
   ) => {
-    let p = cache.get(key);
-    if (!p) {
-      p = build();
-      cache.set(key, p);
-    }
+    const p = cached(key, build);
     for (const [arg, array] of data) {
       check(
         s.dnnl_memory_set_data_handle(p.user.get(arg)!, Deno.UnsafePointer.of(array)),
@@ -692,9 +706,7 @@ function primitives(
       run(`relu|${call.kind}|${n}`, build, data, `ReLU ${call.kind}`);
     },
     convImplementation(shape, kind) {
-      const key = convKey(shape, kind, false);
-      if (!cache.has(key)) cache.set(key, buildConv(shape, kind, false));
-      return cache.get(key)!.impl;
+      return cached(convKey(shape, kind, false), () => buildConv(shape, kind, false)).impl;
     },
   };
 }

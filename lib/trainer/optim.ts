@@ -5,7 +5,8 @@
  */
 import * as tf from "@tensorflow/tfjs-core";
 import type { Weights } from "../network/layers.ts";
-import { ADAM, adamInputs, hasAdamKernel } from "../runtime/kernels/adam.ts";
+import { ADAM, adamInputs } from "../runtime/kernels/adam.ts";
+import { hasKernel } from "../runtime/kernels/install.ts";
 
 /** Optimizer settings. */
 export interface OptimizerConfig {
@@ -59,7 +60,7 @@ export class Adam {
     const bc1 = 1 - beta1 ** this.t;
     const bc2 = 1 - beta2 ** this.t;
     const stepSize = lr * Math.sqrt(bc2) / bc1;
-    if (hasAdamKernel()) {
+    if (hasKernel(ADAM)) {
       const names = Object.keys(params).filter((name) => grads[name]);
       const operands = names.map((name): [tf.Variable, tf.Variable, tf.Variable, tf.Tensor] => [
         params[name],

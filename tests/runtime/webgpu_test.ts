@@ -36,9 +36,10 @@ import {
 } from "../../lib/runtime/webgpu.ts";
 import type { WebGpuBackendLike, WebGpuProgram } from "../../lib/runtime/kernels/webgpu.ts";
 import { Adam, clipByGlobalNorm } from "../../lib/trainer/optim.ts";
-import { hasAdamKernel } from "../../lib/runtime/kernels/adam.ts";
+import { ADAM } from "../../lib/runtime/kernels/adam.ts";
+import { hasKernel } from "../../lib/runtime/kernels/install.ts";
 import { groupNorm, groupNormSilu } from "../../lib/network/layers.ts";
-import { hasGroupNormKernels } from "../../lib/runtime/kernels/group_norm.ts";
+import { GROUP_NORM } from "../../lib/runtime/kernels/group_norm.ts";
 import { readEvents } from "../../lib/trainer/events.ts";
 import { train } from "../../lib/trainer/trainer.ts";
 
@@ -198,7 +199,7 @@ for (const [shape, groups] of GROUP_NORM_CASES) {
         const out = [await values(y), ...(await Promise.all(grads.map(values)))];
         tf.dispose([x, g, b, r, y, ...grads]);
         assert.equal(tf.memory().numTensors, before, "value and gradient free what they make");
-        return { out, kernels: hasGroupNormKernels() };
+        return { out, kernels: hasKernel(GROUP_NORM) };
       };
       const want = await on("cpu", run);
       const got = await on("webgpu", run);
@@ -247,7 +248,7 @@ Deno.test("the fused Adam and AdamW kernels on webgpu match cpu's ops over three
       const values = [0, 2, 4].map((i) => Float32Array.from([...flat[i], ...flat[i + 1]]));
       adam.dispose();
       Object.values(params).forEach((p) => p.dispose());
-      return { values, kernel: hasAdamKernel() };
+      return { values, kernel: hasKernel(ADAM) };
     };
     const want = await on("cpu", run);
     const got = await on("webgpu", run);

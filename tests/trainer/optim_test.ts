@@ -5,7 +5,8 @@
  */
 import assert from "node:assert/strict";
 import * as tf from "@tensorflow/tfjs-core";
-import { hasAdamKernel } from "../../lib/runtime/kernels/adam.ts";
+import { ADAM } from "../../lib/runtime/kernels/adam.ts";
+import { hasKernel } from "../../lib/runtime/kernels/install.ts";
 import { Adam } from "../../lib/trainer/optim.ts";
 import { useBackend } from "../helpers.ts";
 
@@ -43,7 +44,7 @@ for (const backend of ["wasm", "cpu"] as const) {
   for (const kind of ["adam", "adamw"] as const) {
     Deno.test(`${kind} on ${backend} matches the textbook update over three steps`, async () => {
       await useBackend(backend);
-      assert.equal(hasAdamKernel(), backend === "wasm", "wasm runs the fused kernel");
+      assert.equal(hasKernel(ADAM), backend === "wasm", "wasm runs the fused kernel");
       const params = {
         w: tf.variable(tf.tensor1d(P0)),
         u: tf.variable(tf.tensor2d(U0, [2, 2])),

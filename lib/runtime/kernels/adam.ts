@@ -85,11 +85,6 @@ export function wasmAdam(args: Parameters<tf.KernelFunc>[0]): tf.TensorInfo[] {
 /** The fused update on wasm, for {@link installKernels}. */
 export const WASM_ADAM: Record<string, KernelMaker> = { [ADAM]: () => wasmAdam };
 
-/** Whether the current backend has the fused update. */
-export function hasAdamKernel(): boolean {
-  return tf.getKernel(ADAM, tf.getBackend()) !== undefined;
-}
-
 /**
  * One of p', m', v' of the update on WebGPU (three dispatches: a program has
  * one output); each binds only the buffers it reads.

@@ -24,7 +24,6 @@ export const RELU_BIAS_GRAD = "DmwReluBiasGrad";
  * JavaScript loop on plain wasm it was slower than the tf ops it replaces.)
  */
 export function onednnReluBiasGradMakers(dnnl: Onednn): Record<string, KernelMaker> {
-  let ones = new Float32Array(0);
   return {
     [RELU_BIAS_GRAD]: () => (args: Parameters<tf.KernelFunc>[0]) => {
       const { dy, y } = args.inputs as { dy: tf.TensorInfo; y: tf.TensorInfo };
@@ -51,16 +50,10 @@ export function onednnReluBiasGradMakers(dnnl: Onednn): Record<string, KernelMak
         dy: backend.typedArrayFromHeap(dy),
         dx: dzs,
       });
-      if (ones.length < M) ones = new Float32Array(M).fill(1);
-      dnnl.sgemm(false, false, 1, N, M, 1, ones, M, dzs, N, 0, dbs, N);
+      dnnl.columnSums(dzs, M, N, dbs, 1);
       return [dz, db];
     },
   };
-}
-
-/** Whether the current backend has this kernel. */
-export function hasReluBiasGradKernel(): boolean {
-  return tf.getKernel(RELU_BIAS_GRAD, tf.getBackend()) !== undefined;
 }
 
 /** max(a·W + b, 0) for a [M, K], W [K, N], b [N], fused forward and backward. */

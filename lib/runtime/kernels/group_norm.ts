@@ -185,11 +185,6 @@ export const WASM_GROUP_NORM: Record<string, KernelMaker> = {
   [GROUP_NORM_GRAD]: () => wasmGroupNormGrad,
 };
 
-/** Whether the current backend has these kernels. */
-export function hasGroupNormKernels(): boolean {
-  return tf.getKernel(GROUP_NORM, tf.getBackend()) !== undefined;
-}
-
 /**
  * GroupNorm of x [B, H, W, C] by the project kernels,
  * with their gradient; the current backend must have them

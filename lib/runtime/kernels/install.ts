@@ -41,6 +41,11 @@ export function installKernels(
   }
 }
 
+/** Whether the current backend has a kernel named `kernelName` (a project kernel, say). */
+export function hasKernel(kernelName: string): boolean {
+  return tf.getKernel(kernelName, tf.getBackend()) !== undefined;
+}
+
 /** The installer that put `kernelName`'s current kernel in place on `backend`, if a project one did. */
 export function installerOf(kernelName: string, backend: string): string | undefined {
   const k = tf.getKernel(kernelName, backend);

@@ -17,7 +17,6 @@ type Args = Parameters<tf.KernelFunc>[0];
 
 /** Sum (`mean` false) or Mean over leading axes on `dnnl`, else `fallback`. */
 function leadingReduction(dnnl: Onednn, mean: boolean, fallback: tf.KernelFunc) {
-  let ones = new Float32Array(0);
   return (args: Args): tf.TensorInfo => {
     const x = args.inputs.x as tf.TensorInfo;
     const { axis, keepDims } = args.attrs as { axis: number | number[]; keepDims: boolean };
@@ -36,10 +35,9 @@ function leadingReduction(dnnl: Onednn, mean: boolean, fallback: tf.KernelFunc) 
       keepDims ? tf.backend_util.expandShapeToKeepDim(kept, axes) : kept,
       "float32",
     );
-    if (ones.length < R) ones = new Float32Array(R).fill(1);
     // Views only after the last allocation: a growing heap detaches them.
     const X = backend.typedArrayFromHeap(x), Y = backend.typedArrayFromHeap(out);
-    dnnl.sgemm(false, false, 1, C, R, mean ? 1 / R : 1, ones, R, X, C, 0, Y, C);
+    dnnl.columnSums(X, R, C, Y, mean ? 1 / R : 1);
     return out;
   };
 }

@@ -60,11 +60,6 @@ export function onednnSiluMakers(dnnl: Onednn): Record<string, KernelMaker> {
   };
 }
 
-/** Whether the current backend has these kernels. */
-export function hasSiluKernels(): boolean {
-  return tf.getKernel(SILU, tf.getBackend()) !== undefined;
-}
-
 /** SiLU of x by the kernels, with its gradient; the current backend must have them. */
 export const siluByKernels: (x: tf.Tensor) => tf.Tensor = tf.customGrad((...args) => {
   const x = args[0] as tf.Tensor;

@@ -64,8 +64,3 @@ export const WASM_SINUSOIDAL: Record<string, KernelMaker> = {
     return out;
   },
 };
-
-/** Whether the current backend has this kernel. */
-export function hasSinusoidalKernel(): boolean {
-  return tf.getKernel(SINUSOIDAL, tf.getBackend()) !== undefined;
-}

@@ -83,11 +83,6 @@ export const WASM_UPSAMPLE: Record<string, KernelMaker> = {
   },
 };
 
-/** Whether the current backend has these kernels. */
-export function hasUpsampleKernels(): boolean {
-  return tf.getKernel(UPSAMPLE2X, tf.getBackend()) !== undefined;
-}
-
 /** Nearest ×2 upsampling by the kernels, with its gradient; the current backend must have them. */
 export const upsample2xByKernels: (x: tf.Tensor4D) => tf.Tensor4D = tf.customGrad((...args) => {
   const x = args[0] as tf.Tensor;
