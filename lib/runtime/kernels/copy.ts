@@ -50,13 +50,7 @@ export function blockCopy(src: Float32Array, dst: Float32Array, c: BlockCopy): v
   let s = c.srcOffset, d = c.dstOffset;
   for (;;) {
     // The innermost counted axis as a plain loop; the outer ones as an odometer.
-    if (run < SHORT_RUN) {
-      for (let i = 0, si = s, di = d; i < n; i++, si += ss, di += ds) {
-        for (let j = 0; j < run; j++) dst[di + j] = src[si + j];
-      }
-    } else {
-      for (let i = 0; i < n; i++) dst.set(src.subarray(s + i * ss, s + i * ss + run), d + i * ds);
-    }
+    for (let i = 0; i < n; i++) copyRun(src, s + i * ss, dst, d + i * ds, run);
     let a = last - 1;
     for (; a >= 0; a--) {
       s += srcStrides[a];
