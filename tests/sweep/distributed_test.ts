@@ -156,7 +156,26 @@ async function heldTraining(store: Store): Promise<JobRow | undefined> {
   return undefined;
 }
 
-Deno.test("a worker killed mid-training: its job resumes on the other from the stored checkpoint", async () => {
+/** What {@link withHeldJob} hands its body. */
+interface HeldJob {
+  url: string;
+  machines: string[];
+  workers: Deno.ChildProcess[];
+  sweep: ReturnType<typeof coordinator>;
+  store: Store;
+  /** Written to let held training jobs go on. */
+  release: string;
+  /** A training job held past its step-100 checkpoint, and the machine running it. */
+  victim: JobRow;
+  machine: number;
+}
+
+/**
+ * Two worker machines and a coordinator on EXPERIMENT, in a throwaway
+ * cluster, with a training job held at its stored checkpoint; `body` does
+ * something to that job's machine. Everything is stopped after.
+ */
+async function withHeldJob(body: (h: HeldJob) => Promise<void>): Promise<void> {
   await withCluster("dmw-dist-", async (url, dir) => {
     const file = join(dir, "exp.yaml");
     fs.writeFileSync(file, EXPERIMENT);
@@ -166,7 +185,6 @@ Deno.test("a worker killed mid-training: its job resumes on the other from the s
     const sweep = coordinator(url, file, dir);
     const store = await openStore(url);
     try {
-      // A training job held at step 100, its checkpoint in the store: kill its machine.
       const victim = await until(
         "a training job held past its checkpoint",
         () => heldTraining(store),
@@ -175,25 +193,7 @@ Deno.test("a worker killed mid-training: its job resumes on the other from the s
         fs.existsSync(join(m, "runs", "dist", victim.key, `a${victim.attempts}`))
       );
       assert.ok(machine >= 0, "the job's attempt folder is on one of the machines");
-      killMachine(workers[machine]);
-      await workers[machine].status;
-      fs.writeFileSync(release, "");
-
-      const r = await sweep.result;
-      assert.deepEqual(r, { name: "dist", done: 10, failed: 0 }, sweep.lines.join("\n"));
-      const jobs = await checkFinished(store, url);
-      const resumed = jobs.find((j) => j.id === victim.id)!;
-      assert.equal(resumed.attempts, victim.attempts + 1, "one more attempt, on the other machine");
-      const survivor = machines[1 - machine];
-      const log = fs.readFileSync(
-        join(survivor, "runs", "dist", victim.key, `a${resumed.attempts}`, "invocations.log"),
-        "utf8",
-      );
-      assert.match(log, /^train from 100$/m, "resumed from the stored checkpoint, not 0");
-      assert.ok(
-        !fs.existsSync(join(machines[machine], "runs", "dist", victim.key, `a${resumed.attempts}`)),
-        "the retry ran in its own folder on the surviving machine",
-      );
+      await body({ url, machines, workers, sweep, store, release, victim, machine });
     } finally {
       await sweep.stop();
       await store.close();
@@ -201,57 +201,59 @@ Deno.test("a worker killed mid-training: its job resumes on the other from the s
       await Promise.all(workers.map((w) => w.status));
     }
   });
+}
+
+Deno.test("a worker killed mid-training: its job resumes on the other from the stored checkpoint", async () => {
+  await withHeldJob(async ({ url, machines, workers, sweep, store, release, victim, machine }) => {
+    killMachine(workers[machine]);
+    await workers[machine].status;
+    fs.writeFileSync(release, "");
+
+    const r = await sweep.result;
+    assert.deepEqual(r, { name: "dist", done: 10, failed: 0 }, sweep.lines.join("\n"));
+    const jobs = await checkFinished(store, url);
+    const resumed = jobs.find((j) => j.id === victim.id)!;
+    assert.equal(resumed.attempts, victim.attempts + 1, "one more attempt, on the other machine");
+    const survivor = machines[1 - machine];
+    const log = fs.readFileSync(
+      join(survivor, "runs", "dist", victim.key, `a${resumed.attempts}`, "invocations.log"),
+      "utf8",
+    );
+    assert.match(log, /^train from 100$/m, "resumed from the stored checkpoint, not 0");
+    assert.ok(
+      !fs.existsSync(join(machines[machine], "runs", "dist", victim.key, `a${resumed.attempts}`)),
+      "the retry ran in its own folder on the surviving machine",
+    );
+  });
 });
 
 Deno.test("a frozen worker's job goes to the other; woken, it kills its child and records nothing", async () => {
-  await withCluster("dmw-dist-", async (url, dir) => {
-    const file = join(dir, "exp.yaml");
-    fs.writeFileSync(file, EXPERIMENT);
-    const release = join(dir, "release");
-    const machines = ["a", "b"].map((m) => join(dir, m));
-    const workers = machines.map((m) => startWorker(url, join(m, "runs"), `${m}.log`, release));
-    const sweep = coordinator(url, file, dir);
-    const store = await openStore(url);
-    try {
-      // Held, so it is surely mid-training when its worker freezes.
-      const victim = await until(
-        "a training job held past its checkpoint",
-        () => heldTraining(store),
-      );
-      const machine = machines.findIndex((m) =>
-        fs.existsSync(join(m, "runs", "dist", victim.key, `a${victim.attempts}`))
-      );
-      // The worker process alone stops (its training child goes on, unheard); SIGCONT wakes it.
-      Deno.kill(workers[machine].pid, "SIGSTOP");
-      fs.writeFileSync(release, "");
-      const r = await sweep.result;
-      assert.deepEqual(r, { name: "dist", done: 10, failed: 0 }, sweep.lines.join("\n"));
-      const before = await store.metricsSince(victim.id, 0);
-      Deno.kill(workers[machine].pid, "SIGCONT");
-      const log = `${machines[machine]}.log`;
-      await until(
-        "the woken worker to give the job up",
-        () => /lost train/.test(fs.readFileSync(log, "utf8")) ? true : undefined,
-      );
-      await until("its training child to be gone", () => {
-        try {
-          Deno.kill(victim.pid!, "SIGCONT");
-          return undefined;
-        } catch {
-          return true;
-        }
-      });
-      const after = await store.job(victim.id);
-      assert.equal(after!.state, "done");
-      assert.equal(after!.attempts, victim.attempts + 1, "the other worker's attempt stands");
-      assert.deepEqual(await store.metricsSince(victim.id, 0), before, "nothing more recorded");
-      await checkFinished(store, url);
-    } finally {
-      await sweep.stop();
-      await store.close();
-      for (const w of workers) killMachine(w);
-      await Promise.all(workers.map((w) => w.status));
-    }
+  await withHeldJob(async ({ url, machines, workers, sweep, store, release, victim, machine }) => {
+    // The worker process alone stops (its training child goes on, unheard); SIGCONT wakes it.
+    Deno.kill(workers[machine].pid, "SIGSTOP");
+    fs.writeFileSync(release, "");
+    const r = await sweep.result;
+    assert.deepEqual(r, { name: "dist", done: 10, failed: 0 }, sweep.lines.join("\n"));
+    const before = await store.metricsSince(victim.id, 0);
+    Deno.kill(workers[machine].pid, "SIGCONT");
+    const log = `${machines[machine]}.log`;
+    await until(
+      "the woken worker to give the job up",
+      () => /lost train/.test(fs.readFileSync(log, "utf8")) ? true : undefined,
+    );
+    await until("its training child to be gone", () => {
+      try {
+        Deno.kill(victim.pid!, "SIGCONT");
+        return undefined;
+      } catch {
+        return true;
+      }
+    });
+    const after = await store.job(victim.id);
+    assert.equal(after!.state, "done");
+    assert.equal(after!.attempts, victim.attempts + 1, "the other worker's attempt stands");
+    assert.deepEqual(await store.metricsSince(victim.id, 0), before, "nothing more recorded");
+    await checkFinished(store, url);
   });
 });
 
