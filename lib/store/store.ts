@@ -324,25 +324,56 @@ export function isConnectionError(e: unknown): boolean {
       .test(err?.message ?? "");
 }
 
+/** How {@link retryConnection} waits for an unreachable database. */
+export interface RetryOptions {
+  /** Hears the first failure of a wait. */
+  onWait?: (error: Error) => void;
+  /** Hears that the database answered after a wait. */
+  onBack?: () => void;
+  /** Between tries, ms. @default 1000 */
+  intervalMs?: number;
+  /** Gives up (throws the last error) after this long, ms. @default 300000 */
+  maxMs?: number;
+  /** Aborting ends the wait at once: the call rejects with the signal's reason. */
+  signal?: AbortSignal;
+}
+
 /**
- * Runs `fn`, again every second while it fails because the database is
- * unreachable (for at most `maxMs`); other errors are thrown at once.
- * `onWait` hears about the first failure.
- * @default maxMs 300000
+ * Runs `fn`, again every `intervalMs` while it fails because the database is
+ * unreachable (for at most `maxMs`); other errors are thrown at once. A
+ * function in place of the options is a sink of lines: it hears about the
+ * first failure.
  */
 export async function retryConnection<T>(
   fn: () => Promise<T>,
-  onWait?: (message: string) => void,
-  maxMs = 300_000,
+  wait: RetryOptions | ((line: string) => void) = {},
 ): Promise<T> {
+  const o: RetryOptions = typeof wait === "function"
+    ? { onWait: (e) => wait(`the store is unreachable (${e.message}); retrying`) }
+    : wait;
+  const { intervalMs = 1000, maxMs = 300_000, signal } = o;
   const t0 = Date.now();
-  for (let i = 0;; i++) {
+  for (let waiting = false;;) {
+    signal?.throwIfAborted();
     try {
-      return await fn();
+      const value = await fn();
+      if (waiting) o.onBack?.();
+      return value;
     } catch (e) {
       if (!isConnectionError(e) || Date.now() - t0 > maxMs) throw e;
-      if (i === 0) onWait?.(`the store is unreachable (${(e as Error).message}); retrying`);
-      await new Promise((r) => setTimeout(r, 1000));
+      if (!waiting) o.onWait?.(e as Error);
+      waiting = true;
+      // Aborted while the line was printed: no wait.
+      signal?.throwIfAborted();
+      await new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          signal?.removeEventListener("abort", done);
+          resolve();
+        };
+        const timer = setTimeout(done, intervalMs);
+        signal?.addEventListener("abort", done, { once: true });
+      });
     }
   }
 }

@@ -24,7 +24,6 @@ import { join, relative } from "node:path";
 import type { PgBoss } from "pg-boss";
 import { fileURLToPath } from "node:url";
 import {
-  isConnectionError,
   isPostgresUrl,
   type JobRow,
   openStore,
@@ -325,12 +324,24 @@ export async function workerCommand(opts: WorkerCommandOptions): Promise<void> {
   const time = () => new Date().toISOString().slice(11, 19);
   const line = (l: string) => say(`${time()} ${l}`);
   let store: (Store & SqlExecutor) | undefined;
+  // A database not up yet (or a network away) is waited for; a wrong password or a missing
+  // database ends the worker at once.
+  const reachable = <T>(open: () => Promise<T>) =>
+    retryConnection(open, {
+      intervalMs: REACH_RETRY_MS,
+      maxMs: Infinity,
+      signal: stop.signal,
+      onWait: (e) =>
+        line(
+          `worker on ${Deno.hostname()}: ${e.message.split("; ")[0]}; ` +
+            `trying again every ${REACH_RETRY_MS / 1000} s (Ctrl-C stops)`,
+        ),
+      onBack: () => line(`worker on ${Deno.hostname()}: the database answers; starting`),
+    });
   try {
-    const opened = await whenReachable(() => openStore(opts.storePath), line, stop.signal);
-    if (!opened) return;
+    const opened = await reachable(() => openStore(opts.storePath));
     store = opened;
-    const boss = await whenReachable(() => openQueue(opened, line), line, stop.signal);
-    if (!boss) return;
+    const boss = await reachable(() => openQueue(opened, line));
     try {
       const concurrency = opts.concurrency || navigator.hardwareConcurrency || 2;
       say(
@@ -351,6 +362,9 @@ export async function workerCommand(opts: WorkerCommandOptions): Promise<void> {
     } finally {
       await boss.stop({ timeout: 2000 }).catch(() => {});
     }
+  } catch (e) {
+    // Stopped while waiting for the database: nothing ran, nothing to report.
+    if (e !== stop.signal.reason) throw e;
   } finally {
     for (const s of signals) Deno.removeSignalListener(s, onSignal);
     await store?.close();
@@ -359,44 +373,6 @@ export async function workerCommand(opts: WorkerCommandOptions): Promise<void> {
 
 /** How often a worker that cannot reach the database at its start tries again, ms. */
 export const REACH_RETRY_MS = 5000;
-
-/**
- * Runs `open` until it does not fail for an unreachable database (a server
- * not up yet, a network away): one line when it starts waiting, one when
- * the database answers; other errors (a wrong password, a missing database)
- * are thrown at once. Undefined when `signal` aborts while waiting.
- */
-async function whenReachable<T>(
-  open: () => Promise<T>,
-  say: (line: string) => void,
-  signal: AbortSignal,
-): Promise<T | undefined> {
-  for (let waiting = false; !signal.aborted;) {
-    try {
-      const value = await open();
-      if (waiting) say(`worker on ${Deno.hostname()}: the database answers; starting`);
-      return value;
-    } catch (e) {
-      if (!isConnectionError(e)) throw e;
-      if (!waiting) {
-        say(
-          `worker on ${Deno.hostname()}: ${(e as Error).message.split("; ")[0]}; ` +
-            `trying again every ${REACH_RETRY_MS / 1000} s (Ctrl-C stops)`,
-        );
-      }
-      waiting = true;
-      if (signal.aborted) break; // stopped while the line was printed: no wait
-      await new Promise((r) => {
-        const t = setTimeout(r, REACH_RETRY_MS);
-        signal.addEventListener("abort", () => {
-          clearTimeout(t);
-          r(undefined);
-        }, { once: true });
-      });
-    }
-  }
-  return undefined;
-}
 
 /** This Deno running this project's main.ts. */
 function defaultWorkerCommand(): string[] {

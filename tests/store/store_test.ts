@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
-import { openStore, redactUrl, type Store } from "../../lib/store/store.ts";
+import { openStore, redactUrl, retryConnection, type Store } from "../../lib/store/store.ts";
 import { startPostgres } from "./postgres.ts";
 
 const cluster = await startPostgres().catch((e: Error) => e);
@@ -394,4 +394,64 @@ Deno.test("postgres: an unreachable database is named without its password", asy
 Deno.test("postgres: the throwaway cluster stops", async () => {
   if (cluster instanceof Error) throw cluster;
   await cluster.stop();
+});
+
+Deno.test("retryConnection: waits out an unreachable database, throws other errors at once, gives up, stops on abort", async () => {
+  const refused = () =>
+    Object.assign(new Error("connect ECONNREFUSED 127.0.0.1:5432"), {
+      code: "ECONNREFUSED",
+    });
+  const heard: string[] = [];
+  let calls = 0;
+  const value = await retryConnection(() => {
+    if (++calls < 3) throw refused();
+    return Promise.resolve("rows");
+  }, {
+    intervalMs: 5,
+    onWait: (e) => heard.push(`wait: ${e.message}`),
+    onBack: () => heard.push("back"),
+  });
+  assert.equal(value, "rows");
+  assert.equal(calls, 3);
+  assert.deepEqual(heard, ["wait: connect ECONNREFUSED 127.0.0.1:5432", "back"], "one line each");
+
+  const lines: string[] = [];
+  calls = 0;
+  await assert.rejects(
+    retryConnection(() => {
+      calls++;
+      throw new Error('relation "jobs" does not exist');
+    }, (l) => lines.push(l)),
+    /relation "jobs" does not exist/,
+  );
+  assert.deepEqual([calls, lines], [1, []], "a query's own fault is not retried");
+
+  calls = 0;
+  await assert.rejects(
+    retryConnection(() => {
+      calls++;
+      throw refused();
+    }, { intervalMs: 5, maxMs: 30 }),
+    /ECONNREFUSED/,
+  );
+  assert.ok(calls >= 2 && calls < 20, `gave up after ${calls} tries`);
+
+  // Aborting ends the wait at once.
+  const stop = new AbortController();
+  const t0 = Date.now();
+  const waiting = retryConnection(() => {
+    throw refused();
+  }, { intervalMs: 60_000, maxMs: Infinity, signal: stop.signal, onWait: () => stop.abort() });
+  await assert.rejects(waiting, (e) => e === stop.signal.reason);
+  assert.ok(Date.now() - t0 < 5000, "no 60 s wait after the abort");
+
+  // A line sink in place of the options hears the first failure in words (one 1 s wait here).
+  calls = 0;
+  await retryConnection(
+    () => ++calls < 2 ? Promise.reject(refused()) : Promise.resolve(),
+    (l) => lines.push(l),
+  );
+  assert.deepEqual(lines, [
+    "the store is unreachable (connect ECONNREFUSED 127.0.0.1:5432); retrying",
+  ]);
 });
