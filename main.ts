@@ -175,6 +175,10 @@ samplingOptions(program.command("eval"))
     ]),
   )
   .option("--samples-out <file>", "also write the samples drawn (PNG grid, or CSV + scatter)")
+  .option(
+    "--events <file>",
+    "append JSON lines as it runs: a start line (backend, device), then sampling progress",
+  )
   .option("--seed <n>", "seed", int("--seed"), 0)
   .addOption(
     new Option("--set <key=value>", "extra evaluation settings, repeatable (e.g. target=COLUMN)")
@@ -274,7 +278,8 @@ program.command("watch")
   .argument("[sweep]", "sweep name")
   .option(
     "--with <sweeps...>",
-    "other sweeps whose grids the dashboard's compare view lays beside this one's",
+    "other sweeps whose grids the dashboard's compare view lays beside this one's (plain lines: " +
+      "their compare grid at the end)",
   )
   .option("--no-tui", "plain lines instead of the dashboard")
   .option(
@@ -288,7 +293,7 @@ program.command("watch")
       await runDashboard({ storePath: o.store, sweep, others: o.with });
     } else {
       const { watchLines } = await import("./lib/dashboard/plain.ts");
-      await watchLines({ storePath: o.store, sweep });
+      await watchLines({ storePath: o.store, sweep, others: o.with });
     }
   });
 

@@ -6,7 +6,7 @@
  * and appends it to `<run>/evals.jsonl`.
  */
 import * as fs from "node:fs";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import {
   checkSampleRequest,
   type MetricResult,
@@ -35,6 +35,8 @@ export interface EvalCommandOptions extends SamplingOptions {
   clip?: "none" | "static" | "dynamic";
   /** Also write the samples there (PNG grid, or CSV + scatter). */
   samplesOut?: string;
+  /** Append progress events there as JSON lines: a start line (backend, device), then sampling progress. */
+  events?: string;
   seed: number;
   set: string[];
   backend: BackendName;
@@ -44,6 +46,8 @@ export interface EvalCommandOptions extends SamplingOptions {
 export async function evalCommand(opts: EvalCommandOptions): Promise<MetricResult[]> {
   const backend = await initBackend(opts.backend);
   const where = { backend: backend.name, device: describeDevice(backend) };
+  const events = eventWriter(opts.events);
+  events.start(where);
   const run = await openRun(opts.run, { checkpoint: opts.checkpoint, ema: opts.ema });
   const extra = parseSets(opts.set);
   try {
@@ -97,6 +101,7 @@ export async function evalCommand(opts: EvalCommandOptions): Promise<MetricResul
         onProgress: (done, total) => {
           progress.total = total;
           progress.update(done);
+          events.progress(done, total);
         },
       };
       const samples = await run.model.sample(run.weights, req, rng);
@@ -126,4 +131,30 @@ export async function evalCommand(opts: EvalCommandOptions): Promise<MetricResul
   } finally {
     run.close();
   }
+}
+
+/** How often `--events` gets a progress line, ms. */
+const EVENT_EVERY_MS = 1000;
+
+/**
+ * `--events FILE`: JSON lines appended for whoever follows the evaluation (a
+ * sweep's job runner): a start line with the backend and the device, then
+ * sampling progress, at most every {@link EVENT_EVERY_MS} and at the end.
+ * Nothing without a file.
+ */
+function eventWriter(file: string | undefined) {
+  let last = -Infinity;
+  const write = (e: Record<string, unknown>) => {
+    if (!file) return;
+    fs.mkdirSync(dirname(file), { recursive: true });
+    fs.appendFileSync(file, JSON.stringify({ ...e, time: new Date().toISOString() }) + "\n");
+  };
+  return {
+    start: (where: { backend: string; device: string }) => write({ type: "start", ...where }),
+    progress: (done: number, total: number) => {
+      if (done < total && performance.now() - last < EVENT_EVERY_MS) return;
+      last = performance.now();
+      write({ type: "progress", done, total });
+    },
+  };
 }

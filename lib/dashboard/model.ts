@@ -352,6 +352,8 @@ export function buildSnapshot(inp: SnapshotInputs): Snapshot {
       ? "cancelling"
       : state;
     const trainFrac = train?.state === "done" ? 1 : train?.progress ?? 0;
+    // A running evaluation reports its sampling progress.
+    const evalFrac = ev?.state === "done" ? 1 : ev?.state === "running" ? ev.progress : 0;
     return {
       idx: c.idx,
       params: params[i],
@@ -360,7 +362,7 @@ export function buildSnapshot(inp: SnapshotInputs): Snapshot {
       stage,
       state,
       status: state === "running" && job?.cancelRequested ? "cancelling" : status,
-      progress: 0.9 * trainFrac + (ev?.state === "done" ? 0.1 : 0),
+      progress: 0.9 * trainFrac + 0.1 * evalFrac,
       stepsPerSec: train?.state === "running" ? last?.stepsPerSec : undefined,
       loss: last?.loss,
       etaMs: trainEta(train),

@@ -3,9 +3,12 @@
  * plain lines, one per event, no escape codes. A finished sweep prints its
  * jobs once; a running one prints its state, then follows the store (job
  * starts and ends, logged training steps, evaluation results) until the
- * sweep stops running.
+ * sweep stops running. With other sweeps (`--with`), the compare grid of all
+ * of them follows, as `deno task compare A B …` prints it.
  */
 import { openStore } from "../store/store.ts";
+import { compareSweep } from "../sweep/compare.ts";
+import { noSweepError } from "../sweep/results.ts";
 import { watchPlain } from "../sweep/status.ts";
 import { short } from "./charts.ts";
 import { type Snapshot, SweepReader } from "./model.ts";
@@ -20,6 +23,8 @@ export interface PlainOptions {
   say?: (line: string) => void;
   /** Store poll interval, ms. @default 500 */
   pollMs?: number;
+  /** Other sweeps whose grids are printed beside this one's at the end. */
+  others?: string[];
 }
 
 const time = () => new Date().toISOString().slice(11, 19);
@@ -36,10 +41,21 @@ export async function watchLines(opts: PlainOptions = {}): Promise<void> {
   const storePath = opts.storePath ?? "runs/store.sqlite";
   const store = await openStore(storePath, { readOnly: true });
   try {
+    // An unknown sweep named with --with stops the watch before it prints anything.
+    for (const other of opts.others ?? []) {
+      if (!(await store.sweep(other))) throw await noSweepError(store, other);
+    }
     const reader = new SweepReader(store, { sweep: opts.sweep });
     let snap = (await reader.refresh())!;
+    const compared = async () => {
+      if (!opts.others?.length) return;
+      say("");
+      const grid = await compareSweep({ store, sweeps: [snap.sweep.name, ...opts.others] });
+      for (const l of grid.split("\n")) say(l);
+    };
     if (!snap.live) {
       for (const l of (await watchPlain({ sweep: snap.sweep.name, storePath })).split("\n")) say(l);
+      await compared();
       return;
     }
     say(`${time()} sweep ${snap.sweep.name} (running): ${counts(snap)}`);
@@ -78,6 +94,7 @@ export async function watchLines(opts: PlainOptions = {}): Promise<void> {
       }
     }
     say(`${time()} sweep ${snap.sweep.name} ${snap.sweep.status}: ${counts(snap)}`);
+    await compared();
   } finally {
     await store.close();
   }

@@ -589,9 +589,7 @@ function detailLines(
   if (!r) return [[{ text: "no configuration" }]];
   const jobText = (label: string, j: RunRow["train"]) =>
     j
-      ? `${label} ${j.state}${
-        j.kind === "train" && j.state === "running" ? ` ${Math.round(j.progress * 100)}%` : ""
-      }`
+      ? `${label} ${j.state}${j.state === "running" ? ` ${Math.round(j.progress * 100)}%` : ""}`
       : `${label} —`;
   const err = (r.train?.state === "failed" ? r.train.error : undefined) ??
     (r.eval?.state === "failed" ? r.eval.error : undefined);

@@ -106,9 +106,9 @@ export class EventTail {
   #offset = 0;
   readonly #path: string;
 
-  /** A reader of `runDir/events.jsonl` from its start. */
-  constructor(runDir: string) {
-    this.#path = join(runDir, "events.jsonl");
+  /** A reader of `runDir/file` (a training run's `events.jsonl`) from its start. */
+  constructor(runDir: string, file = "events.jsonl") {
+    this.#path = join(runDir, file);
   }
 
   /** The events appended since the last call; malformed lines are skipped. */
@@ -187,8 +187,14 @@ export function evalArgs(
   if (s.churn !== undefined) args.push("--churn", String(s.churn));
   if (s.n_eval) args.push("--n", String(s.n_eval));
   args.push("--seed", String(s.eval_seed ?? 0), "--samples-out", samplesOut);
+  args.push("--events", join(runDir, evalEventsFile(ev)));
   if (backend !== "auto") args.push("--backend", backend);
   return args;
+}
+
+/** An evaluation's `--events` file, relative to its run folder (each runJob starts it afresh). */
+export function evalEventsFile(ev: EvalJob): string {
+  return join("samples", `${ev.key}.events.jsonl`);
 }
 
 /** Where an evaluation job writes its samples (PNG; 2-D and tabular samples also get a CSV). */
@@ -244,11 +250,12 @@ export async function ingestEvents(
   job: JobRow,
   runDir: string,
   tail: EventTail,
-): Promise<{ points: MetricRow[]; checkpoints: number[]; failed?: string }> {
+): Promise<{ points: MetricRow[]; checkpoints: number[]; failed?: string; progress?: number }> {
   const points: MetricRow[] = [];
   let stored = 0;
   const checkpoints: number[] = [];
   let failed: string | undefined;
+  let progress: number | undefined;
   for (const e of tail.read()) {
     const step = Number(e.step);
     if (e.type === "start" && typeof e.backend === "string") {
@@ -273,10 +280,12 @@ export async function ingestEvents(
       checkpoints.push(step);
     } else if (e.type === "failed") {
       failed = `${e.reason} (step ${step})`;
+    } else if (e.type === "progress" && Number(e.total) > 0) {
+      progress = Math.min(1, Number(e.done) / Number(e.total));
     }
   }
   await ctx.store.putMetrics(points.slice(stored));
-  return { points, checkpoints, failed };
+  return { points, checkpoints, failed, progress };
 }
 
 /**
@@ -330,7 +339,11 @@ export async function runJob(
   let exit: Deno.CommandStatus | undefined;
   const status = child.status.then((s) => exit = s);
   const started = Date.now();
-  let tail = new EventTail(runDir);
+  // A training run's events.jsonl, or the evaluation's own events (backend, device, progress).
+  const eventsFile = job.kind === "eval" ? evalEventsFile(spec as EvalJob) : undefined;
+  if (eventsFile) fs.rmSync(join(runDir, eventsFile), { force: true });
+  const newTail = () => new EventTail(runDir, eventsFile);
+  let tail = newTail();
   const total = "config" in spec ? Number(spec.config.steps) : 0;
   let killedFor: "cancelled" | "stopped" | "timeout" | "lost" | undefined;
   let stoppedAt: { step: number; loss: number } | undefined;
@@ -349,7 +362,6 @@ export async function runJob(
   if (signal?.aborted) onAbort();
 
   const follow = async () => {
-    if (job.kind !== "train") return;
     const got = await ingestEvents(ctx, job, runDir, tail);
     if (got.failed) reported = got.failed;
     if (killedFor === "lost") return;
@@ -373,9 +385,10 @@ export async function runJob(
     for (const step of got.checkpoints) {
       ctx.emit({ type: "checkpoint", job, step, message: `checkpoint ${job.key} step ${step}` });
     }
-    if (got.points.length) {
-      await store.updateJob(job.id, { progress: Math.min(1, got.points.at(-1)!.step / total) });
-    }
+    const progress = got.points.length
+      ? Math.min(1, got.points.at(-1)!.step / total)
+      : got.progress;
+    if (progress !== undefined) await store.updateJob(job.id, { progress });
   };
 
   // The store unreachable for a while (a database restart) does not end the job: the events are
@@ -385,7 +398,7 @@ export async function runJob(
       await follow();
     } catch (e) {
       if (!isConnectionError(e)) throw e;
-      tail = new EventTail(runDir);
+      tail = newTail();
     }
   };
   try {
@@ -419,7 +432,7 @@ export async function runJob(
       try {
         await follow();
       } catch (e) {
-        tail = new EventTail(runDir);
+        tail = newTail();
         throw e;
       }
     });

@@ -173,6 +173,7 @@ export async function buildFixture(
         await store.updateJob(job.id, {
           state: "running",
           attempts: 1,
+          progress: 0.4,
           pid: 999998,
           backend: "onednn",
           device: "AMD EPYC 7B13, 2 threads",

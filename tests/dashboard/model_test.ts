@@ -53,6 +53,9 @@ Deno.test("reader: snapshot of the recorded store", async () => {
     const r1 = snap.rows[1];
     assert.deepEqual([r1.stage, r1.state, r1.status], ["eval", "failed", "failed"]);
     assert.equal(r1.progress, 0.9);
+    const r2 = snap.rows[2];
+    assert.deepEqual([r2.stage, r2.status], ["eval", "evaluating"]);
+    assert.ok(Math.abs(r2.progress - (0.9 + 0.1 * 0.4)) < 1e-12, "a running evaluation's 40%");
     const r12 = snap.rows[12];
     assert.deepEqual([r12.stage, r12.status], ["train", "training"]);
     assert.equal(r12.progress, 0.45);

@@ -22,6 +22,31 @@ Deno.test("plain watch of a finished sweep: its jobs once, no escape codes", asy
   assert.ok(!lines.join("").includes(ESC));
 });
 
+Deno.test("plain watch --with: the sweep's jobs, then both sweeps' compare grid; an unknown one stops it first", async () => {
+  const f = await buildFixture(undefined, { status: "done" });
+  await buildFixture(f.dir, { status: "done", name: "fixture2", offset: 0.005 });
+  const lines: string[] = [];
+  await watchLines({
+    storePath: f.storePath,
+    sweep: "fixture",
+    others: ["fixture2"],
+    say: (l) => lines.push(l),
+  });
+  const jobs = (await watchPlain({ storePath: f.storePath, sweep: "fixture" })).split("\n");
+  assert.deepEqual(lines.slice(0, jobs.length), jobs);
+  const grid = lines.slice(jobs.length + 1).join("\n");
+  assert.equal(lines[jobs.length], "", "a blank line before the grid");
+  assert.match(grid, /^fixture, fixture2: mmd \(minimize\)/);
+  // The best of each: 0.012 in fixture, 0.005 more in fixture2, on the same row.
+  assert.match(grid, /^linear .* 0\.01200\* .*\| .* 0\.01700\*$/m);
+  const none: string[] = [];
+  await assert.rejects(
+    watchLines({ storePath: f.storePath, others: ["fixtur3"], say: (l) => none.push(l) }),
+    /no sweep named "fixtur3"/,
+  );
+  assert.deepEqual(none, [], "nothing printed before the error");
+});
+
 Deno.test("plain watch of a sweep not in the store: the store, the nearest name and the sweeps it has", async () => {
   const f = await buildFixture(undefined, { status: "done" });
   await assert.rejects(

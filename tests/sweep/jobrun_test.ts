@@ -117,6 +117,8 @@ Deno.test("evalArgs: each setting that is set as its option; eval seed 0 unless 
     "0",
     "--samples-out",
     "run/samples/ev1.png",
+    "--events",
+    "run/samples/ev1.events.jsonl",
   ]);
   const every: EvalJob = {
     ...EVAL,
@@ -164,6 +166,8 @@ Deno.test("evalArgs: each setting that is set as its option; eval seed 0 unless 
     "9",
     "--samples-out",
     "s.png",
+    "--events",
+    "r/samples/ev1.events.jsonl",
     "--backend",
     "webgpu",
   ]);
@@ -437,6 +441,43 @@ Deno.test("runJob: an evaluation's JSON lines and sample files into the store; n
       error: "the evaluation printed no metric line",
       retryable: true,
     });
+  });
+});
+
+Deno.test("runJob: a running evaluation's backend, device and progress are stored before it ends", async () => {
+  await withStore(async (store, dir, job) => {
+    const e = await job("eval");
+    const hold = join(dir, "release");
+    const { ctx } = context(store, fakeWorker(`FAKE_EVAL_HOLD=${hold}`));
+    const events = join(e.runDir, "samples", "ev1.events.jsonl");
+    // An earlier attempt's events: this attempt starts the file afresh.
+    fs.mkdirSync(join(e.runDir, "samples"), { recursive: true });
+    fs.writeFileSync(events, JSON.stringify({ type: "progress", done: 9, total: 10 }) + "\n");
+    const out = samplesPath(EVAL, e.runDir);
+    const running = runJob(ctx, e, EVAL, e.runDir, evalArgs(EVAL, e.runDir, out, "auto"));
+    const deadline = Date.now() + 20_000;
+    let row = (await store.job(e.id))!;
+    while (row.device === null && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      row = (await store.job(e.id))!;
+    }
+    assert.deepEqual(
+      [row.state, row.backend, row.device, row.progress],
+      ["running", "fake", "fake device", 0.5],
+      "held at half way: recorded while it runs",
+    );
+    assert.equal(await store.evalsForSweep(e.sweep).then((v) => v.length), 0, "no result yet");
+    fs.writeFileSync(hold, "");
+    assert.deepEqual(await running, { state: "done" });
+    assert.equal((await store.job(e.id))!.progress, 1);
+    assert.deepEqual(
+      fs.readFileSync(events, "utf8").trim().split("\n").map((l) => {
+        const { type, done } = JSON.parse(l);
+        return [type, done];
+      }),
+      [["start", undefined], ["progress", 1], ["progress", 2]],
+      "only this attempt's lines",
+    );
   });
 });
 
