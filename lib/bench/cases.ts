@@ -8,6 +8,7 @@ export const BENCH_CASE_NAMES = [
   "sweep-concurrency",
   "memory-1000",
   "matmul",
+  "sweep-workers",
 ] as const;
 
 /** One of {@link BENCH_CASE_NAMES}. */

@@ -26,6 +26,8 @@ import { computeMetric } from "../metrics/suite.ts";
 import { runSweep } from "../sweep/commands.ts";
 import * as fs from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startPostgres } from "../store/throwaway.ts";
 
 /** One benchmark result line. */
 export interface BenchRecord {
@@ -52,6 +54,9 @@ export interface BenchRecord {
   /** sweep-concurrency: wall-clock seconds at concurrency 1 and 2, and their ratio. */
   seconds_c1?: number;
   seconds_c2?: number;
+  /** sweep-workers: wall-clock seconds with one and with two workers (ratio: two over one). */
+  seconds_w1?: number;
+  seconds_w2?: number;
   ratio?: number;
   /**
    * With `--profile`: the kernels of one training step by total time (ms,
@@ -321,6 +326,70 @@ async function timeSweepConcurrency(): Promise<BenchRecord> {
   };
 }
 
+/**
+ * `experiments/two_machines.yaml` (README, "One sweep on several machines")
+ * on a throwaway PostgreSQL cluster, a fresh database each time, coordinated
+ * here (no local worker) and run by one, then two `deno task worker`
+ * processes (`--concurrency 1 --threads 1`, each its own runs folder, as two
+ * machines would be); the wall clock runs from the workers' start to the
+ * sweep's end. `ms_per_iter` is the two-worker time. Needs PostgreSQL
+ * (`.ci/run` installs it).
+ */
+async function timeSweepWorkers(): Promise<BenchRecord> {
+  const main = fileURLToPath(new URL("../../main.ts", import.meta.url));
+  const file = fileURLToPath(new URL("../../experiments/two_machines.yaml", import.meta.url));
+  const pg = await startPostgres();
+  const dir = Deno.makeTempDirSync({ prefix: "dmw-bench-workers-" });
+  const seconds: number[] = [];
+  try {
+    for (const n of [1, 2]) {
+      const url = await pg.newDatabase();
+      const t0 = performance.now();
+      const workers = Array.from({ length: n }, (_, i) =>
+        new Deno.Command(Deno.execPath(), {
+          args: ["run", "-A", main, "worker", "--store", url, "--concurrency", "1", "--threads"]
+            .concat(["1", "--runs", join(dir, `w${n}-${i}`)]),
+          stdin: "null",
+          stdout: "null",
+          stderr: "null",
+        }).spawn());
+      try {
+        const r = await runSweep({
+          file,
+          storePath: url,
+          localWorker: false,
+          noTui: true,
+          runsDir: join(dir, `sweep${n}`),
+          onEvent: () => {},
+        });
+        if (r.failed) throw new Error(`sweep-workers: ${r.failed} jobs failed with ${n} workers`);
+        seconds.push((performance.now() - t0) / 1000);
+      } finally {
+        for (const w of workers) {
+          try {
+            w.kill("SIGINT");
+          } catch {
+            // already gone
+          }
+        }
+        await Promise.all(workers.map((w) => w.status));
+      }
+    }
+  } finally {
+    await pg.stop();
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  return {
+    case: "sweep-workers",
+    ms_per_iter: round(seconds[1] * 1000),
+    iters: 1,
+    backend: backendName,
+    seconds_w1: round(seconds[0]),
+    seconds_w2: round(seconds[1]),
+    ratio: round(seconds[1] / seconds[0]),
+  };
+}
+
 function round(x: number): number {
   return Math.round(x * 100) / 100;
 }
@@ -373,6 +442,8 @@ export const BENCH_CASES: Record<BenchCaseName, () => Promise<BenchRecord | Benc
   "sweep-concurrency": timeSweepConcurrency,
   "memory-1000": memoryRuns,
   "matmul": async () => (await benchMatmul()) as BenchRecord[],
+  // Last: it needs PostgreSQL, which the other cases do not.
+  "sweep-workers": timeSweepWorkers,
 };
 
 /**

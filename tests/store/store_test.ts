@@ -9,7 +9,7 @@ import * as fs from "node:fs";
 import { DatabaseSync } from "node:sqlite";
 import { join } from "node:path";
 import { openStore, redactUrl, retryConnection, type Store } from "../../lib/store/store.ts";
-import { startPostgres } from "./postgres.ts";
+import { startPostgres } from "../../lib/store/throwaway.ts";
 
 const cluster = await startPostgres().catch((e: Error) => e);
 

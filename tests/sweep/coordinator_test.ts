@@ -19,7 +19,7 @@ import { loadExperiment } from "../../lib/sweep/experiment.ts";
 import { STOP_REQUESTED } from "../../lib/sweep/jobrun.ts";
 import { configRows, type Plan, planSweep } from "../../lib/sweep/planner.ts";
 import { enqueue, ensureQueue, openQueue, queueName, queueState } from "../../lib/sweep/queue.ts";
-import { withCluster } from "../store/postgres.ts";
+import { withCluster } from "../../lib/store/throwaway.ts";
 
 /** Waits for `f` to be true (60 s at most). */
 async function until(what: string, f: () => Promise<boolean>): Promise<void> {

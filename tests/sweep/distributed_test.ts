@@ -15,7 +15,7 @@ import { type JobRow, openStore, type Store } from "../../lib/store/store.ts";
 import { runSweep } from "../../lib/sweep/commands.ts";
 import { recordedCheckpoints } from "../../lib/sweep/executor.ts";
 import { queueName } from "../../lib/sweep/queue.ts";
-import { withCluster } from "../store/postgres.ts";
+import { withCluster } from "../../lib/store/throwaway.ts";
 
 const EXPERIMENT = `name: dist
 model: ddpm

@@ -12,7 +12,7 @@ import { runSweep } from "../../lib/sweep/commands.ts";
 import { watchPlain } from "../../lib/sweep/status.ts";
 import { compareSweep, listSweeps } from "../../lib/sweep/compare.ts";
 import { evalSampleFiles } from "../../lib/sweep/results.ts";
-import { withCluster } from "../store/postgres.ts";
+import { withCluster } from "../../lib/store/throwaway.ts";
 import { fakeWorker } from "./fixtures/fake_command.ts";
 
 const fake = fakeWorker("FAKE_SAMPLES=1");

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { openStore } from "../../lib/store/store.ts";
 import { openQueue } from "../../lib/sweep/queue.ts";
-import { startPostgres } from "../store/postgres.ts";
+import { startPostgres } from "../../lib/store/throwaway.ts";
 
 Deno.test("four queues started at once on a fresh database all start (one installs the schema)", async () => {
   const pg = await startPostgres();

@@ -15,7 +15,7 @@ import { type JobRow, openStore } from "../../lib/store/store.ts";
 import { enqueue, ensureQueue, openQueue, queueState } from "../../lib/sweep/queue.ts";
 import { REACH_RETRY_MS, runWorker, workerCommand } from "../../lib/sweep/worker.ts";
 import type { EvalJob, TrainJob } from "../../lib/sweep/planner.ts";
-import { withCluster } from "../store/postgres.ts";
+import { withCluster } from "../../lib/store/throwaway.ts";
 import { fakeWorker } from "./fixtures/fake_command.ts";
 
 const fake = fakeWorker("FAKE_SAMPLES=1");

@@ -1,5 +1,6 @@
 /**
- * A throwaway PostgreSQL cluster for tests: `initdb` in a temporary folder,
+ * A throwaway PostgreSQL cluster for the tests and the `sweep-workers`
+ * benchmark: `initdb` in a temporary folder,
  * `pg_ctl start` on a free port (TCP on 127.0.0.1, trust authentication),
  * stopped and removed by `stop()`. The binaries are `$DMW_PG_BIN`, else
  * Debian's `/usr/lib/postgresql/<version>/bin`, else `pg_config --bindir`.
@@ -12,7 +13,7 @@ import { join } from "node:path";
 import pg from "pg";
 
 /** A running throwaway cluster. */
-export interface TestPostgres {
+export interface ThrowawayPostgres {
   /** Connection URL of its `dmw` database. */
   url: string;
   /** Its port. */
@@ -73,7 +74,7 @@ async function run(cmd: string, args: string[], what: string): Promise<void> {
 }
 
 /** Creates and starts a cluster with a `dmw` database. */
-export async function startPostgres(): Promise<TestPostgres> {
+export async function startPostgres(): Promise<ThrowawayPostgres> {
   const bin = binDir();
   const dir = Deno.makeTempDirSync({ prefix: "dmw-pg-" });
   const data = join(dir, "data");
@@ -123,7 +124,7 @@ export async function startPostgres(): Promise<TestPostgres> {
   }
   let stopped = false;
   let databases = 0;
-  // Whatever ends the test run (its last test, a failure, Ctrl-C, a timeout's SIGTERM), the
+  // Whatever ends the process (its last test, a failure, Ctrl-C, a timeout's SIGTERM), the
   // server does not outlive it.
   const stopNow = () => {
     if (stopped) return;
@@ -172,7 +173,7 @@ export async function startPostgres(): Promise<TestPostgres> {
  */
 export async function withCluster(
   prefix: string,
-  fn: (url: string, dir: string, pg: TestPostgres) => Promise<void>,
+  fn: (url: string, dir: string, pg: ThrowawayPostgres) => Promise<void>,
 ): Promise<void> {
   const pg = await startPostgres();
   const dir = Deno.makeTempDirSync({ prefix });
