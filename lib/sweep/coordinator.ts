@@ -24,7 +24,7 @@ import {
 import { Asha, backWithTraining, evalReadiness, recordedCheckpoints } from "./executor.ts";
 import { type ExecutorUpdate, STOP_REQUESTED } from "./jobrun.ts";
 import type { Plan } from "./planner.ts";
-import { enqueue, ensureQueue, queueJobId, queueState } from "./queue.ts";
+import { enqueue, ensureQueue, QUEUE_ENDED, queueJobId, queueState } from "./queue.ts";
 
 /** Options of {@link coordinate}. */
 export interface CoordinateOptions {
@@ -75,8 +75,15 @@ export async function coordinate(
   let lastQueueCheck = 0;
   const stopped = new Promise((r) => opts.signal?.addEventListener("abort", r, { once: true }));
 
-  const send = async (job: JobRow) => {
-    if (sent.has(queueJobId(job))) return;
+  // `recheck`: a job sent before and queued in the store still is sent again (under a new round)
+  // when the queue has ended its job meanwhile, its retries spent by workers that stopped.
+  const send = async (job: JobRow, recheck = false) => {
+    const id = queueJobId(job);
+    if (sent.has(id)) {
+      const q = recheck ? await queueState(boss, job) : "active";
+      if (q !== undefined && !QUEUE_ENDED.includes(q)) return;
+      sent.delete(id);
+    }
     sent.add(await enqueue(boss, store, job));
   };
   const end = async (job: JobRow, state: JobState, error: string) => {
@@ -126,7 +133,7 @@ export async function coordinate(
       if (job.state === "queued" && job.cancelRequested) {
         await end(job, "cancelled", "cancel requested");
       } else if (job.state === "queued" && job.kind === "train") {
-        await send(job);
+        await send(job, checkQueue);
       } else if (job.state === "queued") {
         const train = byKey.get(ev!.train);
         if (!train) continue;
@@ -136,7 +143,7 @@ export async function coordinate(
           await recordedCheckpoints(store, train.id),
         );
         if (ended) await end(job, ended.state, ended.error);
-        else if (ready) await send(job);
+        else if (ready) await send(job, checkQueue);
       } else if (job.state === "running") {
         if (asha && job.kind === "train" && !job.cancelRequested) {
           const s = seen.get(job.id)!;
@@ -153,7 +160,7 @@ export async function coordinate(
         }
         if (checkQueue) {
           const q = await queueState(boss, job);
-          if (q === undefined || q === "failed" || q === "completed" || q === "cancelled") {
+          if (q === undefined || QUEUE_ENDED.includes(q)) {
             // Settled jobs are never `running`: this one's worker died and nobody will retry it.
             const now = await store.job(job.id);
             if (now?.state === "running" && now.attempts === job.attempts) {

@@ -103,6 +103,9 @@ export async function ensureQueue(boss: PgBoss, sweepId: number, retries: number
   });
 }
 
+/** The states of a queue job that pg-boss will not hand out again. */
+export const QUEUE_ENDED: readonly string[] = ["completed", "failed", "cancelled"];
+
 /**
  * Sends a store job to its sweep's queue (through `db`, a store transaction,
  * when given). When the job's id of this round was already used by a queue
@@ -121,7 +124,7 @@ export async function enqueue(
   const opts = db ? { id, db } : { id };
   if (await boss.send(name, { job: job.id } satisfies QueueData, opts)) return id;
   const [existing] = await boss.findJobs(name, { id, ...(db ? { db } : {}) });
-  if (!existing || !["completed", "failed", "cancelled"].includes(existing.state)) return id;
+  if (!existing || !QUEUE_ENDED.includes(existing.state)) return id;
   const next = { ...job, round: job.round + 1 };
   await (db ?? store).updateJob(job.id, { round: next.round });
   return await enqueue(boss, store, next, db);

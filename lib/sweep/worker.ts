@@ -207,6 +207,10 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
         }`,
       });
       const outcome = await runJob(ctx, claimed, spec, dir, args, abort.signal);
+      if (outcome.state === "lost" && opts.signal?.aborted) {
+        await putBack(name, q, claimed);
+        return;
+      }
       const state = await retryConnection(
         () => settle(store, claimed, outcome, maxFailures, emit),
         opts.onProblem,
@@ -240,6 +244,24 @@ export async function runWorker(opts: WorkerOptions): Promise<void> {
       clearInterval(beat);
       aborts.delete(abort);
       if (scratch) fs.rmSync(scratch, { recursive: true, force: true });
+    }
+  };
+
+  // This worker stops (Ctrl-C, or its sweep's coordinator stops) with the job still its own: back
+  // in the store's queue, and failed in pg-boss's, so that the next worker takes it at once (this
+  // attempt counts, as a lost one does). The store away: its heartbeat lapsing hands it out.
+  const putBack = async (name: string, q: { id: string; retryCount: number }, claimed: JobRow) => {
+    const claim = { state: "running" as const, attempts: claimed.attempts };
+    try {
+      if (!await store.updateJobIf(claimed.id, claim, { state: "queued", pid: null })) return;
+      await boss.fail(name, q, { error: `its worker on ${host} stopped` });
+      emit({
+        type: "retry",
+        job: { ...claimed, state: "queued" },
+        message: `stopped ${claimed.kind} ${claimed.key} with the worker on ${host}; queued again`,
+      });
+    } catch (e) {
+      opts.onProblem?.(`${claimed.kind} ${claimed.key}: not put back (${(e as Error).message})`);
     }
   };
 

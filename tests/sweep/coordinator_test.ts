@@ -7,6 +7,7 @@
  * job that ended without their checkpoint, and a running job whose worker
  * died with no retry left in the queue; it stops a run by ASHA through the
  * store; it puts evaluations back when their training job is queued again;
+ * it sends a queued job again whose queue job ended meanwhile;
  * and it returns the counts once every planned job has ended. Without
  * PostgreSQL this fails, naming the fix.
  */
@@ -18,7 +19,14 @@ import { coordinate } from "../../lib/sweep/coordinator.ts";
 import { loadExperiment } from "../../lib/sweep/experiment.ts";
 import { STOP_REQUESTED } from "../../lib/sweep/jobrun.ts";
 import { configRows, type Plan, planSweep } from "../../lib/sweep/planner.ts";
-import { enqueue, ensureQueue, openQueue, queueName, queueState } from "../../lib/sweep/queue.ts";
+import {
+  enqueue,
+  ensureQueue,
+  openQueue,
+  queueJobId,
+  queueName,
+  queueState,
+} from "../../lib/sweep/queue.ts";
 import { withCluster } from "../../lib/store/throwaway.ts";
 
 /** Waits for `f` to be true (60 s at most). */
@@ -282,6 +290,32 @@ parameters:
       }
     } finally {
       await store.close();
+    }
+  });
+});
+
+Deno.test("coordinate: a queued job whose queue job ended meanwhile is sent again under a new round", async () => {
+  await withSweep("dmw-coord-", async (store, sweepId, plan, [a]) => {
+    const boss = await openQueue(store, () => {});
+    const stop = new AbortController();
+    const run = coordinate({ store, boss, sweepId, plan, pollMs: 50, signal: stop.signal });
+    try {
+      // (The queue itself exists once the coordinator has started.)
+      await until("a sent", async () => await queueState(boss, a).catch(() => {}) === "created");
+      // Its queue job ends while the store still has it queued (workers that stopped with it
+      // spent its retries): left alone, nobody would ever run it.
+      const first = queueJobId(a);
+      await boss.cancel(queueName(sweepId), first);
+      assert.equal(await queueState(boss, a), "cancelled");
+      await until("a sent again", async () => (await store.job(a.id))!.round === 1);
+      const again = (await store.job(a.id))!;
+      assert.notEqual(queueJobId(again), first);
+      assert.equal(await queueState(boss, again), "created");
+      assert.equal(again.state, "queued");
+    } finally {
+      stop.abort();
+      await run.catch(() => {});
+      await boss.stop({ timeout: 2000 });
     }
   });
 });

@@ -234,3 +234,71 @@ Deno.test("runWorker: a job settled meanwhile is completed unrun; a sweep not ru
     }
   });
 });
+
+Deno.test("runWorker: stopped mid-job, the job goes back to the queue and the next worker resumes it", async () => {
+  await withCluster("dmw-worker-", async (url, dir) => {
+    const store = await openStore(url);
+    const boss = await openQueue(store, () => {});
+    const stops = [new AbortController(), new AbortController()];
+    const workers: Promise<void>[] = [];
+    try {
+      const sweep = await store.upsertSweep("w", "exp.yaml", "h", "{}");
+      await store.setSweepStatus(sweep.id, "running");
+      await ensureQueue(boss, sweep.id, 2);
+      const train = await store.ensureJob(sweep.id, TRAIN.key, "train", JSON.stringify(TRAIN), "r");
+      await enqueue(boss, store, train);
+      const hold = join(dir, "never");
+      const updates: string[] = [];
+      const start = (i: number, command: string[]) =>
+        workers.push(runWorker({
+          store,
+          boss,
+          runsDir: join(dir, `m${i}`),
+          workerCommand: command,
+          concurrency: 1,
+          pollMs: 100,
+          onUpdate: (u) => u.type !== "train" && updates.push(u.message),
+          signal: stops[i].signal,
+        }));
+      // The first machine holds the run after its step-50 checkpoint; then it is stopped (Ctrl-C).
+      start(0, fakeWorker(`FAKE_HOLD=50:${hold}`));
+      await until(
+        "the stored step-50 checkpoint",
+        async () => (await store.artifacts(train.id)).length > 0 ? true : undefined,
+      );
+      stops[0].abort();
+      await workers[0];
+      const back = (await store.job(train.id))!;
+      assert.deepEqual([back.state, back.attempts, back.pid], ["queued", 1, null]);
+      assert.equal(await queueState(boss, back), "retry", "failed in the queue, to be handed out");
+      assert.ok(
+        updates.includes(
+          `stopped train ${TRAIN.key} with the worker on ${Deno.hostname()}; queued again`,
+        ),
+        updates.join("\n"),
+      );
+
+      start(1, fake);
+      const done = await until("the training job", async () => {
+        const now = (await store.job(train.id))!;
+        return now.state === "done" || now.state === "failed" ? now : undefined;
+      });
+      assert.deepEqual([done.state, done.attempts], ["done", 2], updates.join("\n"));
+      assert.equal(
+        fs.readFileSync(join(dir, "m1", "w", TRAIN.key, "a2", "invocations.log"), "utf8"),
+        "train from 50\n",
+        "the next machine resumed from the stored checkpoint",
+      );
+      assert.deepEqual(
+        (await store.metricsSince(train.id, 0)).map((p) => p.step),
+        [10, 20, 30, 40, 50, 60, 70, 80, 90, 100],
+      );
+      assert.equal(await queueState(boss, done), "completed");
+    } finally {
+      stops.forEach((s) => s.abort());
+      await Promise.all(workers);
+      await boss.stop({ timeout: 2000 });
+      await store.close();
+    }
+  });
+});
