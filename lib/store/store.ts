@@ -226,6 +226,15 @@ export interface Store {
   files(job: number, prefix?: string): Promise<string[]>;
   /** Runs `fn` in one transaction with a store bound to it. */
   transaction<T>(fn: (tx: Store & SqlExecutor) => Promise<T>): Promise<T>;
+  /**
+   * Makes this process the coordinator of sweep `name` until the returned
+   * function releases it, or throws naming the process (host, pid) that
+   * coordinates it: on PostgreSQL a session advisory lock, which the
+   * server drops when its holder dies, taken again after a lost connection
+   * (`onProblem` hears when it cannot be). On SQLite nothing: the sweep's
+   * lock file (lib/sweep/lock.ts) keeps one sweep process per machine.
+   */
+  holdSweep(name: string, onProblem?: (line: string) => void): Promise<() => Promise<void>>;
   /** Closes the connection(s). */
   close(): Promise<void>;
 }
@@ -802,7 +811,87 @@ class SqlStore implements Store, SqlExecutor {
     return rows.map((r) => r.name).filter((n) => n.startsWith(prefix));
   }
 
+  async holdSweep(
+    name: string,
+    onProblem?: (line: string) => void,
+  ): Promise<() => Promise<void>> {
+    const pool = this.#pool;
+    if (!pool) return () => Promise.resolve();
+    const keys = [SWEEP_HOLD, nameKey(name)];
+    const me = `dmw sweep on ${Deno.hostname()} pid ${Deno.pid}`.slice(0, 63);
+    const take = async (): Promise<pg.PoolClient> => {
+      const client = await pool.connect();
+      let held = false;
+      try {
+        await client.query("SELECT set_config('application_name', $1, false)", [me]);
+        held = (await client.query("SELECT pg_try_advisory_lock($1, $2) AS ok", keys)).rows[0].ok;
+        if (held) return client;
+        const { rows } = await client.query(
+          "SELECT a.application_name AS who, a.backend_start AS since FROM pg_locks l " +
+            "JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory' " +
+            "AND l.classid = $1 AND l.objid = $2 AND l.objsubid = 2 AND l.granted",
+          keys,
+        );
+        const who = rows[0]?.who
+          ? `${rows[0].who}, since ${new Date(rows[0].since).toISOString().slice(0, 19)}Z`
+          : "a process";
+        throw new Error(
+          `sweep ${name} is coordinated by another sweep process (${who}) in ${this.location}; ` +
+            `\`deno task watch ${name} --store …\` follows it, \`deno task worker --store …\` adds ` +
+            "a machine to it",
+        );
+      } finally {
+        if (!held) client.release(true);
+      }
+    };
+    let client: pg.PoolClient | undefined = await take();
+    let lost = false;
+    const follow = (c: pg.PoolClient) => {
+      c.on("error", () => lost = true);
+      c.on("end", () => lost = true);
+    };
+    follow(client);
+    // A lost connection (a database restart) lost the lock with it: take it again.
+    let said = "";
+    let taking = false;
+    const timer = setInterval(async () => {
+      if (!lost || taking) return;
+      taking = true;
+      try {
+        client?.release(true);
+        client = undefined;
+        client = await take();
+        follow(client);
+        lost = false;
+        said = "";
+      } catch (e) {
+        const line = `${this.location}: sweep ${name} not held (${(e as Error).message})`;
+        if (!isConnectionError(e) && line !== said) onProblem?.(said = line);
+      } finally {
+        taking = false;
+      }
+    }, 1000);
+    return async () => {
+      clearInterval(timer);
+      const c = client;
+      client = undefined;
+      if (!c) return;
+      await c.query("SELECT pg_advisory_unlock($1, $2)", keys).catch(() => {});
+      c.release(true);
+    };
+  }
+
   async close(): Promise<void> {
     if (this.#db instanceof Kysely && !this.#db.isTransaction) await this.#db.destroy();
   }
+}
+
+/** The first key of the advisory locks that hold sweeps (the second: {@link nameKey}). */
+const SWEEP_HOLD = 7417002;
+
+/** A sweep name as a non-negative 32-bit key (FNV-1a). */
+function nameKey(name: string): number {
+  let h = 0x811c9dc5;
+  for (const b of new TextEncoder().encode(name)) h = Math.imul(h ^ b, 0x01000193);
+  return (h >>> 0) & 0x7fffffff;
 }

@@ -129,7 +129,11 @@ export async function runSweep(
     throw e;
   }
   const plain = opts.noTui || !opts.onUpdate;
+  let unhold = () => Promise.resolve();
   try {
+    // One coordinator per sweep, whichever machine it runs on (on PostgreSQL; on SQLite the lock
+    // file above): a second one is refused before it changes anything.
+    unhold = await store.holdSweep(experiment.name, say);
     const hash = hashText(text);
     const existing = await store.sweep(experiment.name);
     const params = plan.configs.map((c) => JSON.stringify(c.params));
@@ -241,6 +245,7 @@ export async function runSweep(
     );
     return { name: experiment.name, ...result };
   } finally {
+    await unhold();
     if (!opts.store) await store.close();
     release();
   }

@@ -1,6 +1,6 @@
 /**
  * The store's suite, run on both engines: an SQLite file and a throwaway
- * PostgreSQL cluster (tests/store/postgres.ts; without PostgreSQL the
+ * PostgreSQL cluster (lib/store/throwaway.ts; without PostgreSQL the
  * PostgreSQL half fails, naming the fix). Then what only one engine has:
  * SQLite's read-only opening and migration, PostgreSQL's redacted URL.
  */

@@ -1,6 +1,6 @@
 /**
  * The coordinator of a distributed sweep (lib/sweep/coordinator.ts) on a
- * throwaway PostgreSQL cluster (tests/store/postgres.ts), with no worker:
+ * throwaway PostgreSQL cluster (lib/store/throwaway.ts), with no worker:
  * the tests change the store as workers would and watch what it does. It
  * sends queued training jobs, and an evaluation once its checkpoint is
  * recorded; it ends a cancelled queued job, the evaluations of a training

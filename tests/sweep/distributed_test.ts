@@ -1,5 +1,5 @@
 /**
- * A distributed sweep on a throwaway PostgreSQL cluster (tests/store/postgres.ts):
+ * A distributed sweep on a throwaway PostgreSQL cluster (lib/store/throwaway.ts):
  * a coordinator that runs no jobs itself and two workers, each in its own runs
  * folder as if on its own machine, running the fake worker
  * (fixtures/run_worker.ts). Faults: a worker killed with kill -9 (its whole

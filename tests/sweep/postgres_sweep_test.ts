@@ -1,7 +1,8 @@
 /**
- * A sweep on a PostgreSQL store (a throwaway cluster, tests/store/postgres.ts):
+ * A sweep on a PostgreSQL store (a throwaway cluster, lib/store/throwaway.ts):
  * the same plan, jobs, metrics and evaluations as on SQLite, read back by
- * `compare`, `compare --list` and plain `watch` through the URL. Without
+ * `compare`, `compare --list` and plain `watch` through the URL; one
+ * coordinator per sweep, whichever machine a second one starts on. Without
  * PostgreSQL this fails, naming the fix (`.ci/run` installs it).
  */
 import assert from "node:assert/strict";
@@ -155,4 +156,47 @@ parameters:
   } finally {
     Deno.env.delete("FAKE_SLEEP_MS");
   }
+});
+
+Deno.test("one coordinator per sweep on PostgreSQL: a second is refused before it changes anything; the hold survives a restart", async () => {
+  await withCluster("dmw-pghold-", async (url, dir, cluster) => {
+    const a = await openStore(url);
+    const b = await openStore(url);
+    try {
+      const release = await a.holdSweep("held");
+      const refused = new RegExp(
+        `^Error: sweep held is coordinated by another sweep process \\(dmw sweep on ` +
+          `${Deno.hostname()} pid ${Deno.pid}, since \\d{4}-\\d\\d-\\d\\dT[\\d:]+Z\\) in ` +
+          `postgres://dmw@127\\.0\\.0\\.1:${cluster.port}/t1; `,
+      );
+      await assert.rejects(b.holdSweep("held"), refused);
+      await (await b.holdSweep("other"))();
+
+      // `deno task sweep` of that experiment from another machine (here: another runs folder).
+      const file = join(dir, "held.yaml");
+      fs.writeFileSync(file, "name: held\nmodel: ddpm\ndata: 8gaussians\nsteps: 100\n");
+      await assert.rejects(
+        runSweep({ file, storePath: url, runsDir: join(dir, "m2"), onEvent: () => {} }),
+        refused,
+      );
+      assert.equal(await b.sweep("held"), undefined, "nothing written");
+
+      // A restart drops every session's locks: the holder takes its own back.
+      await cluster.halt();
+      await cluster.start();
+      const t0 = Date.now();
+      for (;;) {
+        const got = await b.holdSweep("held").then((r) => r, (e: Error) => e);
+        if (got instanceof Error && refused.test(String(got))) break;
+        if (!(got instanceof Error)) await got();
+        assert.ok(Date.now() - t0 < 30_000, `not held again: ${got}`);
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      await release();
+      await (await b.holdSweep("held"))();
+    } finally {
+      await a.close();
+      await b.close();
+    }
+  });
 });

@@ -1,5 +1,5 @@
 /**
- * The queue on a throwaway PostgreSQL cluster (tests/store/postgres.ts): processes that start
+ * The queue on a throwaway PostgreSQL cluster (lib/store/throwaway.ts): processes that start
  * pg-boss on a fresh database at the same moment (a sweep and its workers) all start.
  */
 import assert from "node:assert/strict";

@@ -1,7 +1,7 @@
 /**
  * The distributed worker (lib/sweep/worker.ts) on its own: the store it
  * needs, a database it waits for, and on a throwaway PostgreSQL cluster
- * (tests/store/postgres.ts) one worker running the fake worker's jobs
+ * (lib/store/throwaway.ts) one worker running the fake worker's jobs
  * (fixtures/fake_worker.ts) from the queue: a training job resumed from the
  * checkpoint in the store in its own attempt folder, its checkpoints stored
  * and its evaluation sent to the queue, the evaluation run in a scratch
