@@ -260,6 +260,14 @@ program.command("worker")
   .option("--runs <dir>", "this machine's folder for the jobs' attempt folders", "runs")
   .addOption(backendOption())
   .addOption(threadsOption())
+  .addHelpText(
+    "after",
+    "\nOn each machine that should run jobs (a sweep started with `deno task sweep FILE --store URL`):\n" +
+      "  deno task worker --store postgres://dmw:PASSWORD@db-host/dmw --concurrency 2 --threads 1\n" +
+      "Checkpoints and sample files travel through the store: no shared filesystem. Ctrl-C kills the\n" +
+      "running jobs and puts them back in the queue; another worker resumes a training job from its\n" +
+      "last stored checkpoint. A database not up yet is waited for.",
+  )
   .action(async (o) => {
     const { workerCommand } = await import("./lib/sweep/worker.ts");
     await workerCommand({

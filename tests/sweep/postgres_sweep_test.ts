@@ -200,3 +200,75 @@ Deno.test("one coordinator per sweep on PostgreSQL: a second is refused before i
     }
   });
 });
+
+Deno.test("Ctrl-C on a PostgreSQL sweep: stopped, its running jobs queued again; the rerun resumes them", async () => {
+  await withCluster("dmw-pgstop-", async (url, dir) => {
+    const file = join(dir, "stop.yaml");
+    fs.writeFileSync(
+      file,
+      "name: pgstop\nmodel: ddpm\ndata: 8gaussians\nsteps: 100\nmetric: {name: mmd, goal: minimize}\n" +
+        "parameters:\n  schedule: {values: [linear, cosine]}\n",
+    );
+    const runsDir = join(dir, "runs");
+    const store = await openStore(url);
+    try {
+      // Both training runs hold after their step-50 checkpoint until the sweep is stopped.
+      const stop = new AbortController();
+      const first = runSweep({
+        file,
+        storePath: url,
+        runsDir,
+        concurrency: 2,
+        workerCommand: fakeWorker(`FAKE_HOLD=50:${join(dir, "never")}`),
+        onEvent: () => {},
+        signal: stop.signal,
+      });
+      const t0 = Date.now();
+      for (;;) {
+        const sweep = await store.sweep("pgstop");
+        const train = sweep ? (await store.jobs(sweep.id)).filter((j) => j.kind === "train") : [];
+        const stored = await Promise.all(train.map((j) => store.artifacts(j.id)));
+        if (train.length === 2 && stored.every((a) => a.length > 0)) break;
+        assert.ok(Date.now() - t0 < 60_000, "both runs reached their step-50 checkpoint");
+        await new Promise((r) => setTimeout(r, 100));
+      }
+      stop.abort();
+      assert.deepEqual(await first, { name: "pgstop", done: 0, failed: 0 });
+      const sweep = (await store.sweep("pgstop"))!;
+      assert.equal(sweep.status, "stopped", "watch shows it stopped");
+      const jobs = await store.jobs(sweep.id);
+      assert.deepEqual(
+        jobs.map((j) => [j.kind, j.state, j.pid]).sort(),
+        [["eval", "queued", null], ["eval", "queued", null], ["train", "queued", null], [
+          "train",
+          "queued",
+          null,
+        ]],
+        "nothing left running",
+      );
+
+      const again = await runSweep({
+        file,
+        storePath: url,
+        runsDir,
+        concurrency: 2,
+        workerCommand: fake,
+        onEvent: () => {},
+      });
+      const why = (await store.jobs(sweep.id)).map((j) =>
+        `${j.key} ${j.state} ${j.attempts} ${j.error}`
+      );
+      assert.deepEqual(again, { name: "pgstop", done: 4, failed: 0 }, why.join("\n"));
+      for (const t of (await store.jobs(sweep.id)).filter((j) => j.kind === "train")) {
+        assert.equal(t.attempts, 2);
+        assert.deepEqual(
+          (await store.metricsSince(t.id, 0)).map((p) => p.step),
+          [10, 20, 30, 40, 50, 60, 70, 80, 90, 100],
+          "resumed at step 50, every step once",
+        );
+      }
+    } finally {
+      await store.close();
+    }
+  });
+});

@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { type JobRow, openStore } from "../../lib/store/store.ts";
 import { enqueue, ensureQueue, openQueue, queueState } from "../../lib/sweep/queue.ts";
 import { REACH_RETRY_MS, runWorker, workerCommand } from "../../lib/sweep/worker.ts";
@@ -31,6 +32,26 @@ Deno.test("workerCommand: an SQLite store is refused, naming what a worker needs
       );
       return true;
     },
+  );
+});
+
+Deno.test("deno task worker: --help teaches it; an SQLite store ends it with that message and exit 1", async () => {
+  const main = fileURLToPath(new URL("../../main.ts", import.meta.url));
+  const run = (...args: string[]) =>
+    new Deno.Command(Deno.execPath(), { args: ["run", "-A", main, "worker", ...args] }).output();
+  const help = await run("--help");
+  const text = new TextDecoder().decode(help.stdout);
+  assert.equal(help.code, 0);
+  for (const s of ["--store <url>", "--concurrency <n>", "--threads <n>", "--runs <dir>"]) {
+    assert.ok(text.includes(s), s);
+  }
+  assert.match(text, /deno task worker --store postgres:\/\/dmw:PASSWORD@db-host\/dmw/);
+  assert.match(text, /Ctrl-C kills the\s+running jobs and puts them back in the queue/);
+  const sqlite = await run("--store", "runs/store.sqlite");
+  assert.equal(sqlite.code, 1);
+  assert.match(
+    new TextDecoder().decode(sqlite.stderr),
+    /--store runs\/store\.sqlite: a worker needs the sweep's PostgreSQL store/,
   );
 });
 
