@@ -275,7 +275,13 @@ async function runDistributed(
 ): Promise<{ done: number; failed: number }> {
   const boss = await openQueue(store, o.onProblem);
   const workerStop = new AbortController();
-  o.signal.addEventListener("abort", () => workerStop.abort());
+  // Ctrl-C: the sweep is marked stopped before the local worker stops, so that no other worker
+  // takes the jobs it puts back in the queue.
+  let marked = Promise.resolve();
+  o.signal.addEventListener("abort", () => {
+    marked = store.setSweepStatus(sweepId, "stopped").catch(() => {});
+    marked.then(() => workerStop.abort());
+  });
   try {
     const result = coordinate({
       store,
@@ -306,6 +312,7 @@ async function runDistributed(
     try {
       return await result;
     } finally {
+      await marked;
       workerStop.abort();
       await worker;
     }
