@@ -16,6 +16,7 @@ import { runSweep } from "../../lib/sweep/commands.ts";
 import { recordedCheckpoints } from "../../lib/sweep/executor.ts";
 import { queueName } from "../../lib/sweep/queue.ts";
 import { withCluster } from "../../lib/store/throwaway.ts";
+import { until as waitFor } from "../until.ts";
 
 const EXPERIMENT = `name: dist
 model: ddpm
@@ -62,22 +63,11 @@ function killMachine(worker: Deno.ChildProcess): void {
 }
 
 /**
- * Waits for `f` to give a value. The deadline only ends a test that would otherwise hang: it is
- * generous, as every wait here is on a condition, and a loaded machine starts Deno slowly.
+ * Waits for `f` to give a value: a generous deadline, as every wait here is on a condition and
+ * a loaded machine starts Deno slowly.
  */
-async function until<T>(
-  what: string,
-  f: () => T | undefined | Promise<T | undefined>,
-  ms = 180_000,
-): Promise<T> {
-  const t0 = Date.now();
-  while (Date.now() - t0 < ms) {
-    const v = await f();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 200));
-  }
-  throw new Error(`timed out after ${ms} ms waiting for ${what}`);
-}
+const until = <T>(what: string, f: () => T | undefined | Promise<T | undefined>) =>
+  waitFor(what, f, 180_000, 200);
 
 /** Every queue job of the sweep, completed ones included, as pg-boss keeps them. */
 async function queueJobs(url: string, sweepId: number) {

@@ -28,6 +28,7 @@ import {
 } from "../../lib/sweep/jobrun.ts";
 import type { EvalJob, TrainJob } from "../../lib/sweep/planner.ts";
 import { fakeWorker } from "./fixtures/fake_command.ts";
+import { until } from "../until.ts";
 
 const ESC = String.fromCharCode(27);
 
@@ -455,12 +456,15 @@ Deno.test("runJob: a running evaluation's backend, device and progress are store
     fs.writeFileSync(events, JSON.stringify({ type: "progress", done: 9, total: 10 }) + "\n");
     const out = samplesPath(EVAL, e.runDir);
     const running = runJob(ctx, e, EVAL, e.runDir, evalArgs(EVAL, e.runDir, out, "auto"));
-    const deadline = Date.now() + 20_000;
-    let row = (await store.job(e.id))!;
-    while (row.device === null && Date.now() < deadline) {
-      await new Promise((r) => setTimeout(r, 50));
-      row = (await store.job(e.id))!;
-    }
+    const row = await until(
+      "its start line in the store",
+      async () => {
+        const now = (await store.job(e.id))!;
+        return now.device !== null && now;
+      },
+      20_000,
+      50,
+    );
     assert.deepEqual(
       [row.state, row.backend, row.device, row.progress],
       ["running", "fake", "fake device", 0.5],

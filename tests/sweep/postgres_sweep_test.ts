@@ -15,6 +15,7 @@ import { compareSweep, listSweeps } from "../../lib/sweep/compare.ts";
 import { evalSampleFiles } from "../../lib/sweep/results.ts";
 import { withCluster } from "../../lib/store/throwaway.ts";
 import { fakeWorker } from "./fixtures/fake_command.ts";
+import { until } from "../until.ts";
 
 const fake = fakeWorker("FAKE_SAMPLES=1");
 
@@ -184,14 +185,16 @@ Deno.test("one coordinator per sweep on PostgreSQL: a second is refused before i
       // A restart drops every session's locks: the holder takes its own back.
       await cluster.halt();
       await cluster.start();
-      const t0 = Date.now();
-      for (;;) {
-        const got = await b.holdSweep("held").then((r) => r, (e: Error) => e);
-        if (got instanceof Error && refused.test(String(got))) break;
-        if (!(got instanceof Error)) await got();
-        assert.ok(Date.now() - t0 < 30_000, `not held again: ${got}`);
-        await new Promise((r) => setTimeout(r, 200));
-      }
+      await until(
+        "the holder to take its hold back",
+        async () => {
+          const got = await b.holdSweep("held").then((r) => r, (e: Error) => e);
+          if (!(got instanceof Error)) await got();
+          return got instanceof Error && refused.test(String(got));
+        },
+        30_000,
+        200,
+      );
       await release();
       await (await b.holdSweep("held"))();
     } finally {
@@ -223,15 +226,12 @@ Deno.test("Ctrl-C on a PostgreSQL sweep: stopped, its running jobs queued again;
         onEvent: () => {},
         signal: stop.signal,
       });
-      const t0 = Date.now();
-      for (;;) {
+      await until("both runs' step-50 checkpoints", async () => {
         const sweep = await store.sweep("pgstop");
         const train = sweep ? (await store.jobs(sweep.id)).filter((j) => j.kind === "train") : [];
         const stored = await Promise.all(train.map((j) => store.artifacts(j.id)));
-        if (train.length === 2 && stored.every((a) => a.length > 0)) break;
-        assert.ok(Date.now() - t0 < 60_000, "both runs reached their step-50 checkpoint");
-        await new Promise((r) => setTimeout(r, 100));
-      }
+        return train.length === 2 && stored.every((a) => a.length > 0);
+      });
       stop.abort();
       assert.deepEqual(await first, { name: "pgstop", done: 0, failed: 0 });
       const sweep = (await store.sweep("pgstop"))!;
