@@ -14,8 +14,9 @@
 import assert from "node:assert/strict";
 import * as fs from "node:fs";
 import { join } from "node:path";
+import type { PgBoss } from "pg-boss";
 import { type JobRow, openStore, type SqlExecutor, type Store } from "../../lib/store/store.ts";
-import { coordinate } from "../../lib/sweep/coordinator.ts";
+import { coordinate, type CoordinateOptions } from "../../lib/sweep/coordinator.ts";
 import { loadExperiment } from "../../lib/sweep/experiment.ts";
 import { STOP_REQUESTED } from "../../lib/sweep/jobrun.ts";
 import { configRows, type Plan, planSweep } from "../../lib/sweep/planner.ts";
@@ -28,16 +29,7 @@ import {
   queueState,
 } from "../../lib/sweep/queue.ts";
 import { withCluster } from "../../lib/store/throwaway.ts";
-
-/** Waits for `f` to be true (60 s at most). */
-async function until(what: string, f: () => Promise<boolean>): Promise<void> {
-  const t0 = Date.now();
-  while (Date.now() - t0 < 60_000) {
-    if (await f()) return;
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
+import { until } from "../until.ts";
 
 /**
  * A sweep of two training jobs (schedule linear, cosine) and two evaluations of each
@@ -91,26 +83,57 @@ parameters:
   });
 }
 
+/**
+ * A queue on `store` for `fn`, which starts the coordinator on it with `start` (polling every
+ * 50 ms unless told; `lines` gets its updates, `run` is its result); the coordinator is stopped
+ * (an error it ended in is thrown) and the queue closed after `fn`.
+ */
+async function withCoordinator(
+  store: Store & SqlExecutor,
+  fn: (
+    boss: PgBoss,
+    start: (o: Omit<CoordinateOptions, "store" | "boss" | "onUpdate" | "signal">) => {
+      run: ReturnType<typeof coordinate>;
+      lines: string[];
+    },
+  ) => Promise<void>,
+): Promise<void> {
+  const boss = await openQueue(store, () => {});
+  const stop = new AbortController();
+  const runs: Promise<unknown>[] = [];
+  try {
+    await fn(boss, (o) => {
+      const lines: string[] = [];
+      const run = coordinate({
+        store,
+        boss,
+        pollMs: 50,
+        ...o,
+        onUpdate: (u) => lines.push(u.message),
+        signal: stop.signal,
+      });
+      runs.push(run);
+      return { run, lines };
+    });
+  } finally {
+    stop.abort();
+    try {
+      await Promise.all(runs);
+    } finally {
+      await boss.stop({ timeout: 2000 });
+    }
+  }
+}
+
 Deno.test("coordinate: sends, ends what can never run, fails a dead worker's job, counts at the end", async () => {
   await withSweep("dmw-coord-", async (store, sweepId, plan, [a, b], [evalsA, evalsB]) => {
     // b's worker died: running at attempt 1 with no queue job (the queue has nothing to retry).
     await store.updateJob(b.id, { state: "running", attempts: 1, host: "m1" });
     // One of a's evaluations cancelled from the dashboard while queued.
     await store.requestCancel(evalsA[0].id);
-    const boss = await openQueue(store, () => {});
-    const stop = new AbortController();
-    const lines: string[] = [];
-    const run = coordinate({
-      store,
-      boss,
-      sweepId,
-      plan,
-      pollMs: 50,
-      onUpdate: (u) => lines.push(u.message),
-      signal: stop.signal,
-    });
     const now = async (j: JobRow) => (await store.job(j.id))!;
-    try {
+    await withCoordinator(store, async (boss, start) => {
+      const { run, lines } = start({ sweepId, plan });
       await until(
         "the first passes",
         async () =>
@@ -158,42 +181,26 @@ Deno.test("coordinate: sends, ends what can never run, fails a dead worker's job
       ) {
         assert.ok(lines.includes(l), `${l}\nnot in:\n${lines.join("\n")}`);
       }
-    } finally {
-      stop.abort();
-      await run.catch(() => {});
-      await boss.stop({ timeout: 2000 });
-    }
+    });
   });
 });
 
 Deno.test("coordinate: ASHA asks the worst running run to stop through the store", async () => {
   await withSweep("dmw-coord-", async (store, sweepId, plan, [a, b]) => {
-    const boss = await openQueue(store, () => {});
-    await ensureQueue(boss, sweepId, 3);
-    // Both runs taken by a live worker (their queue jobs active), both past step 10.
-    for (const j of [a, b]) {
-      await enqueue(boss, store, j);
-      await store.updateJob(j.id, { state: "running", attempts: 1 });
-    }
-    assert.equal((await boss.fetch(queueName(sweepId), { batchSize: 2 })).length, 2);
-    const point = { bands: "[]", lr: 0.001, stepsPerSec: 1 };
-    await store.putMetrics([
-      { job: a.id, step: 10, loss: 0.1, ...point },
-      { job: b.id, step: 10, loss: 0.5, ...point },
-    ]);
-    const stop = new AbortController();
-    const lines: string[] = [];
-    const run = coordinate({
-      store,
-      boss,
-      sweepId,
-      plan,
-      pollMs: 50,
-      earlyTerminate: { minIter: 10, eta: 2 },
-      onUpdate: (u) => lines.push(u.message),
-      signal: stop.signal,
-    });
-    try {
+    await withCoordinator(store, async (boss, start) => {
+      await ensureQueue(boss, sweepId, 3);
+      // Both runs taken by a live worker (their queue jobs active), both past step 10.
+      for (const j of [a, b]) {
+        await enqueue(boss, store, j);
+        await store.updateJob(j.id, { state: "running", attempts: 1 });
+      }
+      assert.equal((await boss.fetch(queueName(sweepId), { batchSize: 2 })).length, 2);
+      const point = { bands: "[]", lr: 0.001, stepsPerSec: 1 };
+      await store.putMetrics([
+        { job: a.id, step: 10, loss: 0.1, ...point },
+        { job: b.id, step: 10, loss: 0.5, ...point },
+      ]);
+      const { lines } = start({ sweepId, plan, earlyTerminate: { minIter: 10, eta: 2 } });
       await until("a stop request", async () => (await store.job(b.id))!.cancelRequested !== 0);
       assert.equal((await store.job(b.id))!.cancelRequested, STOP_REQUESTED);
       assert.equal((await store.job(a.id))!.cancelRequested, 0, "the best run goes on");
@@ -211,11 +218,7 @@ Deno.test("coordinate: ASHA asks the worst running run to stop through the store
         ),
         lines.join("\n"),
       );
-    } finally {
-      stop.abort();
-      await run.catch(() => {});
-      await boss.stop({ timeout: 2000 });
-    }
+    });
   });
 });
 
@@ -240,7 +243,7 @@ parameters:
       await store.setConfigs(sweep.id, configRows(plan));
       const t = plan.train[0];
       const train = await store.ensureJob(sweep.id, t.key, "train", JSON.stringify(t), "r");
-      const evals = [];
+      const evals: JobRow[] = [];
       for (const e of plan.eval) {
         evals.push(await store.ensureJob(sweep.id, e.key, "eval", JSON.stringify(e), "r"));
       }
@@ -254,25 +257,12 @@ parameters:
       // `r` on the training job in the dashboard, while the coordinator runs.
       await store.requeue(train.id);
       await store.setSweepStatus(sweep.id, "running");
-      const boss = await openQueue(store, () => {});
-      const stop = new AbortController();
-      const lines: string[] = [];
-      const run = coordinate({
-        store,
-        boss,
-        sweepId: sweep.id,
-        plan,
-        pollMs: 100,
-        onUpdate: (u) => lines.push(u.message),
-        signal: stop.signal,
-      });
-      try {
-        const t0 = Date.now();
-        while (Date.now() - t0 < 60_000) {
+      await withCoordinator(store, async (boss, start) => {
+        const { lines } = start({ sweepId: sweep.id, plan, pollMs: 100 });
+        await until("both evaluations queued again", async () => {
           const [a, b] = [await store.job(evals[0].id), await store.job(evals[1].id)];
-          if (a!.state === "queued" && b!.state === "queued") break;
-          await new Promise((r) => setTimeout(r, 100));
-        }
+          return a!.state === "queued" && b!.state === "queued";
+        });
         for (const e of evals.slice(0, 2)) {
           const now = (await store.job(e.id))!;
           assert.deepEqual(
@@ -283,11 +273,7 @@ parameters:
         }
         assert.equal((await store.job(evals[2].id))!.state, "cancelled", "cancelled by hand stays");
         assert.equal(await queueState(boss, (await store.job(train.id))!), "created");
-      } finally {
-        stop.abort();
-        await run;
-        await boss.stop({ timeout: 2000 });
-      }
+      });
     } finally {
       await store.close();
     }
@@ -296,10 +282,8 @@ parameters:
 
 Deno.test("coordinate: a queued job whose queue job ended meanwhile is sent again under a new round", async () => {
   await withSweep("dmw-coord-", async (store, sweepId, plan, [a]) => {
-    const boss = await openQueue(store, () => {});
-    const stop = new AbortController();
-    const run = coordinate({ store, boss, sweepId, plan, pollMs: 50, signal: stop.signal });
-    try {
+    await withCoordinator(store, async (boss, start) => {
+      start({ sweepId, plan });
       // (The queue itself exists once the coordinator has started.)
       await until("a sent", async () => await queueState(boss, a).catch(() => {}) === "created");
       // Its queue job ends while the store still has it queued (workers that stopped with it
@@ -312,10 +296,6 @@ Deno.test("coordinate: a queued job whose queue job ended meanwhile is sent agai
       assert.notEqual(queueJobId(again), first);
       assert.equal(await queueState(boss, again), "created");
       assert.equal(again.state, "queued");
-    } finally {
-      stop.abort();
-      await run.catch(() => {});
-      await boss.stop({ timeout: 2000 });
-    }
+    });
   });
 });
