@@ -144,9 +144,9 @@ const EVENT_EVERY_MS = 1000;
  */
 function eventWriter(file: string | undefined) {
   let last = -Infinity;
+  if (file) fs.mkdirSync(dirname(file), { recursive: true });
   const write = (e: Record<string, unknown>) => {
     if (!file) return;
-    fs.mkdirSync(dirname(file), { recursive: true });
     fs.appendFileSync(file, JSON.stringify({ ...e, time: new Date().toISOString() }) + "\n");
   };
   return {
